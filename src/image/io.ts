@@ -1,0 +1,175 @@
+/**
+ * Image decoding and resizing, all through `sharp` (libvips). Any format sharp
+ * reads works: PNG (8/16-bit, grey, RGBA, palette), JPEG, BMP-free formats via
+ * libvips, TIFF, WebP. Every image becomes 8-bit sRGB RGB (alpha dropped, as
+ * PIL's `convert('RGB')` does in the reference), resized to exactly S x S
+ * without keeping the aspect ratio, as the reference does.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import sharp, { type Sharp } from 'sharp';
+import { ImageDecodeError } from '../errors.js';
+
+/** An 8-bit RGB image, HWC interleaved. */
+export interface RgbImage {
+  readonly data: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+}
+
+/** A decoded and resized image together with its original size. */
+export interface LoadedImage extends RgbImage {
+  readonly file: string;
+  readonly originalWidth: number;
+  readonly originalHeight: number;
+}
+
+/** Resampling kernels: `cubic` (Catmull-Rom, antialiased like PIL BICUBIC) for images, `linear` for masks. */
+export type ResizeKernel = 'cubic' | 'linear' | 'nearest' | 'lanczos3';
+
+/** Largest input we decode: 20000 x 20000 px. Bigger inputs are rejected rather than exhausting memory. */
+export const MAX_INPUT_PIXELS = 20000 * 20000;
+
+/** BMP is not decoded by libvips; we read uncompressed 24/32-bit BMP ourselves into raw pixels. */
+async function openImage(file: string): Promise<Sharp> {
+  const bytes = await readFile(file);
+  if (bytes.length === 0) throw new ImageDecodeError(file, 'file is empty (0 bytes)');
+  if (bytes[0] === 0x42 && bytes[1] === 0x4d) return sharpFromBmp(file, bytes);
+  return sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS, sequentialRead: true });
+}
+
+/** Decodes an uncompressed BMP (BI_RGB 24/32-bit, or 8-bit paletted) — BTAD ships BMPs and libvips cannot read them. */
+function sharpFromBmp(file: string, b: Buffer): Sharp {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.length < 54) throw new ImageDecodeError(file, 'truncated BMP header');
+  const dataOffset = dv.getUint32(10, true);
+  const headerSize = dv.getUint32(14, true);
+  const width = dv.getInt32(18, true);
+  const rawHeight = dv.getInt32(22, true);
+  const bpp = dv.getUint16(28, true);
+  const compression = headerSize >= 40 ? dv.getUint32(30, true) : 0;
+  if (width <= 0 || rawHeight === 0 || width * Math.abs(rawHeight) > MAX_INPUT_PIXELS) throw new ImageDecodeError(file, `invalid BMP size ${width}x${rawHeight}`);
+  if (compression !== 0 && compression !== 3) throw new ImageDecodeError(file, `compressed BMP (mode ${compression}) is not supported`);
+  if (bpp !== 24 && bpp !== 32 && bpp !== 8) throw new ImageDecodeError(file, `${bpp}-bit BMP is not supported`);
+  const height = Math.abs(rawHeight);
+  const stride = Math.ceil((width * bpp) / 32) * 4;
+  if (dataOffset + stride * height > b.length) throw new ImageDecodeError(file, 'BMP pixel data is truncated');
+  const palette = bpp === 8 ? b.subarray(14 + headerSize, dataOffset) : null;
+  const rgb = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    const srcRow = rawHeight > 0 ? height - 1 - y : y; // positive height = bottom-up rows
+    const row = dataOffset + srcRow * stride;
+    for (let x = 0; x < width; x++) {
+      const o = (y * width + x) * 3;
+      if (palette) {
+        const idx = b[row + x] * 4;
+        rgb[o] = palette[idx + 2];
+        rgb[o + 1] = palette[idx + 1];
+        rgb[o + 2] = palette[idx];
+      } else {
+        const s = row + x * (bpp / 8);
+        rgb[o] = b[s + 2];
+        rgb[o + 1] = b[s + 1];
+        rgb[o + 2] = b[s];
+      }
+    }
+  }
+  return sharp(rgb, { raw: { width, height, channels: 3 } });
+}
+
+function decodeError(file: string, err: unknown): ImageDecodeError {
+  if (err instanceof ImageDecodeError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  const reason = /unsupported image format/i.test(msg)
+    ? 'not a supported image format (PNG, JPEG, TIFF, WebP, BMP, GIF)'
+    : /premature end|truncated|corrupt|invalid|read error|not a png|decode/i.test(msg)
+      ? `corrupt or truncated image (${msg.split('\n')[0]})`
+      : /pixel limit/i.test(msg)
+        ? `image larger than ${MAX_INPUT_PIXELS} pixels`
+        : msg.split('\n')[0];
+  return new ImageDecodeError(file, reason, { cause: err });
+}
+
+/** Reads an image's original size without decoding pixels. */
+export async function imageSize(file: string): Promise<{ width: number; height: number }> {
+  try {
+    await stat(file);
+    const img = await openImage(file);
+    const meta = await img.metadata();
+    if (!meta.width || !meta.height) throw new Error('no dimensions');
+    return { width: meta.width, height: meta.height };
+  } catch (err) {
+    throw decodeError(file, err);
+  }
+}
+
+/**
+ * Decodes `file` to 8-bit RGB and resizes it to `size` x `size`.
+ * @throws ImageDecodeError naming the file for unreadable, empty, truncated or non-image files.
+ */
+export async function loadImageRgb(file: string, size: number, kernel: ResizeKernel = 'cubic'): Promise<LoadedImage> {
+  try {
+    const img = await openImage(file);
+    const meta = await img.metadata();
+    if (!meta.width || !meta.height) throw new Error('image has no dimensions');
+    // Alpha is dropped before resizing: sharp premultiplies alpha while resampling, which would
+    // darken transparent pixels, whereas the reference (PIL convert('RGB')) keeps their RGB.
+    const flat = await img.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels } })
+      .resize(size, size, { fit: 'fill', kernel })
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== size || info.height !== size) {
+      throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${info.channels}`);
+    }
+    return {
+      file,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      width: size,
+      height: size,
+      originalWidth: meta.width,
+      originalHeight: meta.height,
+    };
+  } catch (err) {
+    throw decodeError(file, err);
+  }
+}
+
+/** Decodes `file` at its original size as 8-bit RGB (for overlays). */
+export async function loadImageOriginal(file: string): Promise<LoadedImage> {
+  try {
+    const img = await openImage(file);
+    const { data, info } = await img.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`unexpected channel count ${info.channels}`);
+    return {
+      file,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      width: info.width,
+      height: info.height,
+      originalWidth: info.width,
+      originalHeight: info.height,
+    };
+  } catch (err) {
+    throw decodeError(file, err);
+  }
+}
+
+/**
+ * Decodes a ground-truth mask as one 8-bit grey channel and resizes it bilinearly
+ * (antialiased, as PIL BILINEAR) to `size` x `size`. Returns the resized 0..255
+ * values; binarisation is the dataset reader's choice.
+ */
+export async function loadMaskGrey(file: string, size: number): Promise<Uint8Array> {
+  try {
+    const img = await openImage(file);
+    const flat = await img.removeAlpha().toColourspace('b-w').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels } })
+      .resize(size, size, { fit: 'fill', kernel: 'linear' })
+      .extractChannel(0)
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 1) throw new Error(`unexpected mask channel count ${info.channels}`);
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  } catch (err) {
+    throw decodeError(file, err);
+  }
+}

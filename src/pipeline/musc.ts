@@ -1,0 +1,214 @@
+/**
+ * The MuSc pipeline, stage by stage as in the paper:
+ * backbone -> lnamd -> msm -> maps -> rscin. I/O stays at the edges: this module
+ * takes file paths only to hand them to the image loader, and reports bad files
+ * instead of throwing so a long run finishes with partial results.
+ */
+import type { Backbone } from '../backbone/backbone.js';
+import { ConfigError, MuscError, errorText } from '../errors.js';
+import { loadImageRgb, type LoadedImage } from '../image/io.js';
+import type { ChwGrid } from '../tensor.js';
+import { lnamd } from './lnamd.js';
+import { anomalyMap, imageScore, upsampleAccumulate } from './maps.js';
+import { MIN_IMAGES, mutualScores } from './msm.js';
+import { rscin, RSCIN_K_DEFAULT } from './rscin.js';
+import { SimilarityKernel } from './similarity-kernel.js';
+
+/** Every hyper-parameter of the method, with the defaults used by `musc run/eval`. */
+export interface MuscConfig {
+  /** Working resolution S: images are resized to S x S; maps and pixel metrics live at S x S. */
+  readonly imageSize: number;
+  /** Backbone layers whose patch features are scored (each on its own grid). */
+  readonly layers: readonly string[];
+  /** LNAMD aggregation degrees (odd). */
+  readonly rList: readonly number[];
+  /** MSM interval of sorted minima as fractions of N−1: [low, high). */
+  readonly interval: readonly [number, number];
+  /** RsCIN window sizes. */
+  readonly kList: readonly number[];
+  /** Number of subsets the batch is split into for mutual scoring (reference `divide_num`). */
+  readonly divideNum: number;
+  /** Images per backbone forward pass. */
+  readonly batchSize: number;
+}
+
+/**
+ * Defaults for the bundled ResNet50: 224 px, layer2 + layer3, r ∈ {1,3,5}, the
+ * reference's 30 % interval and MVTec RsCIN windows. See BENCHMARKS.md for the
+ * measurements behind the choice.
+ */
+export const DEFAULT_CONFIG: MuscConfig = {
+  imageSize: 224,
+  layers: ['layer2', 'layer3'],
+  rList: [1, 3, 5],
+  interval: [0, 0.3],
+  kList: [...RSCIN_K_DEFAULT],
+  divideNum: 1,
+  batchSize: 8,
+};
+
+/** Backbone output kept for one image. */
+export interface ImageFeatures {
+  readonly file: string;
+  readonly originalWidth: number;
+  readonly originalHeight: number;
+  /** One `[C, gh, gw]` grid per configured layer. */
+  readonly layers: readonly ChwGrid[];
+  readonly embedding: Float32Array;
+}
+
+/** A file that could not be used, with the reason. */
+export interface Failure {
+  readonly file: string;
+  readonly error: string;
+  readonly code: string;
+}
+
+/** Progress callback: stage name and fraction done in [0, 1]. */
+export type ProgressFn = (stage: 'features' | 'scoring', fraction: number) => void;
+
+/** Checks ranges of a config and fills defaults. */
+export function resolveConfig(partial: Partial<MuscConfig> = {}): MuscConfig {
+  const cfg: MuscConfig = { ...DEFAULT_CONFIG, ...partial };
+  if (!Number.isInteger(cfg.imageSize) || cfg.imageSize < 32 || cfg.imageSize > 2048) throw new ConfigError(`image size must be an integer in 32..2048 (got ${cfg.imageSize})`);
+  if (cfg.layers.length === 0) throw new ConfigError('at least one layer is needed');
+  if (cfg.rList.length === 0 || cfg.rList.some((r) => !Number.isInteger(r) || r < 1 || r % 2 === 0)) throw new ConfigError(`r values must be odd positive integers (got ${cfg.rList.join(',')})`);
+  const [lo, hi] = cfg.interval;
+  if (!(lo >= 0 && hi <= 1 && lo < hi)) throw new ConfigError(`interval must satisfy 0 ≤ low < high ≤ 1 (got ${lo}, ${hi})`);
+  if (cfg.kList.some((k) => !Number.isInteger(k) || k < 0)) throw new ConfigError(`RsCIN k values must be non-negative integers (got ${cfg.kList.join(',')})`);
+  if (!Number.isInteger(cfg.divideNum) || cfg.divideNum < 1) throw new ConfigError(`divide number must be a positive integer (got ${cfg.divideNum})`);
+  if (!Number.isInteger(cfg.batchSize) || cfg.batchSize < 1) throw new ConfigError(`batch size must be a positive integer (got ${cfg.batchSize})`);
+  return cfg;
+}
+
+/**
+ * Runs the backbone over `files`. Unreadable images are reported in `failures`
+ * and skipped; decoding of the next batch overlaps the current forward pass.
+ */
+export async function extractFeatures(
+  files: readonly string[],
+  backbone: Backbone,
+  cfg: MuscConfig,
+  hooks: { onProgress?: ProgressFn; signal?: AbortSignal } = {},
+): Promise<{ features: ImageFeatures[]; failures: Failure[] }> {
+  const features: ImageFeatures[] = [];
+  const failures: Failure[] = [];
+  const load = (batch: readonly string[]) =>
+    Promise.all(
+      batch.map((f) =>
+        loadImageRgb(f, cfg.imageSize, backbone.resizeKernel).catch((err: unknown) => {
+          failures.push({ file: f, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' });
+          return null;
+        }),
+      ),
+    );
+  const batches: string[][] = [];
+  for (let i = 0; i < files.length; i += cfg.batchSize) batches.push(files.slice(i, i + cfg.batchSize));
+  let next = batches.length > 0 ? load(batches[0]) : null;
+  for (let b = 0; b < batches.length; b++) {
+    hooks.signal?.throwIfAborted();
+    const images = (await next!).filter((x): x is LoadedImage => x !== null);
+    next = b + 1 < batches.length ? load(batches[b + 1]) : null;
+    if (images.length > 0) {
+      const out = await backbone.extract(images);
+      images.forEach((img, i) => {
+        const layers = out.layers.map((m) => {
+          const [, c, h, w] = m.dims as [number, number, number, number];
+          const size = c * h * w;
+          return { data: m.data.slice(i * size, (i + 1) * size), channels: c, height: h, width: w };
+        });
+        const d = out.embedding.dims[1];
+        features.push({
+          file: img.file,
+          originalWidth: img.originalWidth,
+          originalHeight: img.originalHeight,
+          layers,
+          embedding: out.embedding.data.slice(i * d, (i + 1) * d),
+        });
+      });
+    }
+    hooks.onProgress?.('features', (b + 1) / batches.length);
+  }
+  return { features, failures };
+}
+
+/** Result of scoring one batch of images against each other. */
+export interface MuscScores {
+  /** Anomaly maps `[S, S]` per image, raw averaged distances. */
+  readonly maps: Float32Array[];
+  /** Max of each map. */
+  readonly imageScores: Float64Array;
+  /** RsCIN-refined image scores (what image metrics and decisions use). */
+  readonly rscinScores: Float64Array;
+  readonly size: number;
+}
+
+/**
+ * Mutual scoring of all images (within each subset), segmentation maps, image
+ * scores and RsCIN over the whole set.
+ * @param subsets optional index lists (see `splitSubsets`); default: one subset with everything
+ */
+export async function scoreFeatures(
+  features: readonly ImageFeatures[],
+  cfg: MuscConfig,
+  hooks: { onProgress?: ProgressFn; subsets?: readonly (readonly number[])[]; kernel?: SimilarityKernel; signal?: AbortSignal } = {},
+): Promise<MuscScores> {
+  const M = features.length;
+  if (M < MIN_IMAGES) {
+    throw new ConfigError(`MuSc scores images against each other and needs at least ${MIN_IMAGES} readable images (got ${M})`);
+  }
+  const subsets = hooks.subsets ?? [features.map((_, i) => i)];
+  for (const s of subsets) {
+    if (s.length < MIN_IMAGES) throw new ConfigError(`every subset needs at least ${MIN_IMAGES} images (one has ${s.length}); use fewer subsets`);
+  }
+  const S = cfg.imageSize;
+  const maps = features.map(() => new Float32Array(S * S));
+  const nMaps = cfg.layers.length * cfg.rList.length;
+  const kernel = hooks.kernel ?? (await SimilarityKernel.create());
+  // Progress is weighted by GEMM work: N² · P² · C per (layer, r).
+  const work = (n: number, l: number) => {
+    const g = features[0].layers[l];
+    return n * n * (g.height * g.width) ** 2 * g.channels;
+  };
+  const total = subsets.reduce((a, s) => a + cfg.layers.reduce((b, _, l) => b + work(s.length, l) * cfg.rList.length, 0), 0);
+  let done = 0;
+  try {
+    for (const subset of subsets) {
+      const N = subset.length;
+      for (let l = 0; l < cfg.layers.length; l++) {
+        const g0 = features[subset[0]].layers[l];
+        const P = g0.height * g0.width;
+        const C = g0.channels;
+        const z = new Float32Array(N * P * C);
+        for (const r of cfg.rList) {
+          hooks.signal?.throwIfAborted();
+          subset.forEach((idx, n) => {
+            const g = features[idx].layers[l];
+            if (g.channels !== C || g.height * g.width !== P) throw new RangeError('feature grids differ between images of one batch');
+            lnamd(g, r, z.subarray(n * P * C, (n + 1) * P * C));
+          });
+          const w = work(N, l);
+          const scores = await mutualScores(z, { N, P, C }, {
+            intervalLow: cfg.interval[0],
+            intervalHigh: cfg.interval[1],
+            kernel,
+            onProgress: (f) => hooks.onProgress?.('scoring', (done + f * w) / total),
+          });
+          done += w;
+          subset.forEach((idx, n) => upsampleAccumulate(scores.subarray(n * P, (n + 1) * P), g0.height, g0.width, S, maps[idx], 1 / nMaps));
+        }
+      }
+    }
+  } finally {
+    if (!hooks.kernel) await kernel.dispose();
+  }
+  const imageScores = Float64Array.from(maps, imageScore);
+  const dim = features[0].embedding.length;
+  const emb = new Float32Array(M * dim);
+  features.forEach((f, i) => emb.set(f.embedding, i * dim));
+  const kList = cfg.kList.filter((k) => k <= M);
+  const rscinScores = rscin(imageScores, emb, dim, kList, { cosine: true });
+  return { maps, imageScores, rscinScores, size: S };
+}
+
+export { anomalyMap };

@@ -1,0 +1,325 @@
+/**
+ * Dataset readers and mask rules, on the real evaluation data (../shared/data) and
+ * on tiny synthetic layouts written to a temp folder.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { binarizeMask, loadMaskBinary, maskValueKind, type DatasetItem } from '../src/data/dataset.js';
+import { compareCodePoints, parseCsv, readBtadCategory, readMvtecCategory, readVisaCategory } from '../src/data/mvtec.js';
+import { DatasetError } from '../src/errors.js';
+import { loadMaskGrey } from '../src/image/io.js';
+
+/** Compiled tests run from dist/test/, sources from test/: walk up to the package root. */
+function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('package.json not found above the test file');
+    dir = up;
+  }
+  return dir;
+}
+
+const DATA = path.resolve(repoRoot(), '../shared/data');
+const BOTTLE = path.join(DATA, 'mvtec_ad/bottle');
+const TILE = path.join(DATA, 'magnetic_tile');
+
+const tmpRoots: string[] = [];
+async function tmpDir(): Promise<string> {
+  const d = await mkdtemp(path.join(os.tmpdir(), 'musc-data-test-'));
+  tmpRoots.push(d);
+  return d;
+}
+after(async () => {
+  for (const d of tmpRoots) await rm(d, { recursive: true, force: true });
+});
+
+/** Writes a grey PNG of w x h from a pixel function. */
+async function writeGreyPng(file: string, w: number, h: number, px: (x: number, y: number) => number): Promise<void> {
+  const data = Buffer.alloc(w * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data[y * w + x] = px(x, y);
+  await mkdir(path.dirname(file), { recursive: true });
+  await sharp(data, { raw: { width: w, height: h, channels: 1 } }).png().toFile(file);
+}
+
+/** Writes an uncompressed bottom-up 24-bit BMP (sharp cannot write BMP; BTAD ships them). */
+async function writeGreyBmp(file: string, w: number, h: number, px: (x: number, y: number) => number): Promise<void> {
+  const stride = Math.ceil((w * 3) / 4) * 4;
+  const b = Buffer.alloc(54 + stride * h);
+  b.write('BM', 0, 'ascii');
+  b.writeUInt32LE(b.length, 2);
+  b.writeUInt32LE(54, 10);
+  b.writeUInt32LE(40, 14);
+  b.writeInt32LE(w, 18);
+  b.writeInt32LE(h, 22);
+  b.writeUInt16LE(1, 26);
+  b.writeUInt16LE(24, 28);
+  for (let y = 0; y < h; y++) {
+    const row = 54 + (h - 1 - y) * stride;
+    for (let x = 0; x < w; x++) b.fill(px(x, y), row + x * 3, row + x * 3 + 3);
+  }
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, b);
+}
+
+const square = (x: number, y: number): number => (x >= 4 && x < 12 && y >= 4 && y < 12 ? 255 : 0);
+const img = (x: number, y: number): number => (x * 13 + y * 7) % 256;
+
+function countOnes(m: Uint8Array): number {
+  let n = 0;
+  for (const v of m) n += v;
+  return n;
+}
+
+/** A minimal valid MVTec-layout category: good/000, crack/000 + mask. */
+async function makeMvtec(): Promise<string> {
+  const dir = path.join(await tmpDir(), 'widget');
+  await writeGreyPng(path.join(dir, 'test/good/000.png'), 16, 16, img);
+  await writeGreyPng(path.join(dir, 'test/crack/000.png'), 16, 16, img);
+  await writeGreyPng(path.join(dir, 'ground_truth/crack/000_mask.png'), 16, 16, square);
+  return dir;
+}
+
+// ---------------------------------------------------------------- real data
+
+test('bottle: 83 items (20 good, 63 anomalous), sorted types and files, masks paired by name', async () => {
+  const ds = await readMvtecCategory(BOTTLE);
+  assert.equal(ds.name, 'bottle');
+  assert.equal(ds.items.length, 83);
+  assert.equal(ds.items.filter((i) => i.label === 0).length, 20);
+  assert.equal(ds.items.filter((i) => i.label === 1).length, 63);
+  assert.deepEqual([...new Set(ds.items.map((i) => i.defectType))], ['broken_large', 'broken_small', 'contamination', 'good']);
+  assert.deepEqual(ds.rscinKList, [1, 2, 3]);
+  assert.equal(ds.maskRule, 'auto');
+  for (const it of ds.items) {
+    if (it.label === 0) {
+      assert.equal(it.maskPath, null);
+      assert.equal(it.defectType, 'good');
+    } else {
+      assert.ok(it.maskPath !== null);
+      const stem = path.basename(it.imagePath, path.extname(it.imagePath));
+      assert.equal(it.maskPath, path.join(BOTTLE, 'ground_truth', it.defectType, `${stem}_mask.png`));
+    }
+  }
+  assert.equal(path.relative(BOTTLE, ds.items[0].imagePath), path.join('test', 'broken_large', '000.png'));
+});
+
+test('magnetic_tile: 583 items (191 good, 392 anomalous), every anomalous image has a mask', async () => {
+  const ds = await readMvtecCategory(TILE);
+  assert.equal(ds.items.length, 583);
+  assert.equal(ds.items.filter((i) => i.label === 0).length, 191);
+  assert.equal(ds.items.filter((i) => i.label === 1 && i.maskPath !== null).length, 392);
+  assert.deepEqual([...new Set(ds.items.map((i) => i.defectType))], ['blowhole', 'break', 'crack', 'fray', 'good', 'uneven']);
+});
+
+test("bottle mask at 224 via 'auto' equals the exact-255 rule; 'visa' is a superset", async () => {
+  const ds = await readMvtecCategory(BOTTLE);
+  const item = ds.items.find((i) => i.label === 1)!;
+  assert.equal(await maskValueKind(item.maskPath!), 'binary-0-255');
+  const grey = await loadMaskGrey(item.maskPath!, 224);
+  const auto = await loadMaskBinary(item, 224, 'auto');
+  assert.deepEqual(auto, binarizeMask(grey, 'mvtec'));
+  assert.deepEqual(await loadMaskBinary(item, 224, 'mvtec'), auto);
+  const visa = await loadMaskBinary(item, 224, 'visa');
+  assert.ok(countOnes(auto) > 0);
+  assert.ok(countOnes(visa) > countOnes(auto), 'boundary pixels count for > 0 but not for == 255');
+  for (let i = 0; i < auto.length; i++) if (auto[i]) assert.equal(visa[i], 1);
+});
+
+test("magnetic tile: soft masks resolve to > 127 under 'auto'; the empty exp3_num_45042 mask gives zeros", async () => {
+  const ds = await readMvtecCategory(TILE);
+  const soft = ds.items.find((i) => i.label === 1 && i.defectType === 'blowhole')!;
+  assert.equal(await maskValueKind(soft.maskPath!), 'grey');
+  const grey = await loadMaskGrey(soft.maskPath!, 224);
+  const auto = await loadMaskBinary(soft, 224, 'auto');
+  assert.deepEqual(auto, binarizeMask(grey, 'soft'));
+  assert.ok(countOnes(auto) > 0);
+
+  const empty = ds.items.find((i) => path.basename(i.imagePath).startsWith('exp3_num_45042.'))!;
+  assert.equal(empty.label, 1);
+  assert.equal(await maskValueKind(empty.maskPath!), 'empty');
+  for (const rule of ['auto', 'mvtec', 'visa', 'soft'] as const) {
+    const m = await loadMaskBinary(empty, 100, rule);
+    assert.equal(m.length, 100 * 100);
+    assert.equal(countOnes(m), 0);
+  }
+  const normal = ds.items.find((i) => i.label === 0)!;
+  assert.equal(countOnes(await loadMaskBinary(normal, 32, 'visa')), 0);
+});
+
+test('a 0/1 mask is detected and treated like the same 0/255 mask under every rule', async () => {
+  const dir = await tmpDir();
+  const ds = await readMvtecCategory(BOTTLE);
+  const item = ds.items.find((i) => i.label === 1)!;
+  const { data, info } = await sharp(item.maskPath!).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
+  const ones = Buffer.from(data.map((v) => (v === 255 ? 1 : 0)));
+  const file = path.join(dir, 'mask01.png');
+  await sharp(ones, { raw: { width: info.width, height: info.height, channels: 1 } }).png().toFile(file);
+  assert.equal(await maskValueKind(file), 'binary-0-1');
+  const item01: DatasetItem = { ...item, maskPath: file };
+  for (const rule of ['auto', 'mvtec', 'visa', 'soft'] as const) {
+    // Identical results also pin our raw-pixel resize to loadMaskGrey's resize.
+    assert.deepEqual(await loadMaskBinary(item01, 224, rule), await loadMaskBinary(item, 224, rule), rule);
+  }
+});
+
+// ---------------------------------------------------------------- error cases
+
+test('missing mask: DatasetError names the image and the expected mask path', async () => {
+  const dir = await makeMvtec();
+  await writeGreyPng(path.join(dir, 'test/crack/001.png'), 16, 16, img);
+  await assert.rejects(readMvtecCategory(dir), (err: unknown) => {
+    assert.ok(err instanceof DatasetError);
+    assert.match(err.message, /have no ground-truth mask/);
+    assert.ok(err.message.includes(path.join(dir, 'test/crack/001.png')));
+    assert.ok(err.message.includes(path.join(dir, 'ground_truth/crack/001_mask.png')));
+    return true;
+  });
+});
+
+test('orphan mask: DatasetError names the mask without an image (also for a defect type with no test folder)', async () => {
+  const dir = await makeMvtec();
+  await writeGreyPng(path.join(dir, 'ground_truth/crack/007_mask.png'), 16, 16, square);
+  await assert.rejects(readMvtecCategory(dir), (err: unknown) => {
+    assert.ok(err instanceof DatasetError);
+    assert.match(err.message, /no matching test image/);
+    assert.ok(err.message.includes(path.join(dir, 'ground_truth/crack/007_mask.png')));
+    return true;
+  });
+  const dir2 = await makeMvtec();
+  await writeGreyPng(path.join(dir2, 'ground_truth/scratch/000_mask.png'), 16, 16, square);
+  await assert.rejects(readMvtecCategory(dir2), (err: unknown) => err instanceof DatasetError && err.message.includes('ground_truth/scratch/000_mask.png'));
+  // Both accepted names present for one image: ambiguous, not silently picked.
+  const dir3 = await makeMvtec();
+  await writeGreyPng(path.join(dir3, 'ground_truth/crack/000.png'), 16, 16, square);
+  await assert.rejects(readMvtecCategory(dir3), (err: unknown) => err instanceof DatasetError && /more than one mask/.test(err.message));
+});
+
+test('empty test folder, missing test folder and missing category are DatasetErrors with clear messages', async () => {
+  const root = await tmpDir();
+  await mkdir(path.join(root, 'empty/test/good'), { recursive: true });
+  await writeFile(path.join(root, 'empty/test/good/notes.txt'), 'not an image');
+  await assert.rejects(readMvtecCategory(path.join(root, 'empty')), (err: unknown) => err instanceof DatasetError && /no test images/.test(err.message));
+  await mkdir(path.join(root, 'notest/train/good'), { recursive: true });
+  await assert.rejects(readMvtecCategory(path.join(root, 'notest')), (err: unknown) => err instanceof DatasetError && /no "test" folder/.test(err.message));
+  await assert.rejects(readMvtecCategory(path.join(root, 'absent')), (err: unknown) => err instanceof DatasetError && /does not exist/.test(err.message));
+});
+
+test('corrupt or missing mask file: loadMaskBinary throws a DatasetError naming the file', async () => {
+  const dir = await makeMvtec();
+  const maskFile = path.join(dir, 'ground_truth/crack/000_mask.png');
+  const png = await readFile(maskFile);
+  await writeFile(maskFile, png.subarray(0, 40)); // truncated PNG
+  const ds = await readMvtecCategory(dir);
+  const item = ds.items.find((i) => i.label === 1)!;
+  await assert.rejects(loadMaskBinary(item, 32, 'auto'), (err: unknown) => err instanceof DatasetError && err.message.includes(maskFile));
+  await writeFile(maskFile, 'this is text, not a PNG');
+  await assert.rejects(loadMaskBinary(item, 32, 'mvtec'), (err: unknown) => err instanceof DatasetError && err.message.includes(maskFile));
+  const gone = path.join(dir, 'nope_mask.png');
+  await assert.rejects(loadMaskBinary({ ...item, maskPath: gone }, 32, 'soft'), (err: unknown) => err instanceof DatasetError && err.message.includes(gone) && /does not exist/.test(err.message));
+});
+
+test('MVTec layout: <stem>.png masks, code-point order, other files ignored, ok is normal', async () => {
+  const dir = path.join(await tmpDir(), 'cat');
+  for (const name of ['b.png', 'B.jpg', '10.png', '9.png']) await writeGreyPng(path.join(dir, 'test/Zdefect', name), 8, 8, img);
+  for (const name of ['b.png', 'B.png', '10.png', '9_mask.png']) await writeGreyPng(path.join(dir, 'ground_truth/Zdefect', name), 8, 8, square);
+  await writeGreyPng(path.join(dir, 'test/ok/000.png'), 8, 8, img);
+  await writeGreyPng(path.join(dir, 'test/good/000.PNG'), 8, 8, img);
+  await writeFile(path.join(dir, 'test/good/Thumbs.db'), 'x');
+  await writeFile(path.join(dir, 'test/good/._000.png'), 'AppleDouble junk');
+  await writeFile(path.join(dir, 'ground_truth/Zdefect/.DS_Store'), 'x');
+  const ds = await readMvtecCategory(dir);
+  const rel = ds.items.map((i) => path.relative(dir, i.imagePath).split(path.sep).join('/'));
+  // Python's sorted(): upper case before lower case, '1' before '9'.
+  assert.deepEqual(rel, ['test/Zdefect/10.png', 'test/Zdefect/9.png', 'test/Zdefect/B.jpg', 'test/Zdefect/b.png', 'test/good/000.PNG', 'test/ok/000.png']);
+  assert.deepEqual(ds.items.map((i) => i.label), [1, 1, 1, 1, 0, 0]);
+  assert.deepEqual(ds.items.map((i) => (i.maskPath === null ? null : path.basename(i.maskPath))), ['10.png', '9_mask.png', 'B.png', 'b.png', null, null]);
+});
+
+test('compareCodePoints is Python code-point order, not UTF-16 order', () => {
+  const astral = '\u{1F600}'; // surrogate pair D83D DE00
+  const bmpHigh = '\uFFFD';
+  assert.ok(compareCodePoints(bmpHigh, astral) < 0); // U+FFFD < U+1F600
+  assert.ok(bmpHigh > astral); // JS default order disagrees
+  assert.deepEqual(['b', 'a', 'B', 'ab', 'a'].sort(compareCodePoints), ['B', 'a', 'a', 'ab', 'b']);
+});
+
+// ---------------------------------------------------------------- BTAD and VisA
+
+test('BTAD layout: ok/ko, masks as .png or .bmp (BMP masks decode)', async () => {
+  const dir = path.join(await tmpDir(), '01');
+  await writeGreyBmp(path.join(dir, 'test/ko/0000.bmp'), 16, 16, img);
+  await writeGreyPng(path.join(dir, 'test/ko/0001.png'), 16, 16, img);
+  await writeGreyBmp(path.join(dir, 'test/ok/0000.bmp'), 16, 16, img);
+  await writeGreyBmp(path.join(dir, 'ground_truth/ko/0000.bmp'), 16, 16, square);
+  await writeGreyPng(path.join(dir, 'ground_truth/ko/0001.png'), 16, 16, square);
+  const ds = await readBtadCategory(dir);
+  assert.equal(ds.name, '01');
+  assert.deepEqual(ds.rscinKList, [1, 2, 3]);
+  assert.deepEqual(ds.items.map((i) => [i.defectType, i.label, i.maskPath && path.basename(i.maskPath)]), [
+    ['ko', 1, '0000.bmp'],
+    ['ko', 1, '0001.png'],
+    ['ok', 0, null],
+  ]);
+  assert.equal(await maskValueKind(ds.items[0].maskPath!), 'binary-0-255');
+  const bmpMask = await loadMaskBinary(ds.items[0], 16, 'auto');
+  const pngMask = await loadMaskBinary(ds.items[1], 16, 'auto');
+  assert.equal(countOnes(bmpMask), 64);
+  assert.deepEqual(bmpMask, pngMask);
+  // An image in ko without a mask fails with the expected names.
+  await writeGreyPng(path.join(dir, 'test/ko/0002.png'), 16, 16, img);
+  await assert.rejects(readBtadCategory(dir), (err: unknown) => err instanceof DatasetError && err.message.includes(path.join(dir, 'ground_truth/ko/0002.png')));
+});
+
+test('VisA: 1cls.csv rows of the class and split test in CSV order; anomaly = 1; paths relative to root', async () => {
+  const root = await tmpDir();
+  const rows = [
+    'object,split,label,image,mask',
+    'candle,train,normal,candle/Data/Images/Normal/0000.JPG,',
+    'candle,test,anomaly,candle/Data/Images/Anomaly/001.JPG,candle/Data/Masks/Anomaly/001.png',
+    'candle,test,normal,candle/Data/Images/Normal/0005.JPG,',
+    'pcb1,test,normal,pcb1/Data/Images/Normal/0001.JPG,',
+    'candle,test,anomaly,candle/Data/Images/Anomaly/000.JPG,candle/Data/Masks/Anomaly/000.png',
+  ];
+  await mkdir(path.join(root, 'split_csv'), { recursive: true });
+  await writeFile(path.join(root, 'split_csv/1cls.csv'), rows.join('\r\n') + '\r\n');
+  for (const r of rows.slice(1)) {
+    const [, , , image, mask] = r.split(',');
+    await writeGreyPng(path.join(root, image), 12, 10, img);
+    if (mask) await writeGreyPng(path.join(root, mask), 12, 10, (x, y) => (x === 5 && y === 5 ? 255 : 0));
+  }
+  const ds = await readVisaCategory(root, 'candle');
+  assert.equal(ds.name, 'candle');
+  assert.deepEqual(ds.rscinKList, [1, 8, 9]);
+  assert.equal(ds.maskRule, 'visa');
+  assert.deepEqual(ds.items.map((i) => [path.relative(root, i.imagePath).split(path.sep).join('/'), i.label, i.defectType]), [
+    ['candle/Data/Images/Anomaly/001.JPG', 1, 'Anomaly'],
+    ['candle/Data/Images/Normal/0005.JPG', 0, 'Normal'],
+    ['candle/Data/Images/Anomaly/000.JPG', 1, 'Anomaly'],
+  ]);
+  assert.equal(ds.items[1].maskPath, null);
+  assert.equal(ds.items[0].maskPath, path.join(root, 'candle/Data/Masks/Anomaly/001.png'));
+  // A one-pixel defect must survive: the VisA rule counts any touched pixel.
+  assert.ok(countOnes(await loadMaskBinary(ds.items[0], 40, ds.maskRule)) >= 1);
+
+  await assert.rejects(readVisaCategory(root, 'cashew'), (err: unknown) => err instanceof DatasetError && /no test rows for class "cashew"/.test(err.message) && /candle, pcb1/.test(err.message));
+  await rm(path.join(root, 'candle/Data/Masks/Anomaly/000.png'));
+  await assert.rejects(readVisaCategory(root, 'candle'), (err: unknown) => err instanceof DatasetError && err.message.includes(path.join(root, 'candle/Data/Masks/Anomaly/000.png')));
+  await assert.rejects(readVisaCategory(path.join(root, 'nowhere'), 'candle'), (err: unknown) => err instanceof DatasetError && /1cls\.csv/.test(err.message));
+});
+
+test('parseCsv: quotes, escaped quotes, CRLF, BOM, blank lines', () => {
+  assert.deepEqual(parseCsv('\uFEFFa,b,c\r\n1,"x,y","say ""hi"""\n\n2,,\n'), [
+    ['a', 'b', 'c'],
+    ['1', 'x,y', 'say "hi"'],
+    ['2', '', ''],
+  ]);
+  assert.deepEqual(parseCsv('a,b'), [['a', 'b']]);
+  assert.throws(() => parseCsv('a,"b'), DatasetError);
+});

@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError } from '../src/errors.js';
+import { lnamd } from '../src/pipeline/lnamd.js';
+import { anomalyMap, imageScore, upsampleBilinear } from '../src/pipeline/maps.js';
+import { intervalBounds, mutualScores, mutualScoresOf } from '../src/pipeline/msm.js';
+import { rscin } from '../src/pipeline/rscin.js';
+import type { ChwGrid } from '../src/tensor.js';
+
+/** Deterministic pseudo-random numbers (mulberry32) so failures reproduce. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomGrid(C: number, H: number, W: number, seed: number): ChwGrid {
+  const r = rng(seed);
+  return { data: Float32Array.from({ length: C * H * W }, () => r() * 4 - 1), channels: C, height: H, width: W };
+}
+
+function unitRows(v: Float64Array, P: number, C: number): Float64Array {
+  const out = new Float64Array(v.length);
+  for (let p = 0; p < P; p++) {
+    let s = 0;
+    for (let c = 0; c < C; c++) s += v[p * C + c] ** 2;
+    for (let c = 0; c < C; c++) out[p * C + c] = v[p * C + c] / Math.sqrt(s);
+  }
+  return out;
+}
+
+test('lnamd r=1: whole-tensor standardisation then per-patch L2 normalisation', () => {
+  const g = randomGrid(3, 4, 5, 1);
+  const n = g.data.length;
+  const mean = g.data.reduce((a, b) => a + b, 0) / n;
+  const expected = new Float64Array(20 * 3);
+  for (let c = 0; c < 3; c++) for (let p = 0; p < 20; p++) expected[p * 3 + c] = g.data[c * 20 + p] - mean;
+  const want = unitRows(expected, 20, 3);
+  const got = lnamd(g, 1);
+  assert.equal(got.patches, 20);
+  assert.equal(got.channels, 3);
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got.data[i] - want[i]) < 1e-6, `entry ${i}`);
+});
+
+test('lnamd r=3 equals a zero-padded 3x3 mean of the standardised grid (count_include_pad), normalised', () => {
+  const C = 2;
+  const H = 5;
+  const W = 4;
+  const g = randomGrid(C, H, W, 2);
+  const n = g.data.length;
+  const mean = g.data.reduce((a, b) => a + b, 0) / n;
+  const variance = g.data.reduce((a, b) => a + (b - mean) ** 2, 0) / n;
+  const std = (c: number, u: number, v: number) =>
+    u < 0 || v < 0 || u >= H || v >= W ? 0 : (g.data[c * H * W + u * W + v] - mean) / Math.sqrt(variance + 1e-5);
+  const pooled = new Float64Array(H * W * C);
+  for (let c = 0; c < C; c++)
+    for (let u = 0; u < H; u++)
+      for (let v = 0; v < W; v++) {
+        let s = 0;
+        for (let du = -1; du <= 1; du++) for (let dv = -1; dv <= 1; dv++) s += std(c, u + du, v + dv);
+        pooled[(u * W + v) * C + c] = s / 9;
+      }
+  const want = unitRows(pooled, H * W, C);
+  const got = lnamd(g, 3);
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got.data[i] - want[i]) < 1e-6, `entry ${i}: ${got.data[i]} vs ${want[i]}`);
+  // Corner patch (0,0), channel 0: only 4 in-bounds neighbours, still divided by 9 before normalising.
+  assert.throws(() => lnamd(g, 2), ConfigError);
+});
+
+/** Direct transcription of the definition: min Euclidean distance per other image, mean of the K smallest. */
+function naiveMutualScores(z: Float32Array, N: number, P: number, C: number, high = 0.3): Float64Array {
+  const K = Math.floor((N - 1) * high);
+  const out = new Float64Array(N * P);
+  for (let i = 0; i < N; i++)
+    for (let p = 0; p < P; p++) {
+      const mins: number[] = [];
+      for (let j = 0; j < N; j++) {
+        if (j === i) continue;
+        let best = Infinity;
+        for (let q = 0; q < P; q++) {
+          let d = 0;
+          for (let c = 0; c < C; c++) d += (z[(i * P + p) * C + c] - z[(j * P + q) * C + c]) ** 2;
+          best = Math.min(best, Math.sqrt(d));
+        }
+        mins.push(best);
+      }
+      mins.sort((a, b) => a - b);
+      out[i * P + p] = mins.slice(0, K).reduce((a, b) => a + b, 0) / K;
+    }
+  return out;
+}
+
+function randomUnit(N: number, P: number, C: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const z = new Float32Array(N * P * C);
+  for (let k = 0; k < N * P; k++) {
+    let s = 0;
+    for (let c = 0; c < C; c++) {
+      const v = r() - 0.5;
+      z[k * C + c] = v;
+      s += v * v;
+    }
+    for (let c = 0; c < C; c++) z[k * C + c] /= Math.sqrt(s);
+  }
+  return z;
+}
+
+test('mutualScores equals the direct definition (each pair once, both directions), incl. blocks of several sizes', async () => {
+  for (const [N, P, C, maxCols] of [
+    [7, 9, 5, 9],
+    [12, 6, 4, 18],
+    [23, 4, 3, 40],
+  ] as const) {
+    const z = randomUnit(N, P, C, N * 100 + P);
+    const want = naiveMutualScores(z, N, P, C);
+    const got = await mutualScores(z, { N, P, C }, { maxBlockColumns: maxCols });
+    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) < 2e-5, `N=${N} entry ${i}: ${got[i]} vs ${want[i]}`);
+  }
+});
+
+test('an outlier patch gets the highest mutual score', async () => {
+  const N = 10;
+  const P = 16;
+  const C = 8;
+  // Normal patches: small perturbations of one of two prototypes; one patch of image 3 points elsewhere.
+  const r = rng(7);
+  const images = Array.from({ length: N }, (_, i) => {
+    const data = new Float32Array(P * C);
+    for (let p = 0; p < P; p++) {
+      let s = 0;
+      for (let c = 0; c < C; c++) {
+        const proto = (p % 2 === 0 ? c === 0 : c === 1) ? 1 : 0;
+        const v = i === 3 && p === 5 ? (c === 7 ? 1 : 0) : proto + 0.05 * (r() - 0.5);
+        data[p * C + c] = v;
+        s += v * v;
+      }
+      for (let c = 0; c < C; c++) data[p * C + c] /= Math.sqrt(s);
+    }
+    return { data, patches: P, channels: C, gridHeight: 4, gridWidth: 4 };
+  });
+  const scores = await mutualScoresOf(images);
+  let best = { i: -1, p: -1, s: -Infinity };
+  scores.forEach((s, i) => s.forEach((v, p) => (v > best.s ? (best = { i, p, s: v }) : undefined)));
+  assert.deepEqual([best.i, best.p], [3, 5]);
+  assert.ok(Math.abs(best.s - Math.SQRT2) < 0.05, `orthogonal outlier is at distance ~sqrt(2), got ${best.s}`);
+});
+
+test('interval sizes match the reference and N <= 4 is a clear error', async () => {
+  assert.deepEqual(intervalBounds(200), { kMin: 0, kMax: 59 });
+  assert.deepEqual(intervalBounds(83), { kMin: 0, kMax: 24 });
+  assert.deepEqual(intervalBounds(42), { kMin: 0, kMax: 12 });
+  assert.deepEqual(intervalBounds(441), { kMin: 0, kMax: 132 });
+  assert.deepEqual(intervalBounds(5), { kMin: 0, kMax: 1 });
+  assert.throws(() => intervalBounds(4), ConfigError);
+  await assert.rejects(mutualScores(randomUnit(4, 2, 3, 1), { N: 4, P: 2, C: 3 }), /at least 5 images/);
+});
+
+test('bilinear upsampling with align_corners=True', () => {
+  const grid = Float32Array.from([0, 1, 2, 3]); // 2x2
+  const up = upsampleBilinear(grid, 2, 2, 3);
+  assert.deepEqual(Array.from(up), [0, 0.5, 1, 1, 1.5, 2, 2, 2.5, 3]);
+  const map = anomalyMap(
+    [
+      { scores: grid, gridHeight: 2, gridWidth: 2 },
+      { scores: Float32Array.from([4]), gridHeight: 1, gridWidth: 1 },
+    ],
+    3,
+  );
+  assert.equal(map[0], 2);
+  assert.equal(map[8], 3.5);
+  assert.equal(imageScore(map), 3.5);
+});
+
+test('rscin: k=1 returns min-max normalised scores; larger windows average over similar images', () => {
+  const scores = [1, 3, 2, 5];
+  // Embeddings: images 0 and 1 identical, 2 and 3 identical, groups orthogonal.
+  const e = Float32Array.from([1, 0, 1, 0, 0, 1, 0, 1]);
+  const k1 = rscin(scores, e, 2, [1]);
+  assert.deepEqual(Array.from(k1), [0, 0.5, 0.25, 1]);
+  const k2 = rscin(scores, e, 2, [2]);
+  // Each image's 2-neighbourhood is its own pair, with equal weights.
+  assert.deepEqual(Array.from(k2), [0.25, 0.25, 0.625, 0.625]);
+  const k12 = rscin(scores, e, 2, [1, 2]);
+  assert.deepEqual(Array.from(k12), [0.125, 0.375, 0.4375, 0.8125]);
+  assert.deepEqual(Array.from(rscin(scores, e, 2, [])), scores);
+  assert.throws(() => rscin(scores, e, 2, [5]), ConfigError);
+});
