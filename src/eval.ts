@@ -36,6 +36,8 @@ export interface CategoryResult {
   readonly failures: readonly Failure[];
   readonly scores: MuscScores;
   readonly dataset: Dataset;
+  /** Original sizes of the scored images, aligned with `dataset.items`. */
+  readonly features: readonly { originalWidth: number; originalHeight: number }[];
 }
 
 /**
@@ -64,8 +66,10 @@ export async function evaluateCategory(
   let dataset = await readCategory(dir);
   if (hooks.maxImages && dataset.items.length > hooks.maxImages) {
     // A stratified, deterministic subset: the reference's own subset split, first part.
-    const parts = Math.ceil(dataset.items.length / hooks.maxImages);
-    const keep = splitSubsets(dataset.items, parts, 42)[0];
+    // Per-type rounding can overshoot by a few images: add parts until the first subset fits.
+    let parts = Math.ceil(dataset.items.length / hooks.maxImages);
+    let keep = splitSubsets(dataset.items, parts, 42)[0];
+    while (keep.length > hooks.maxImages) keep = splitSubsets(dataset.items, ++parts, 42)[0];
     dataset = { ...dataset, items: keep.map((i) => dataset.items[i]) };
   }
   const { features, failures } = await extractFeatures(
@@ -94,6 +98,7 @@ export async function evaluateCategory(
     failures,
     scores,
     dataset: { ...dataset, items },
+    features: features.map((f) => ({ originalWidth: f.originalWidth, originalHeight: f.originalHeight })),
   };
 }
 

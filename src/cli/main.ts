@@ -2,16 +2,17 @@
  * The `musc` command line: `demo`, `eval`, `models inspect`.
  */
 import { readFile } from 'node:fs/promises';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createResNet50Backbone } from '../backbone/backbone.js';
 import { listTensorCandidates } from '../backbone/graph-surgery.js';
 import { writeSyntheticBatch } from '../demo/synthetic.js';
 import { MuscError, errorText } from '../errors.js';
+import { loadImageRgb } from '../image/io.js';
 import { evaluateCategory, meanMetrics, type CategoryResult } from '../eval.js';
 import { DEFAULT_CONFIG, resolveConfig, type MuscConfig } from '../pipeline/musc.js';
+import { imageCurves, runBatch, writeRunOutputs } from '../run/run.js';
+import type { ThresholdRule } from '../run/threshold.js';
 import { createProgress } from './progress.js';
 
 const intList = (what: string) => (v: string) => {
@@ -92,8 +93,9 @@ function printTable(results: readonly Pick<CategoryResult, 'name' | 'n' | 'image
   process.stdout.write(`${line(head)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n`);
 }
 
-async function runEval(dirs: string[], o: ScoringOpts & { json?: boolean; maxImages?: number }): Promise<CategoryResult[]> {
+async function runEval(dirs: string[], o: ScoringOpts & DecisionOpts & { json?: boolean; maxImages?: number; report?: string }): Promise<CategoryResult[]> {
   const cfg = configFrom(o);
+  const signal = interruptSignal();
   const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
   const results: CategoryResult[] = [];
   try {
@@ -105,8 +107,35 @@ async function runEval(dirs: string[], o: ScoringOpts & { json?: boolean; maxIma
             onProgress: (s, f) => bar.update(s, f),
             maxImages: o.maxImages,
             kList: o.kList,
+            signal,
           }),
         );
+        const r = results[results.length - 1];
+        if (o.report) {
+          const out = dirs.length > 1 ? join(o.report, r.name) : o.report;
+          const labels = r.dataset.items.map((it) => it.label);
+          await writeRunOutputs(
+            out,
+            r.dataset.items.map((it) => it.imagePath),
+            r.features,
+            r.scores,
+            r.failures,
+            ruleFrom(o),
+            {
+              config: cfg,
+              backbone: backbone.id,
+              title: `musc eval: ${r.name}`,
+              signal,
+              extras: {
+                labels,
+                defectTypes: r.dataset.items.map((it) => it.defectType),
+                metrics: { image: r.image, pixel: r.pixel, ...imageCurves(r.scores.rscinScores, labels) },
+              },
+              onImage: (d, t) => bar.update('outputs', d / t),
+            },
+          );
+          process.stderr.write(`report: ${join(out, 'report.html')}\n`);
+        }
       } finally {
         bar.stop();
       }
@@ -125,6 +154,38 @@ async function runEval(dirs: string[], o: ScoringOpts & { json?: boolean; maxIma
   return results;
 }
 
+/** Decision options shared by `run` and `eval --report`. */
+function addDecisionOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--threshold <score>', 'fixed decision threshold on the RsCIN score (0..1)').argParser(Number))
+    .addOption(new Option('--defect-rate <fraction>', 'expected share of defective images; flags that many top scores').argParser(Number))
+    .addOption(new Option('--threshold-method <method>', 'automatic threshold without labels').choices(['otsu', 'mad']).default('otsu'));
+}
+
+interface DecisionOpts {
+  threshold?: number;
+  defectRate?: number;
+  thresholdMethod: 'otsu' | 'mad';
+}
+
+function ruleFrom(o: DecisionOpts): ThresholdRule {
+  if (o.threshold !== undefined) return { method: 'fixed', value: o.threshold };
+  if (o.defectRate !== undefined) return { method: 'rate', defectRate: o.defectRate };
+  return { method: o.thresholdMethod };
+}
+
+/** An AbortSignal that fires on the first Ctrl-C (a second one exits at once). */
+function interruptSignal(): AbortSignal {
+  const ctrl = new AbortController();
+  process.once('SIGINT', () => {
+    process.stderr.write('\ninterrupted: stopping after the current step (Ctrl-C again to quit now)\n');
+    ctrl.abort(new MuscError('INTERRUPTED', 'interrupted by the user; complete outputs were kept, nothing half-written'));
+    process.once('SIGINT', () => process.exit(130));
+  });
+  process.once('SIGTERM', () => ctrl.abort(new MuscError('INTERRUPTED', 'terminated; complete outputs were kept, nothing half-written')));
+  return ctrl.signal;
+}
+
 /** Builds the CLI program (exported for tests). */
 export function buildProgram(): Command {
   const program = new Command();
@@ -136,35 +197,73 @@ export function buildProgram(): Command {
       .description('score labelled categories (MVTec AD / BTAD / VisA layout) zero-shot and report metrics')
       .argument('<category-dir...>', 'category folders, e.g. data/mvtec_ad/bottle')
       .option('--json', 'print one JSON object on stdout instead of a table')
+      .option('--report <dir>', 'also write scores, overlays and report.html (with metrics and curves) to <dir>')
       .addOption(new Option('--max-images <n>', 'score a stratified subset of at most n images per category').argParser(positiveInt)),
-  ).action(async (dirs: string[], o: ScoringOpts & { json?: boolean; maxImages?: number }) => {
+  );
+  addDecisionOptions(program.commands[program.commands.length - 1]).action(async (dirs: string[], o: ScoringOpts & DecisionOpts & { json?: boolean; maxImages?: number; report?: string }) => {
     await runEval(dirs, o);
   });
 
-  addScoringOptions(
-    program
-      .command('demo')
-      .description('generate a small synthetic inspection batch and run the full pipeline on it')
-      .option('--out <dir>', 'where to write the synthetic batch (default: a temp folder)'),
-  ).action(async (o: ScoringOpts & { out?: string }) => {
-    const dir = o.out ?? (await mkdtemp(join(tmpdir(), 'musc-demo-')));
+  addDecisionOptions(
+    addScoringOptions(
+      program
+        .command('run')
+        .description('score a batch of unlabeled images against each other; write scores, heatmaps and report.html')
+        .argument('<inputs...>', 'image folders (searched recursively), files or quoted globs')
+        .requiredOption('--out <dir>', 'output folder'),
+    ),
+  ).action(async (inputs: string[], o: ScoringOpts & DecisionOpts & { out: string }) => {
+    const cfg = configFrom(o);
+    const signal = interruptSignal();
+    const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
+    const bar = createProgress('run');
+    try {
+      const res = await runBatch(inputs, o.out, backbone, cfg, ruleFrom(o), {
+        signal,
+        onProgress: (s, f) => bar.update(s, f),
+        onImage: (d, t) => bar.update('outputs', d / t),
+      });
+      bar.stop();
+      for (const f of res.failures) process.stderr.write(`skipped ${f.file}: ${f.error}\n`);
+      const flagged = res.rows.filter((r) => r.decision === 'anomalous').length;
+      const scored = res.rows.filter((r) => r.decision !== 'error').length;
+      process.stdout.write(
+        `${scored} images scored, ${flagged} anomalous (threshold ${res.threshold.value.toFixed(4)}, ${res.threshold.method}), ${res.failures.length} skipped\n` +
+          `results: ${join(o.out, 'scores.csv')}\nreport:  ${join(o.out, 'report.html')}\n`,
+      );
+    } finally {
+      bar.stop();
+      await backbone.dispose();
+    }
+  });
+
+  addDecisionOptions(
+    addScoringOptions(
+      program
+        .command('demo')
+        .description('generate a synthetic inspection batch (40 plates, 25 % defective, with masks) and run the full pipeline on it')
+        .option('--out <dir>', 'output folder for the batch and the report', 'musc-demo'),
+    ),
+  ).action(async (o: ScoringOpts & DecisionOpts & { out: string }) => {
     const t0 = performance.now();
-    const batch = await writeSyntheticBatch(join(dir, 'plates'));
-    process.stderr.write(`wrote ${batch.images} synthetic images (${batch.defective} with defects) to ${join(dir, 'plates')}\n`);
+    const data = join(o.out, 'plates');
+    const batch = await writeSyntheticBatch(data);
+    process.stderr.write(`wrote ${batch.images} synthetic images (${batch.defective} with defects, masks in ground_truth/) to ${data}\n`);
     const cfg = configFrom(o);
     const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
     try {
       const t1 = performance.now();
-      const probe = await import('../image/io.js').then((m) => m.loadImageRgb(join(dir, 'plates', 'test', 'good', `${String(batch.defective).padStart(3, '0')}.png`), cfg.imageSize));
+      const probe = await loadImageRgb(join(data, 'test', 'good', `${String(batch.defective).padStart(3, '0')}.png`), cfg.imageSize);
       const out = await backbone.extract([probe]);
       process.stderr.write(
-        `backbone ${backbone.id}: ${cfg.layers.map((l, i) => `${l} [${out.layers[i].dims.join('x')}]`).join(', ')}, embedding [${out.embedding.dims.join('x')}] in ${(performance.now() - t1).toFixed(0)} ms\n`,
+        `backbone ${backbone.id}: ${cfg.layers.map((l, i) => `${l} [${out.layers[i].dims.join('x')}]`).join(', ')}, ` +
+          `embedding [${out.embedding.dims.join('x')}], ${(performance.now() - t1).toFixed(0)} ms for one image\n`,
       );
     } finally {
       await backbone.dispose();
     }
-    await runEval([join(dir, 'plates')], o);
-    process.stderr.write(`demo finished in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    await runEval([data], { ...o, report: join(o.out, 'report') });
+    process.stderr.write(`demo finished in ${((performance.now() - t0) / 1000).toFixed(1)} s; open ${join(o.out, 'report', 'report.html')}\n`);
   });
 
   const models = program.command('models').description('inspect ONNX backbones');
@@ -197,7 +296,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (err) {
     if (err instanceof MuscError) {
       process.stderr.write(`musc: ${err.message}\n`);
-      return 2;
+      return err.code === 'INTERRUPTED' ? 130 : 2;
     }
     process.stderr.write(`musc: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : errorText(err)}\n`);
     return 1;

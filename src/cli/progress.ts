@@ -22,13 +22,16 @@ export function createProgress(label: string, quiet = false): Progress {
     cliProgress.Presets.shades_classic,
   );
   bar.start(1000, 0, { stage: 'features' });
+  let stopped = false;
   return {
     update(stage, fraction) {
-      // Features take a small share of the total; scoring the rest.
-      const v = stage === 'features' ? fraction * 100 : 100 + fraction * 900;
+      // Rough shares of the wall time: features 10 %, mutual scoring 80 %, writing outputs 10 %.
+      const v = stage === 'features' ? fraction * 100 : stage === 'scoring' ? 100 + fraction * 800 : 900 + fraction * 100;
       bar.update(Math.round(v), { stage: stage.padEnd(8) });
     },
     stop() {
+      if (stopped) return;
+      stopped = true;
       bar.stop();
     },
   };

@@ -27,6 +27,8 @@ export interface MsmOptions {
   readonly onProgress?: (done: number) => void;
   /** Reuse an existing kernel session. */
   readonly kernel?: SimilarityKernel;
+  /** Checked between GEMM blocks so Ctrl-C stops a long pass promptly. */
+  readonly signal?: AbortSignal;
 }
 
 /** Smallest batch MuSc can score: with N ≤ 4 the 30 % interval holds no image (the reference returns NaN). */
@@ -92,6 +94,7 @@ async function pairwiseMinDistances(kernel: SimilarityKernel, z: Float32Array, N
   const totalWork = (N * (N + 1)) / 2;
   let done = 0;
   for (let i0 = 0; i0 < N; i0 += group) {
+    opts.signal?.throwIfAborted();
     const i1 = Math.min(N, i0 + group);
     const I = i1 - i0;
     const a = z.subarray(i0 * P * C, i1 * P * C);

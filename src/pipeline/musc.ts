@@ -65,7 +65,7 @@ export interface Failure {
 }
 
 /** Progress callback: stage name and fraction done in [0, 1]. */
-export type ProgressFn = (stage: 'features' | 'scoring', fraction: number) => void;
+export type ProgressFn = (stage: 'features' | 'scoring' | 'outputs', fraction: number) => void;
 
 /** Checks ranges of a config and fills defaults. */
 export function resolveConfig(partial: Partial<MuscConfig> = {}): MuscConfig {
@@ -192,6 +192,7 @@ export async function scoreFeatures(
             intervalLow: cfg.interval[0],
             intervalHigh: cfg.interval[1],
             kernel,
+            signal: hooks.signal,
             onProgress: (f) => hooks.onProgress?.('scoring', (done + f * w) / total),
           });
           done += w;

@@ -1,0 +1,117 @@
+/**
+ * The data contract between the pipeline (`musc run`, `musc eval --report`) and
+ * the self-contained HTML report. Everything the page shows comes from one
+ * {@link ReportData}; the renderer computes nothing that needs the images
+ * themselves, so the caller decides thumbnail size and therefore file size.
+ */
+
+/** An axis-aligned box in the original image's pixel coordinates. */
+export interface ReportRegion {
+  /** Left edge, pixels from the left of the original image. */
+  x: number;
+  /** Top edge, pixels from the top of the original image. */
+  y: number;
+  /** Width in original pixels. */
+  width: number;
+  /** Height in original pixels. */
+  height: number;
+}
+
+/** One scored image, one card in the report's grid. */
+export interface ReportImage {
+  /** Row index of the image in the run; unique within a report. */
+  id: number;
+  /** File name as shown to the user. UNTRUSTED: may contain HTML; the report renders it as text only. */
+  name: string;
+  /** Path as given on the command line or found in the dataset. UNTRUSTED, rendered as text only. */
+  path: string;
+  /** Raw image score: the maximum of the anomaly map (unbounded, comparable only within a run). */
+  score: number;
+  /** RsCIN-refined score in [0, 1]; the score the decision threshold is applied to. */
+  rscin: number;
+  /** The automatic decision for this image. */
+  decision: 'anomalous' | 'normal';
+  /** `data:` URI (JPEG) of the image thumbnail. Must be a `data:image/...` URI: the page's CSP blocks anything else. */
+  thumb: string;
+  /** `data:` URI (JPEG) of the heatmap overlay thumbnail, the same size as {@link ReportImage.thumb}. */
+  heat: string;
+  /** The strongest anomalous region in original pixels, or `null` when there is none. */
+  region: ReportRegion | null;
+  /** Width of the original image in pixels (scales {@link ReportImage.region} onto the thumbnail). */
+  originalWidth: number;
+  /** Height of the original image in pixels. */
+  originalHeight: number;
+  /** Ground truth when known (eval): 1 anomalous, 0 normal. */
+  label?: 0 | 1;
+  /** Defect type when known, e.g. `good`, `broken_large`. UNTRUSTED, rendered as text only. */
+  defectType?: string;
+}
+
+/** A configuration value as shown in the report's summary. */
+export type ReportConfigValue = string | number | boolean | readonly (string | number)[];
+
+/** Threshold-independent quality metrics, each in [0, 1]; the report shows them in %. */
+export interface ReportImageMetrics {
+  /** Area under the image-level ROC curve. */
+  auroc: number;
+  /** Image-level average precision. */
+  ap: number;
+  /** Best F1 over all image-level thresholds. */
+  f1max: number;
+}
+
+/** Pixel-level metrics, each in [0, 1]. */
+export interface ReportPixelMetrics extends ReportImageMetrics {
+  /** PRO as MuSc reports it (cflow-ad `cal_pro_score`). */
+  pro: number;
+  /** The official MVTec AUPRO integrated up to FPR 0.3. */
+  aupro_mvtec: number;
+}
+
+/** How good the automatic threshold was, compared with the best threshold in hindsight. */
+export interface ReportDecisionQuality {
+  /** Accuracy of the automatic decisions, in [0, 1]. */
+  accuracy: number;
+  /** F1 of the automatic decisions (anomalous = positive), in [0, 1]. */
+  f1: number;
+  /** Best accuracy any threshold reaches on these labels, in [0, 1]. */
+  bestAccuracy: number;
+  /** Best F1 any threshold reaches on these labels, in [0, 1]. */
+  bestF1: number;
+  /** The oracle threshold on the RsCIN score (chosen with the labels). */
+  bestThreshold: number;
+}
+
+/** Metrics for a labelled run (`musc eval --report`). */
+export interface ReportMetrics {
+  /** Image-level metrics. */
+  image: ReportImageMetrics;
+  /** Pixel-level metrics, when masks were available. */
+  pixel?: ReportPixelMetrics;
+  /** Image-level ROC curve, downsampled to at most 200 points, ordered along the curve. */
+  roc: { fpr: number[]; tpr: number[] };
+  /** Image-level precision–recall curve, downsampled to at most 200 points, ordered along the curve. */
+  pr: { recall: number[]; precision: number[] };
+  /** Accuracy/F1 of the automatic threshold next to the best possible one. */
+  decisionQuality?: ReportDecisionQuality;
+}
+
+/** Everything the HTML report shows. */
+export interface ReportData {
+  /** Page title, e.g. the category or input folder. UNTRUSTED, escaped. */
+  title: string;
+  /** When the report was generated, ISO 8601. */
+  generatedAt: string;
+  /** Producing tool and version, e.g. `musc-ts 0.1.0`. */
+  tool: string;
+  /** Run configuration shown in the summary (backbone, resolution, k, …). Keys and values are escaped. */
+  config: Record<string, ReportConfigValue>;
+  /** The decision threshold on the RsCIN score, how it was chosen and the assumption it rests on, in plain words. */
+  threshold: { value: number; method: string; assumption: string };
+  /** The scored images. */
+  images: ReportImage[];
+  /** Files that could not be scored, with the reason. UNTRUSTED, rendered as text only. */
+  failures: { file: string; error: string }[];
+  /** Present when labels were available (eval). */
+  metrics?: ReportMetrics;
+}

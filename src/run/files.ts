@@ -1,0 +1,68 @@
+/**
+ * Turning the user's folders, files and globs into a sorted list of image files.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
+import { glob } from 'tinyglobby';
+import { DatasetError } from '../errors.js';
+
+/** Extensions treated as images when walking folders. */
+export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.gif'];
+
+const isImageName = (name: string) => !name.startsWith('.') && IMAGE_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e));
+
+async function walk(dir: string, out: string[]): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  for (const e of entries) {
+    if (e.name.startsWith('.')) continue;
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await walk(p, out);
+    else if (e.isFile() && isImageName(e.name)) out.push(p);
+  }
+}
+
+/**
+ * Expands inputs: a folder contributes its image files recursively, a file itself
+ * (whatever its extension: the decoder decides), anything else is a glob pattern.
+ * @throws DatasetError when nothing matches.
+ */
+export async function collectImages(inputs: readonly string[]): Promise<string[]> {
+  const found = new Set<string>();
+  for (const input of inputs) {
+    const st = await stat(input).catch(() => null);
+    if (st?.isDirectory()) {
+      const files: string[] = [];
+      await walk(resolve(input), files);
+      files.forEach((f) => found.add(f));
+    } else if (st?.isFile()) {
+      found.add(resolve(input));
+    } else {
+      const matches = await glob(input, { absolute: true, onlyFiles: true, dot: false });
+      if (matches.length === 0) throw new DatasetError(`${input} is not a file or folder and matches no files`);
+      matches.filter((m) => isImageName(m.split(sep).pop() ?? m)).forEach((m) => found.add(resolve(m)));
+    }
+  }
+  if (found.size === 0) throw new DatasetError(`no images found in ${inputs.join(', ')} (looked for ${IMAGE_EXTENSIONS.join(' ')})`);
+  return [...found].sort();
+}
+
+/**
+ * Short unique output names: each file's path relative to the files' common folder,
+ * with separators replaced, so `good/000.png` and `broken/000.png` do not collide.
+ */
+export function outputStems(files: readonly string[]): string[] {
+  const parts = files.map((f) => f.split(sep));
+  let common = parts.length === 1 ? parts[0].length - 1 : 0;
+  if (parts.length > 1) {
+    const first = parts[0];
+    while (common < first.length - 1 && parts.every((p) => p.length - 1 > common && p[common] === first[common])) common++;
+  }
+  const stems = parts.map((p) => p.slice(common).join('__').replace(/\.[^.]*$/, '').replace(/[^\p{L}\p{N}._ -]/gu, '_'));
+  // Two names can still collide after sanitising: number the repeats.
+  const seen = new Map<string, number>();
+  return stems.map((s) => {
+    const n = seen.get(s) ?? 0;
+    seen.set(s, n + 1);
+    return n === 0 ? s : `${s}~${n}`;
+  });
+}

@@ -1,0 +1,50 @@
+/**
+ * The strongest region of an anomaly map: the 8-connected blob around the
+ * hottest pixel, of pixels above half-way between the map's median and its max.
+ * Reported as a box in original-image pixels so users can crop or mark it.
+ */
+import { label8 } from '../metrics/regions.js';
+
+/** A box in original-image pixels. */
+export interface Region {
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+}
+
+/** Finds the strongest region of a `[size, size]` map and scales it to `origW x origH`. */
+export function strongestRegion(map: Float32Array, size: number, origW: number, origH: number): Region {
+  let argmax = 0;
+  for (let i = 1; i < map.length; i++) if (map[i] > map[argmax]) argmax = i;
+  const sorted = Float32Array.from(map).sort();
+  const median = sorted[sorted.length >> 1];
+  const level = median + 0.5 * (map[argmax] - median);
+  const mask = new Uint8Array(map.length);
+  for (let i = 0; i < map.length; i++) mask[i] = map[i] >= level ? 1 : 0;
+  const { labels } = label8(mask, size, size);
+  const target = labels[argmax];
+  let x0 = size;
+  let y0 = size;
+  let x1 = -1;
+  let y1 = -1;
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] !== target) continue;
+    const y = Math.floor(i / size);
+    const x = i - y * size;
+    if (x < x0) x0 = x;
+    if (x > x1) x1 = x;
+    if (y < y0) y0 = y;
+    if (y > y1) y1 = y;
+  }
+  const sx = origW / size;
+  const sy = origH / size;
+  const x = Math.floor(x0 * sx);
+  const y = Math.floor(y0 * sy);
+  return {
+    x,
+    y,
+    width: Math.max(1, Math.min(origW, Math.ceil((x1 + 1) * sx)) - x),
+    height: Math.max(1, Math.min(origH, Math.ceil((y1 + 1) * sy)) - y),
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * Deciding normal vs anomalous without labels. MuSc gives scores, not decisions;
+ * a threshold on the RsCIN image scores needs an assumption about the batch, and
+ * each rule states its own so the report can show it.
+ */
+import { ConfigError } from '../errors.js';
+
+/** How the decision threshold is chosen. */
+export type ThresholdRule =
+  | { readonly method: 'otsu' }
+  | { readonly method: 'mad'; readonly z?: number }
+  | { readonly method: 'rate'; readonly defectRate: number }
+  | { readonly method: 'fixed'; readonly value: number };
+
+/** A chosen threshold with the assumption behind it, in words for the report. */
+export interface Threshold {
+  readonly value: number;
+  readonly method: string;
+  readonly assumption: string;
+}
+
+function sortedCopy(scores: ArrayLike<number>): Float64Array {
+  return Float64Array.from(scores).sort();
+}
+
+/**
+ * Otsu's split of the score distribution: the cut maximising the between-class
+ * variance, computed exactly over all n−1 cuts of the sorted scores.
+ */
+export function otsuThreshold(scores: ArrayLike<number>): number {
+  const s = sortedCopy(scores);
+  const n = s.length;
+  if (n < 2) return s[0] ?? 0;
+  let total = 0;
+  for (const v of s) total += v;
+  let best = -1;
+  let cut = (s[0] + s[n - 1]) / 2;
+  let left = 0;
+  for (let k = 1; k < n; k++) {
+    left += s[k - 1];
+    if (s[k] === s[k - 1]) continue; // no cut between equal scores
+    const w0 = k / n;
+    const w1 = 1 - w0;
+    const m0 = left / k;
+    const m1 = (total - left) / (n - k);
+    const between = w0 * w1 * (m0 - m1) ** 2;
+    if (between > best) {
+      best = between;
+      cut = (s[k - 1] + s[k]) / 2;
+    }
+  }
+  return cut;
+}
+
+/** median + z · 1.4826 · MAD: the robust outlier rule. */
+export function madThreshold(scores: ArrayLike<number>, z = 3): number {
+  const s = sortedCopy(scores);
+  const med = quantileSorted(s, 0.5);
+  const dev = sortedCopy(Array.from(s, (v) => Math.abs(v - med)));
+  const mad = quantileSorted(dev, 0.5);
+  return med + z * 1.4826 * mad;
+}
+
+/** Linear-interpolated quantile of sorted values (numpy's default). */
+export function quantileSorted(s: Float64Array, q: number): number {
+  if (s.length === 0) return NaN;
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.min(s.length - 1, lo + 1);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+
+/** Applies a rule to the scores. Decisions are `score > value`. */
+export function chooseThreshold(scores: ArrayLike<number>, rule: ThresholdRule): Threshold {
+  switch (rule.method) {
+    case 'fixed':
+      if (!Number.isFinite(rule.value)) throw new ConfigError(`--threshold must be a number (got ${rule.value})`);
+      return { value: rule.value, method: 'fixed', assumption: `Threshold ${rule.value} given by the user.` };
+    case 'rate': {
+      const p = rule.defectRate;
+      if (!(p >= 0 && p < 1)) throw new ConfigError(`--defect-rate must be in [0, 1) (got ${p})`);
+      const s = sortedCopy(scores);
+      // The k = round(p·n) highest scores are flagged; the cut lies between ranks.
+      const k = Math.round(p * s.length);
+      const value = k === 0 ? s[s.length - 1] : k >= s.length ? s[0] - 1e-9 : (s[s.length - k - 1] + s[s.length - k]) / 2;
+      return {
+        value,
+        method: `expected defect rate ${(100 * p).toFixed(1)} %`,
+        assumption: `About ${(100 * p).toFixed(1)} % of the images are defective (given with --defect-rate); the ${k} highest-scoring images are flagged.`,
+      };
+    }
+    case 'mad': {
+      const z = rule.z ?? 3;
+      return {
+        value: madThreshold(scores, z),
+        method: `median + ${z}·MAD`,
+        assumption: `Most images are normal (defects are a minority, well under half), so defective images are outliers more than ${z} robust standard deviations above the median score.`,
+      };
+    }
+    case 'otsu':
+      return {
+        value: otsuThreshold(scores),
+        method: 'Otsu split',
+        assumption:
+          'The batch holds both normal and defective images and their scores form two groups; the threshold is the split that best separates them (Otsu). If every image is normal, some will still be flagged: use --defect-rate or --threshold then.',
+      };
+  }
+}
+
+/** Accuracy and F1 of `score > t` against labels, and the best achievable over all cuts. */
+export function decisionQuality(
+  scores: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  t: number,
+): { accuracy: number; f1: number; bestAccuracy: number; bestF1: number; bestThreshold: number } {
+  const n = scores.length;
+  const at = (thr: number) => {
+    let tp = 0;
+    let fp = 0;
+    let fn = 0;
+    let tn = 0;
+    for (let i = 0; i < n; i++) {
+      const pred = scores[i] > thr;
+      if (labels[i]) pred ? tp++ : fn++;
+      else pred ? fp++ : tn++;
+    }
+    return { accuracy: (tp + tn) / n, f1: tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn) };
+  };
+  const here = at(t);
+  const s = sortedCopy(scores);
+  let best = { accuracy: -1, f1: 0, thr: t };
+  const cuts = [s[0] - 1, ...Array.from(s.subarray(0, n - 1), (v, i) => (v + s[i + 1]) / 2), s[n - 1]];
+  for (const c of cuts) {
+    const q = at(c);
+    if (q.accuracy > best.accuracy) best = { accuracy: q.accuracy, f1: q.f1, thr: c };
+  }
+  return { accuracy: here.accuracy, f1: here.f1, bestAccuracy: best.accuracy, bestF1: best.f1, bestThreshold: best.thr };
+}
