@@ -46,18 +46,23 @@ export async function collectImages(inputs: readonly string[]): Promise<string[]
   return [...found].sort();
 }
 
-/**
- * Short unique output names: each file's path relative to the files' common folder,
- * with separators replaced, so `good/000.png` and `broken/000.png` do not collide.
- */
-export function outputStems(files: readonly string[]): string[] {
+/** Paths relative to the files' common folder, with `/` separators, for display. */
+export function displayNames(files: readonly string[]): string[] {
   const parts = files.map((f) => f.split(sep));
   let common = parts.length === 1 ? parts[0].length - 1 : 0;
   if (parts.length > 1) {
     const first = parts[0];
     while (common < first.length - 1 && parts.every((p) => p.length - 1 > common && p[common] === first[common])) common++;
   }
-  const stems = parts.map((p) => p.slice(common).join('__').replace(/\.[^.]*$/, '').replace(/[^\p{L}\p{N}._ -]/gu, '_'));
+  return parts.map((p) => p.slice(common).join('/'));
+}
+
+/**
+ * Short unique output names: each file's path relative to the files' common folder,
+ * with separators replaced, so `good/000.png` and `broken/000.png` do not collide.
+ */
+export function outputStems(files: readonly string[]): string[] {
+  const stems = displayNames(files).map((n) => n.split('/').join('__').replace(/\.[^.]*$/, '').replace(/[^\p{L}\p{N}._ -]/gu, '_'));
   // Two names can still collide after sanitising: number the repeats.
   const seen = new Map<string, number>();
   return stems.map((s) => {

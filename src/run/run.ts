@@ -5,7 +5,7 @@
  * Bad files are reported and skipped; outputs are written atomically.
  */
 import { access, constants, mkdir, rm, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { Backbone } from '../backbone/backbone.js';
 import { ConfigError, MuscError } from '../errors.js';
 import { extractFeatures, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn } from '../pipeline/musc.js';
@@ -13,7 +13,7 @@ import { renderReportHtml } from '../report/html.js';
 import type { ReportData, ReportImage } from '../report/report-data.js';
 import { writeAtomic } from './atomic.js';
 import { imageCurves } from './curves.js';
-import { collectImages, outputStems } from './files.js';
+import { collectImages, displayNames, outputStems } from './files.js';
 import { encodeNpy, renderOverlay, type HeatScale } from './overlay.js';
 import { strongestRegion, type Region } from './region.js';
 import { chooseThreshold, decisionQuality, type Threshold, type ThresholdRule } from './threshold.js';
@@ -91,6 +91,7 @@ export async function writeRunOutputs(
   await mkdir(join(outDir, 'overlays'), { recursive: true });
   await mkdir(join(outDir, 'maps'), { recursive: true });
   const stems = outputStems(files);
+  const names = displayNames(files);
   // One colour scale for the batch: from the lowest map value to the highest image score.
   let low = Infinity;
   for (const m of scores.maps) for (let i = 0; i < m.length; i += 7) if (m[i] < low) low = m[i];
@@ -111,7 +112,7 @@ export async function writeRunOutputs(
     rows.push({ path: files[i], imageScore: scores.imageScores[i], rscinScore, decision, threshold: threshold.value, region, overlay, map });
     images.push({
       id: i,
-      name: basename(files[i]),
+      name: names[i],
       path: files[i],
       score: scores.imageScores[i],
       rscin: rscinScore,
