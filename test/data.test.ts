@@ -4,27 +4,16 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { binarizeMask, loadMaskBinary, maskValueKind, type DatasetItem } from '../src/data/dataset.js';
 import { compareCodePoints, parseCsv, readBtadCategory, readMvtecCategory, readVisaCategory } from '../src/data/mvtec.js';
 import { DatasetError } from '../src/errors.js';
+import { repoRoot } from './helpers.js';
 import { loadMaskGrey } from '../src/image/io.js';
 
-/** Compiled tests run from dist/test/, sources from test/: walk up to the package root. */
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the test file');
-    dir = up;
-  }
-  return dir;
-}
 
 const DATA = path.resolve(repoRoot(), '../shared/data');
 const BOTTLE = path.join(DATA, 'mvtec_ad/bottle');

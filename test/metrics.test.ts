@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { mulberry32 } from '../src/util/random.js';
 import {
   auproMvtec,
   averagePrecision,
@@ -112,17 +113,6 @@ function pixelInputs(c: PixelCase): { maps: Float32Array[]; masks: Uint8Array[] 
   return { maps, masks: c.masks.map(maskFromString) };
 }
 
-/** Deterministic PRNG (mulberry32) so the scale test is reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ------------------------------------------------------------------ hand-checked
 

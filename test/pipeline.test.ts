@@ -6,18 +6,10 @@ import { anomalyMap, imageScore, upsampleBilinear } from '../src/pipeline/maps.j
 import { intervalBounds, mutualScores, mutualScoresOf } from '../src/pipeline/msm.js';
 import { rscin } from '../src/pipeline/rscin.js';
 import type { ChwGrid } from '../src/tensor.js';
+import { mulberry32 } from '../src/util/random.js';
 
-/** Deterministic pseudo-random numbers (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers so failures reproduce. */
+const rng = mulberry32;
 
 function randomGrid(C: number, H: number, W: number, seed: number): ChwGrid {
   const r = rng(seed);
@@ -110,17 +102,34 @@ function randomUnit(N: number, P: number, C: number, seed: number): Float32Array
   return z;
 }
 
-test('mutualScores equals the direct definition (each pair once, both directions), incl. blocks of several sizes', async () => {
-  for (const [N, P, C, maxCols] of [
-    [7, 9, 5, 9],
-    [12, 6, 4, 18],
-    [23, 4, 3, 40],
+test('mutualScores equals the direct definition (each pair once, both directions), for many block shapes', async () => {
+  for (const [N, P, C, rows, cols] of [
+    [7, 9, 5, 9, 9],
+    [7, 9, 5, 18, 27],
+    [12, 6, 4, 1568, 18],
+    [12, 6, 4, 12, 6],
+    [23, 4, 3, 12, 40],
   ] as const) {
-    const z = randomUnit(N, P, C, N * 100 + P);
+    const z = randomUnit(N, P, C, N * 100 + P + rows);
     const want = naiveMutualScores(z, N, P, C);
-    const got = await mutualScores(z, { N, P, C }, { maxBlockColumns: maxCols });
-    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) < 2e-5, `N=${N} entry ${i}: ${got[i]} vs ${want[i]}`);
+    const got = await mutualScores(z, { N, P, C }, { maxBlockColumns: cols, queryRows: rows });
+    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) < 2e-5, `N=${N} rows=${rows} cols=${cols} entry ${i}: ${got[i]} vs ${want[i]}`);
   }
+});
+
+test('int8 mutual scoring stays within quantisation error of fp32 and keeps the ranking', async () => {
+  const N = 16;
+  const P = 25;
+  const C = 64;
+  const z = randomUnit(N, P, C, 99);
+  const fp32 = await mutualScores(z, { N, P, C }, { queryRows: 50, maxBlockColumns: 75 });
+  const int8 = await mutualScores(z, { N, P, C }, { precision: 'int8', queryRows: 50, maxBlockColumns: 75 });
+  let maxDiff = 0;
+  for (let i = 0; i < fp32.length; i++) maxDiff = Math.max(maxDiff, Math.abs(fp32[i] - int8[i]));
+  assert.ok(maxDiff < 0.01, `max |int8 - fp32| = ${maxDiff}`);
+  assert.ok(maxDiff > 0, 'int8 really ran (results are not bit-identical)');
+  const rank = (xs: Float32Array) => Array.from(xs.keys()).sort((a, b) => xs[b] - xs[a]).slice(0, 10);
+  assert.ok(rank(int8).filter((k) => rank(fp32).includes(k)).length >= 8, 'top patches mostly agree');
 });
 
 test('an outlier patch gets the highest mutual score', async () => {

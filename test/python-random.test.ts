@@ -4,25 +4,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PythonRandom } from '../src/data/python-random.js';
 import { splitSubsets } from '../src/data/subsets.js';
 import { readMvtecCategory } from '../src/data/mvtec.js';
 import type { DatasetItem } from '../src/data/dataset.js';
 import { ConfigError } from '../src/errors.js';
+import { repoRoot } from './helpers.js';
 
-/** Compiled tests run from dist/test/, sources from test/: walk up to the package root. */
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the test file');
-    dir = up;
-  }
-  return dir;
-}
 
 interface StreamCase {
   seed: string;

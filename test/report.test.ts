@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
+import { imageCurves } from '../src/run/curves.js';
 import { escapeHtml, renderReportHtml, serializeJsonForScript } from '../src/report/html.js';
 import type { ReportData, ReportImage } from '../src/report/report-data.js';
 import { repoRoot } from './helpers.js';
@@ -111,24 +112,11 @@ async function makeData(): Promise<ReportData> {
       ...(labels[i] === undefined ? {} : { label: labels[i], defectType: labels[i] === 1 ? 'broken_large' : 'good' }),
     });
   }
-  // Image-level curves from the labelled images, the way the caller would compute them.
-  const lab = images.filter((im) => im.label !== undefined).sort((a, b) => b.rscin - a.rscin);
-  const P = lab.filter((im) => im.label === 1).length;
-  const N = lab.length - P;
-  const fpr = [0];
-  const tpr = [0];
-  const recall: number[] = [];
-  const precision: number[] = [];
-  let tp = 0;
-  let fp = 0;
-  for (const im of lab) {
-    if (im.label === 1) tp++;
-    else fp++;
-    fpr.push(fp / N);
-    tpr.push(tp / P);
-    recall.push(tp / P);
-    precision.push(tp / (tp + fp));
-  }
+  // Image-level curves from the labelled images, as `musc eval --report` computes them.
+  const lab = images.filter((im) => im.label !== undefined);
+  const { roc, pr } = imageCurves(lab.map((im) => im.rscin), lab.map((im) => im.label ?? 0));
+  const { fpr, tpr } = roc;
+  const { recall, precision } = pr;
   return {
     title: 'bottle — line 3 <b>batch</b> & co',
     generatedAt: '2025-06-01T09:30:00.000Z',

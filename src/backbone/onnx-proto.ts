@@ -14,9 +14,15 @@ export type IValueInfoProto = onnxProto.onnx.IValueInfoProto;
 export type IAttributeProto = onnxProto.onnx.IAttributeProto;
 
 /** ONNX TensorProto.DataType.FLOAT */
-export const FLOAT = 1;
+export const FLOAT = 1 as const;
+/** ONNX TensorProto.DataType.UINT8 */
+export const UINT8 = 2 as const;
+/** ONNX TensorProto.DataType.INT8 */
+export const INT8 = 3 as const;
+/** ONNX TensorProto.DataType.INT32 */
+export const INT32 = 6 as const;
 /** ONNX TensorProto.DataType.INT64 */
-export const INT64 = 7;
+export const INT64 = 7 as const;
 
 /** A float32 initializer tensor. */
 export function floatTensor(name: string, dims: readonly number[], data: Float32Array): ITensorProto {

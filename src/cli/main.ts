@@ -41,6 +41,7 @@ function addScoringOptions(cmd: Command): Command {
     .addOption(new Option('--k-list <windows>', 'RsCIN window sizes (default: by dataset, [1,2,3] or VisA [1,8,9])').argParser(intList('--k-list')))
     .addOption(new Option('--divide-num <n>', 'split each category into n subsets for mutual scoring').argParser(positiveInt).default(1))
     .addOption(new Option('--batch-size <n>', 'images per backbone pass').argParser(positiveInt).default(DEFAULT_CONFIG.batchSize))
+    .addOption(new Option('--precision <p>', 'mutual-scoring arithmetic: fp32 (reference) or int8 (~2x faster)').choices(['fp32', 'int8']).default(DEFAULT_CONFIG.precision))
     .addOption(new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(positiveInt));
 }
 
@@ -52,6 +53,7 @@ interface ScoringOpts {
   kList?: number[];
   divideNum: number;
   batchSize: number;
+  precision: 'fp32' | 'int8';
   threads?: number;
 }
 
@@ -64,6 +66,7 @@ function configFrom(o: ScoringOpts): MuscConfig {
     kList: o.kList ?? DEFAULT_CONFIG.kList,
     divideNum: o.divideNum,
     batchSize: o.batchSize,
+    precision: o.precision,
   });
 }
 

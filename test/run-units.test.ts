@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError } from '../src/errors.js';
+import { displayNames, outputStems } from '../src/run/files.js';
+import { encodeNpy, heatLayer, turbo } from '../src/run/overlay.js';
+import { strongestRegion } from '../src/run/region.js';
+import { scoresCsv } from '../src/run/run.js';
+import { chooseThreshold, decisionQuality, madThreshold, otsuThreshold } from '../src/run/threshold.js';
+
+test('otsu splits two groups between them, whatever their sizes', () => {
+  const scores = [0.1, 0.12, 0.08, 0.11, 0.7, 0.72, 0.69, 0.71, 0.73, 0.68, 0.74, 0.7];
+  const t = otsuThreshold(scores);
+  assert.ok(t > 0.12 && t < 0.68, `threshold ${t}`);
+  assert.equal(otsuThreshold([0.3, 0.3, 0.3]), 0.3);
+});
+
+test('mad flags outliers of a majority-normal batch; rate flags the top share; fixed is used as is', () => {
+  const scores = [0.2, 0.21, 0.19, 0.22, 0.18, 0.2, 0.21, 0.9];
+  const mad = madThreshold(scores, 3);
+  assert.ok(mad > 0.22 && mad < 0.9, `mad threshold ${mad}`);
+  const rate = chooseThreshold(scores, { method: 'rate', defectRate: 0.25 });
+  assert.equal(scores.filter((s) => s > rate.value).length, 2);
+  assert.match(rate.assumption, /25\.0 %/);
+  assert.equal(chooseThreshold(scores, { method: 'fixed', value: 0.5 }).value, 0.5);
+  assert.throws(() => chooseThreshold(scores, { method: 'rate', defectRate: 1.5 }), ConfigError);
+  for (const m of ['otsu', 'mad'] as const) assert.ok(chooseThreshold(scores, { method: m }).assumption.length > 20);
+});
+
+test('decision quality: accuracy and F1 at the threshold, and the best achievable cut', () => {
+  const scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
+  const labels = [0, 0, 1, 0, 1, 1];
+  const q = decisionQuality(scores, labels, 0.45);
+  assert.equal(q.accuracy, 5 / 6);
+  assert.equal(q.f1, 0.8);
+  assert.equal(q.bestAccuracy, 5 / 6);
+  const all = decisionQuality(scores, labels, 0.25);
+  assert.equal(all.accuracy, 5 / 6);
+  assert.equal(all.f1, 6 / 7);
+});
+
+test('strongest region: the blob around the hottest pixel, scaled to original pixels', () => {
+  const size = 10;
+  const map = new Float32Array(size * size).fill(0.1);
+  for (let y = 2; y <= 4; y++) for (let x = 5; x <= 7; x++) map[y * size + x] = 0.8;
+  map[3 * size + 6] = 1;
+  map[9 * size + 0] = 0.9; // a separate, weaker-peak blob elsewhere is not merged
+  const r = strongestRegion(map, size, 100, 50);
+  assert.deepEqual(r, { x: 50, y: 10, width: 30, height: 15 });
+});
+
+test('output names do not collide across folders; display names keep the relative path', () => {
+  const files = ['/d/test/good/000.png', '/d/test/broken/000.png', '/d/test/good/a<b>.png'];
+  assert.deepEqual(displayNames(files), ['good/000.png', 'broken/000.png', 'good/a<b>.png']);
+  const stems = outputStems(files);
+  assert.deepEqual(stems, ['good__000', 'broken__000', 'good__a_b_']);
+  assert.deepEqual(outputStems(['/x/a?.png', '/x/a*.png']), ['a_', 'a_~1']);
+  assert.deepEqual(displayNames(['/only/one.png']), ['one.png']);
+});
+
+test('scores.csv quotes commas, quotes and newlines (RFC 4180)', () => {
+  const csv = scoresCsv([
+    { path: '/a,b/"x".png', imageScore: 0.5, rscinScore: 1, decision: 'anomalous', threshold: 0.3, region: { x: 1, y: 2, width: 3, height: 4 }, overlay: 'o.png', map: 'm.npy' },
+    { path: '/bad\n.png', imageScore: null, rscinScore: null, decision: 'error', threshold: 0.3, region: null, overlay: null, map: null, error: 'cannot read' },
+  ]);
+  const lines = csv.split('\n');
+  assert.equal(lines[0], 'path,image_score,rscin_score,decision,threshold,region_x,region_y,region_width,region_height,overlay,map,error');
+  assert.equal(lines[1], '"/a,b/""x"".png",0.50000000,1,anomalous,0.30000000,1,2,3,4,o.png,m.npy,');
+  assert.ok(csv.includes('"/bad\n.png",,,error,0.30000000,,,,,,,cannot read'));
+});
+
+test('npy encoding: v1.0 header padded to 64 bytes, little-endian float32 payload', () => {
+  const data = Float32Array.from([1, 2.5, -3, 4, 5, 6]);
+  const npy = encodeNpy(data, [2, 3]);
+  const headerLen = npy[8] | (npy[9] << 8);
+  assert.equal((10 + headerLen) % 64, 0);
+  const header = new TextDecoder().decode(npy.subarray(10, 10 + headerLen));
+  assert.match(header, /^\{'descr': '<f4', 'fortran_order': False, 'shape': \(2, 3\), \} *\n$/);
+  const payload = new Float32Array(npy.slice(10 + headerLen).buffer);
+  assert.deepEqual(Array.from(payload), [1, 2.5, -3, 4, 5, 6]);
+});
+
+test('turbo colormap endpoints and heat layer opacity rise with the score', () => {
+  assert.deepEqual(turbo(0), [35, 23, 27]);
+  const [r, , b] = turbo(1);
+  assert.ok(r > 100 && b < 30, 'hot end is red');
+  const layer = heatLayer(Float32Array.from([0, 1]), 1 /* size 1 reads one pixel */, { low: 0, high: 1 });
+  assert.equal(layer.length, 4);
+  const two = heatLayer(Float32Array.from([0, 0.5, 0.75, 1]), 2, { low: 0, high: 1 });
+  assert.ok(two[3] < two[7] && two[7] < two[11] && two[11] < two[15]);
+});
