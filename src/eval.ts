@@ -9,7 +9,7 @@ import type { Backbone } from './backbone/backbone.js';
 import { loadMaskBinary, type Dataset } from './data/dataset.js';
 import { readBtadCategory, readMvtecCategory, readVisaCategory } from './data/mvtec.js';
 import { splitSubsets } from './data/subsets.js';
-import { DatasetError } from './errors.js';
+import { ConfigError, DatasetError } from './errors.js';
 import { imageMetrics, pixelMetrics } from './metrics/index.js';
 import { extractFeatures, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn } from './pipeline/musc.js';
 
@@ -36,6 +36,8 @@ export interface CategoryResult {
   readonly failures: readonly Failure[];
   readonly scores: MuscScores;
   readonly dataset: Dataset;
+  /** The configuration actually used (RsCIN windows resolved for the dataset). */
+  readonly config: MuscConfig;
   /** Original sizes of the scored images, aligned with `dataset.items`. */
   readonly features: readonly { originalWidth: number; originalHeight: number }[];
 }
@@ -60,9 +62,10 @@ export async function evaluateCategory(
   dir: string,
   backbone: Backbone,
   cfg: MuscConfig,
-  hooks: { onProgress?: ProgressFn; signal?: AbortSignal; maxImages?: number; kList?: readonly number[] } = {},
+  hooks: { onProgress?: ProgressFn; signal?: AbortSignal; maxImages?: number; kList?: readonly number[]; threads?: number } = {},
 ): Promise<CategoryResult> {
   const start = performance.now();
+  if (hooks.maxImages !== undefined && hooks.maxImages < 5) throw new ConfigError(`--max-images must be at least 5 (got ${hooks.maxImages}): MuSc scores images against each other`);
   let dataset = await readCategory(dir);
   if (hooks.maxImages && dataset.items.length > hooks.maxImages) {
     // A stratified, deterministic subset: the reference's own subset split, first part.
@@ -72,6 +75,8 @@ export async function evaluateCategory(
     while (keep.length > hooks.maxImages) keep = splitSubsets(dataset.items, ++parts, 42)[0];
     dataset = { ...dataset, items: keep.map((i) => dataset.items[i]) };
   }
+  // Masks are read before the expensive part so a corrupt mask costs seconds, not the scoring.
+  const allMasks = await Promise.all(dataset.items.map((it) => loadMaskBinary(it, cfg.imageSize, dataset.maskRule)));
   const { features, failures } = await extractFeatures(
     dataset.items.map((i) => i.imagePath),
     backbone,
@@ -80,12 +85,13 @@ export async function evaluateCategory(
   );
   const ok = new Set(features.map((f) => f.file));
   const items = dataset.items.filter((i) => ok.has(i.imagePath));
+  const masks = allMasks.filter((_, k) => ok.has(dataset.items[k].imagePath));
   const subsets = cfg.divideNum > 1 ? splitSubsets(items, cfg.divideNum, 42) : undefined;
   // RsCIN windows follow the dataset family as in the reference unless given explicitly.
   const kList = hooks.kList ?? dataset.rscinKList;
-  const scores = await scoreFeatures(features, { ...cfg, kList }, { ...hooks, subsets });
+  const effective: MuscConfig = { ...cfg, kList: kList.filter((k) => k <= items.length) };
+  const scores = await scoreFeatures(features, effective, { ...hooks, subsets });
   const S = scores.size;
-  const masks = await Promise.all(items.map((it) => loadMaskBinary(it, S, dataset.maskRule)));
   const labels = Uint8Array.from(items, (i) => i.label);
   const image = imageMetrics(scores.rscinScores, labels);
   const pixel = pixelMetrics(scores.maps, masks, S, S);
@@ -99,6 +105,7 @@ export async function evaluateCategory(
     scores,
     dataset: { ...dataset, items },
     features: features.map((f) => ({ originalWidth: f.originalWidth, originalHeight: f.originalHeight })),
+    config: effective,
   };
 }
 

@@ -113,3 +113,25 @@ test('invalid hyper-parameters are rejected with a clear message', async () => {
   assert.throws(() => resolveConfig({ interval: [0.5, 0.3] }), /interval/);
   await assert.rejects(run(process.execPath, [MUSC_BIN, 'eval', BOTTLE, '--r-list', 'a']), /comma-separated integers/);
 });
+
+test('a failing category does not throw away the others; bad decision options fail before any work', async () => {
+  const empty = path.join(tmp, 'no-images');
+  await mkdir(path.join(empty, 'test', 'good'), { recursive: true });
+  await assert.rejects(run(process.execPath, [MUSC_BIN, 'eval', BOTTLE, empty, '--json', '--max-images', '12'], { maxBuffer: 1 << 20 }), (e: { code?: number; stdout?: string; stderr?: string }) => {
+    assert.equal(e.code, 2);
+    const out = JSON.parse((e.stdout ?? '').trim()) as { categories: Record<string, unknown>; failed: { dir: string }[] };
+    assert.ok(out.categories.bottle, 'the good category is still reported');
+    assert.equal(out.failed.length, 1);
+    assert.match(e.stderr ?? '', /1 of 2 categories could not be evaluated/);
+    return true;
+  });
+  const t = performance.now();
+  await assert.rejects(run(process.execPath, [MUSC_BIN, 'run', BOTTLE, '--out', path.join(tmp, 'x'), '--defect-rate', '5']), (e: { code?: number; stderr?: string }) => {
+    assert.equal(e.code, 2);
+    assert.match(e.stderr ?? '', /defect-rate must be in \[0, 1\)/);
+    return true;
+  });
+  assert.ok(performance.now() - t < 10_000, 'rejected before loading the model or scoring');
+  await assert.rejects(run(process.execPath, [MUSC_BIN, 'eval', BOTTLE, '--max-images', '3']), /at least 5/);
+  await assert.rejects(run(process.execPath, [MUSC_BIN, 'nonsense-command']), (e: { code?: number }) => e.code === 2);
+});

@@ -5,6 +5,8 @@ import { lnamd } from '../src/pipeline/lnamd.js';
 import { anomalyMap, imageScore, upsampleBilinear } from '../src/pipeline/maps.js';
 import { intervalBounds, mutualScores, mutualScoresOf } from '../src/pipeline/msm.js';
 import { rscin } from '../src/pipeline/rscin.js';
+import { resolveConfig, scoreFeatures } from '../src/pipeline/musc.js';
+import { LargestK } from '../src/pipeline/top-k.js';
 import type { ChwGrid } from '../src/tensor.js';
 import { mulberry32 } from '../src/util/random.js';
 
@@ -198,4 +200,54 @@ test('rscin: k=1 returns min-max normalised scores; larger windows average over 
   assert.deepEqual(Array.from(k12), [0.125, 0.375, 0.4375, 0.8125]);
   assert.deepEqual(Array.from(rscin(scores, e, 2, [])), scores);
   assert.throws(() => rscin(scores, e, 2, [5]), ConfigError);
+});
+
+test('LargestK keeps exactly the k largest values per row, in any arrival order', () => {
+  const r = rng(5);
+  const rows = 50;
+  const k = 7;
+  const sel = new LargestK(rows, k);
+  const all: number[][] = Array.from({ length: rows }, () => []);
+  for (let t = 0; t < 5000; t++) {
+    const row = Math.floor(r() * rows);
+    const v = Math.round(r() * 100) / 10; // many ties
+    sel.push(row, v);
+    all[row].push(v);
+  }
+  const means = sel.meanOfRanks(2, 5, (v) => v);
+  for (let row = 0; row < rows; row++) {
+    const desc = Float32Array.from(all[row]).sort().reverse();
+    const want = (desc[2] + desc[3] + desc[4]) / 3;
+    assert.ok(Math.abs(means[row] - want) < 1e-6, `row ${row}: ${means[row]} vs ${want}`);
+  }
+});
+
+test('int8 with 7-bit reference codes (CPUs without VNNI) also stays close to fp32', async () => {
+  const N = 12;
+  const P = 16;
+  const C = 48;
+  const z = randomUnit(N, P, C, 123);
+  const fp32 = await mutualScores(z, { N, P, C });
+  const reduced = await mutualScores(z, { N, P, C }, { precision: 'int8', int8ReferenceLevels: 63 });
+  let maxDiff = 0;
+  for (let i = 0; i < fp32.length; i++) maxDiff = Math.max(maxDiff, Math.abs(fp32[i] - reduced[i]));
+  assert.ok(maxDiff < 0.02, `max |int8(63) - fp32| = ${maxDiff}`);
+});
+
+test('divideNum without explicit subsets splits by parent folder and scores within each subset', async () => {
+  const r = rng(11);
+  const features = Array.from({ length: 12 }, (_, i) => ({
+    file: `/batch/${i % 2 ? 'a' : 'b'}/${i}.png`,
+    originalWidth: 10,
+    originalHeight: 10,
+    layers: [{ data: Float32Array.from({ length: 8 * 3 * 3 }, () => r()), channels: 8, height: 3, width: 3 }],
+    embedding: Float32Array.from({ length: 4 }, () => r()),
+  }));
+  const cfg = resolveConfig({ imageSize: 32, layers: ['x'], divideNum: 2, precision: 'fp32' });
+  const split = await scoreFeatures(features, cfg);
+  const whole = await scoreFeatures(features, { ...cfg, divideNum: 1 });
+  assert.equal(split.maps.length, 12);
+  assert.ok(split.imageScores.every(Number.isFinite));
+  assert.notDeepEqual(Array.from(split.imageScores), Array.from(whole.imageScores), 'subsets change who is compared with whom');
+  await assert.rejects(scoreFeatures(features, { ...cfg, divideNum: 3 }), /at least 5 images/);
 });

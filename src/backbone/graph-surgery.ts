@@ -5,7 +5,7 @@
  * Adding outputs does not re-encode the model: protobuf merges a message that is
  * concatenated to another (repeated fields append, sub-messages merge), so we
  * append a tiny `ModelProto { graph { output: [...] } }`. This keeps fields our
- * schema version does not know and costs nothing for gigabyte-sized ViTs.
+ * schema version does not know and never re-encodes the (possibly gigabyte) weights.
  */
 import { ModelError } from '../errors.js';
 import { decodeModel, encodeModel, floatValueInfo, type GraphProto } from './onnx-proto.js';
@@ -123,7 +123,11 @@ export function addGraphOutputs(bytes: Uint8Array, names: readonly string[], sou
   const existing = new Set(graph.output.map((o) => o.name));
   const toAdd = [...new Set(names)].filter((n) => !existing.has(n));
   if (toAdd.length === 0) return bytes;
-  const patch = encodeModel({ graph: { output: toAdd.map((n) => floatValueInfo(n)) } });
+  // Keep the element type the exporter recorded (fp16 exports); float when unknown.
+  const known = new Map(graph.valueInfo.filter((v) => v.name && v.type?.tensorType?.elemType).map((v) => [v.name as string, v]));
+  const patch = encodeModel({
+    graph: { output: toAdd.map((n) => known.get(n) ?? floatValueInfo(n)) },
+  });
   const merged = new Uint8Array(bytes.length + patch.length);
   merged.set(bytes, 0);
   merged.set(patch, bytes.length);

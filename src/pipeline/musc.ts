@@ -4,7 +4,9 @@
  * takes file paths only to hand them to the image loader, and reports bad files
  * instead of throwing so a long run finishes with partial results.
  */
+import { basename, dirname } from 'node:path';
 import type { Backbone } from '../backbone/backbone.js';
+import { splitSubsets } from '../data/subsets.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
 import { loadImageRgb, type LoadedImage } from '../image/io.js';
 import type { ChwGrid } from '../tensor.js';
@@ -30,14 +32,14 @@ export interface MuscConfig {
   readonly divideNum: number;
   /** Images per backbone forward pass. */
   readonly batchSize: number;
-  /** Arithmetic of mutual scoring: `fp32` (reference) or `int8` (VNNI GEMM, ~2x faster). */
+  /** Arithmetic of mutual scoring: `int8` (default, VNNI GEMM, ~2x faster) or `fp32` (the reference's). */
   readonly precision: MsmPrecision;
 }
 
 /**
  * Defaults for the bundled ResNet50: 224 px, layer2 + layer3, r ∈ {1,3,5}, the
- * reference's 30 % interval and MVTec RsCIN windows. See BENCHMARKS.md for the
- * measurements behind the choice.
+ * reference's 30 % interval and MVTec RsCIN windows, int8 mutual scoring. See
+ * BENCHMARKS.md for the measurements behind the choice.
  */
 export const DEFAULT_CONFIG: MuscConfig = {
   imageSize: 224,
@@ -47,7 +49,8 @@ export const DEFAULT_CONFIG: MuscConfig = {
   kList: [...RSCIN_K_DEFAULT],
   divideNum: 1,
   batchSize: 8,
-  precision: 'fp32',
+  // int8 stays within 0.5 points of fp32 on every metric on ../shared/data and is ~2x faster (BENCHMARKS.md).
+  precision: 'int8',
 };
 
 /** Backbone output kept for one image. */
@@ -171,21 +174,32 @@ export async function scoreFeatures(
     times?: StageTimes;
     /** Benchmarks only, see `MsmOptions.maxQueryGroups`. */
     maxQueryGroups?: number;
+    /** ONNX Runtime intra-op threads for mutual scoring (default: all cores). */
+    threads?: number;
   } = {},
 ): Promise<MuscScores> {
   const M = features.length;
   if (M < MIN_IMAGES) {
     throw new ConfigError(`MuSc scores images against each other and needs at least ${MIN_IMAGES} readable images (got ${M})`);
   }
-  const subsets = hooks.subsets ?? [features.map((_, i) => i)];
+  // Without explicit subsets, `divideNum` splits like the reference: stratified by parent folder, seed 42.
+  const subsets =
+    hooks.subsets ??
+    (cfg.divideNum > 1
+      ? splitSubsets(
+          features.map((f) => ({ imagePath: f.file, maskPath: null, label: 0 as const, defectType: basename(dirname(f.file)) })),
+          cfg.divideNum,
+          42,
+        )
+      : [features.map((_, i) => i)]);
   for (const s of subsets) {
     if (s.length < MIN_IMAGES) throw new ConfigError(`every subset needs at least ${MIN_IMAGES} images (one has ${s.length}); use fewer subsets`);
   }
   const S = cfg.imageSize;
   const maps = features.map(() => new Float32Array(S * S));
   const nMaps = cfg.layers.length * cfg.rList.length;
-  const kernel = cfg.precision === 'fp32' ? (hooks.kernel ?? (await SimilarityKernel.create())) : undefined;
-  const int8Kernel = cfg.precision === 'int8' ? await Int8SimilarityKernel.create() : undefined;
+  const kernel = cfg.precision === 'fp32' ? (hooks.kernel ?? (await SimilarityKernel.create({ threads: hooks.threads }))) : undefined;
+  const int8Kernel = cfg.precision === 'int8' ? await Int8SimilarityKernel.create({ threads: hooks.threads }) : undefined;
   // Progress is weighted by GEMM work: N² · P² · C per (layer, r).
   const work = (n: number, l: number) => {
     const g = features[0].layers[l];

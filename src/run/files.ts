@@ -1,7 +1,7 @@
 /**
  * Turning the user's folders, files and globs into a sorted list of image files.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { glob } from 'tinyglobby';
 import { DatasetError } from '../errors.js';
@@ -11,13 +11,19 @@ export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff
 
 const isImageName = (name: string) => !name.startsWith('.') && IMAGE_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e));
 
-async function walk(dir: string, out: string[]): Promise<void> {
+async function walk(dir: string, out: string[], seen: Set<string>): Promise<void> {
+  // Symlinked folders are followed once (real path), so link cycles cannot loop forever.
+  const real = await realpath(dir);
+  if (seen.has(real)) return;
+  seen.add(real);
   const entries = await readdir(dir, { withFileTypes: true });
   for (const e of entries) {
     if (e.name.startsWith('.')) continue;
     const p = join(dir, e.name);
-    if (e.isDirectory()) await walk(p, out);
-    else if (e.isFile() && isImageName(e.name)) out.push(p);
+    const kind = e.isSymbolicLink() ? await stat(p).catch(() => null) : e;
+    if (!kind) continue; // dangling link
+    if (kind.isDirectory()) await walk(p, out, seen);
+    else if (kind.isFile() && isImageName(e.name)) out.push(p);
   }
 }
 
@@ -32,7 +38,7 @@ export async function collectImages(inputs: readonly string[]): Promise<string[]
     const st = await stat(input).catch(() => null);
     if (st?.isDirectory()) {
       const files: string[] = [];
-      await walk(resolve(input), files);
+      await walk(resolve(input), files, new Set());
       files.forEach((f) => found.add(f));
     } else if (st?.isFile()) {
       found.add(resolve(input));
@@ -62,12 +68,13 @@ export function displayNames(files: readonly string[]): string[] {
  * with separators replaced, so `good/000.png` and `broken/000.png` do not collide.
  */
 export function outputStems(files: readonly string[]): string[] {
-  const stems = displayNames(files).map((n) => n.split('/').join('__').replace(/\.[^.]*$/, '').replace(/[^\p{L}\p{N}._ -]/gu, '_'));
-  // Two names can still collide after sanitising: number the repeats.
+  const stems = displayNames(files).map((n) => n.replace(/\.[^./]*$/, '').split('/').join('__').replace(/[^\p{L}\p{N}._ -]/gu, '_'));
+  // Names can still collide after sanitising, or differ only in case (one file on macOS/Windows): number repeats.
   const seen = new Map<string, number>();
   return stems.map((s) => {
-    const n = seen.get(s) ?? 0;
-    seen.set(s, n + 1);
+    const key = s.toLowerCase();
+    const n = seen.get(key) ?? 0;
+    seen.set(key, n + 1);
     return n === 0 ? s : `${s}~${n}`;
   });
 }

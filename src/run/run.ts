@@ -4,10 +4,11 @@
  * PNG and a raw `.npy` map per image, and a self-contained report.html.
  * Bad files are reported and skipped; outputs are written atomically.
  */
+import { existsSync } from 'node:fs';
 import { access, constants, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backbone } from '../backbone/backbone.js';
-import { ConfigError, MuscError } from '../errors.js';
+import { ConfigError, MuscError, errorText } from '../errors.js';
 import { extractFeatures, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn } from '../pipeline/musc.js';
 import { renderReportHtml } from '../report/html.js';
 import type { ReportData, ReportImage } from '../report/report-data.js';
@@ -96,50 +97,72 @@ export async function writeRunOutputs(
   let low = Infinity;
   for (const m of scores.maps) for (let i = 0; i < m.length; i += 7) if (m[i] < low) low = m[i];
   const scale: HeatScale = { low, high: Math.max(...scores.imageScores) };
-  const rows: ScoreRow[] = [];
+  const S = scores.size;
+  const rows: ScoreRow[] = files.map((file, i) => {
+    const rscinScore = scores.rscinScores[i];
+    const { originalWidth: w, originalHeight: h } = sizes[i];
+    return {
+      path: file,
+      imageScore: scores.imageScores[i],
+      rscinScore,
+      decision: rscinScore > threshold.value ? 'anomalous' : 'normal',
+      threshold: threshold.value,
+      region: strongestRegion(scores.maps[i], S, w, h),
+      overlay: null,
+      map: null,
+    };
+  });
+  for (const f of failures) {
+    rows.push({ path: f.file, imageScore: null, rscinScore: null, decision: 'error', threshold: threshold.value, region: null, overlay: null, map: null, error: f.error });
+  }
+  const cfg = meta.config;
+  const writeScores = async () => {
+    const json = {
+      tool: 'musc-ts',
+      backbone: meta.backbone,
+      config: cfg,
+      threshold,
+      mapFormat: `maps/*.npy: float32 [${S}, ${S}] raw anomaly maps (mean patch distance, 0..2) at the working resolution`,
+      images: rows,
+      failures,
+    };
+    await writeAtomic(join(outDir, 'scores.json'), `${JSON.stringify(json, null, 1)}\n`);
+    await writeAtomic(join(outDir, 'scores.csv'), scoresCsv(rows));
+  };
+  // Scores first: whatever happens while drawing overlays, the numbers are already safe on disk.
+  await writeScores();
   const images: ReportImage[] = [];
   for (let i = 0; i < files.length; i++) {
     meta.signal?.throwIfAborted();
-    const S = scores.size;
-    const { originalWidth: w, originalHeight: h } = sizes[i];
-    const region = strongestRegion(scores.maps[i], S, w, h);
+    const row = rows[i];
     const overlay = join('overlays', `${stems[i]}.png`);
     const map = join('maps', `${stems[i]}.npy`);
-    const thumbs = await renderOverlay(files[i], scores.maps[i], S, scale, join(outDir, overlay));
-    await writeAtomic(join(outDir, map), encodeNpy(scores.maps[i], [S, S]));
-    const rscinScore = scores.rscinScores[i];
-    const decision = rscinScore > threshold.value ? 'anomalous' : 'normal';
-    rows.push({ path: files[i], imageScore: scores.imageScores[i], rscinScore, decision, threshold: threshold.value, region, overlay, map });
+    let thumbs = { thumb: 'data:,', heat: 'data:,' };
+    try {
+      await writeAtomic(join(outDir, map), encodeNpy(scores.maps[i], [S, S]));
+      thumbs = await renderOverlay(files[i], scores.maps[i], S, scale, join(outDir, overlay));
+      rows[i] = { ...row, overlay, map };
+    } catch (err) {
+      // e.g. the file changed or vanished since it was scored, or the disk is full: keep the scores.
+      rows[i] = { ...row, map: existsSync(join(outDir, map)) ? map : null, error: `overlay not written: ${errorText(err)}` };
+    }
     images.push({
       id: i,
       name: names[i],
       path: files[i],
       score: scores.imageScores[i],
-      rscin: rscinScore,
-      decision,
+      rscin: row.rscinScore ?? NaN,
+      decision: row.decision === 'anomalous' ? 'anomalous' : 'normal',
       thumb: thumbs.thumb,
       heat: thumbs.heat,
-      region,
-      originalWidth: w,
-      originalHeight: h,
+      region: row.region,
+      originalWidth: sizes[i].originalWidth,
+      originalHeight: sizes[i].originalHeight,
       ...(meta.extras?.labels ? { label: meta.extras.labels[i] } : {}),
       ...(meta.extras?.defectTypes ? { defectType: meta.extras.defectTypes[i] } : {}),
     });
     meta.onImage?.(i + 1, files.length);
   }
-  for (const f of failures) {
-    rows.push({ path: f.file, imageScore: null, rscinScore: null, decision: 'error', threshold: threshold.value, region: null, overlay: null, map: null, error: f.error });
-  }
-  const cfg = meta.config;
-  const json = {
-    tool: 'musc-ts',
-    backbone: meta.backbone,
-    config: cfg,
-    threshold,
-    mapFormat: `maps/*.npy: float32 [${scores.size}, ${scores.size}] raw anomaly maps (mean patch distance, 0..2) at the working resolution`,
-    images: rows,
-    failures,
-  };
   let metrics = meta.extras?.metrics;
   if (meta.extras?.labels && metrics) {
     metrics = { ...metrics, decisionQuality: decisionQuality(scores.rscinScores, meta.extras.labels, threshold.value) };
@@ -162,8 +185,7 @@ export async function writeRunOutputs(
     failures: failures.map((f) => ({ file: f.file, error: f.error })),
     ...(metrics ? { metrics } : {}),
   };
-  await writeAtomic(join(outDir, 'scores.json'), `${JSON.stringify(json, null, 1)}\n`);
-  await writeAtomic(join(outDir, 'scores.csv'), scoresCsv(rows));
+  await writeScores();
   await writeAtomic(join(outDir, 'report.html'), renderReportHtml(report));
   return { outDir, rows, failures, threshold };
 }
@@ -175,7 +197,7 @@ export async function runBatch(
   backbone: Backbone,
   cfg: MuscConfig,
   rule: ThresholdRule,
-  hooks: { onProgress?: ProgressFn; signal?: AbortSignal; onImage?: (done: number, total: number) => void } = {},
+  hooks: { onProgress?: ProgressFn; signal?: AbortSignal; onImage?: (done: number, total: number) => void; threads?: number } = {},
 ): Promise<RunResult> {
   await ensureWritableDir(outDir);
   const files = await collectImages(inputs);
@@ -184,7 +206,7 @@ export async function runBatch(
     const why = failures.length ? ` (${failures.length} of ${files.length} files could not be read)` : '';
     throw new ConfigError(`MuSc scores images against each other and needs at least 5 readable images; found ${features.length}${why}`);
   }
-  const scores = await scoreFeatures(features, cfg, hooks);
+  const scores = await scoreFeatures(features, cfg, { onProgress: hooks.onProgress, signal: hooks.signal, threads: hooks.threads });
   return writeRunOutputs(
     outDir,
     features.map((f) => f.file),
