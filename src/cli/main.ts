@@ -304,7 +304,7 @@ export function buildProgram(): Command {
       for (const c of rows) {
         process.stdout.write(`${String(c.index).padStart(5)}  ${c.opType.padEnd(18)} ${c.name}${c.shape ? `  [${c.shape.map((d) => d ?? '?').join(', ')}]` : ''}\n`);
       }
-      process.stderr.write(`${rows.length} tensors; pass names (or block:K) to --layers\n`);
+      process.stderr.write(`${rows.length} tensors; use these names (or block:K rules) with OnnxFeatureExtractor.create(model, names)\n`);
     });
 
   return program;
