@@ -3,7 +3,7 @@
  * ORDERED image pair (each pair computed twice, once per direction, as the reference
  * does), same ONNX Runtime kernel, same interval mean. Benchmarks only.
  */
-import { intervalBounds } from '../src/pipeline/msm.js';
+import { intervalBounds, toDistance } from '../src/pipeline/msm.js';
 import { SimilarityKernel } from '../src/pipeline/similarity-kernel.js';
 
 export async function baselineMutualScores(z: Float32Array, N: number, P: number, C: number): Promise<Float32Array> {
@@ -19,7 +19,7 @@ export async function baselineMutualScores(z: Float32Array, N: number, P: number
       for (let j = 0; j < N; j++) {
         if (j === i) continue;
         const { rowMax } = await kernel.blockMax(a, z.subarray(j * P * C, (j + 1) * P * C), { I: 1, P, J: 1, Q: P, C });
-        for (let p = 0; p < P; p++) mins[p * (N - 1) + k] = Math.sqrt(Math.max(0, 2 - 2 * rowMax[p]));
+        for (let p = 0; p < P; p++) mins[p * (N - 1) + k] = toDistance(rowMax[p]);
         k++;
       }
       for (let p = 0; p < P; p++) {

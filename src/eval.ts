@@ -11,6 +11,7 @@ import { readBtadCategory, readMvtecCategory, readVisaCategory } from './data/mv
 import { splitSubsets } from './data/subsets.js';
 import { ConfigError, DatasetError } from './errors.js';
 import { imageMetrics, pixelMetrics } from './metrics/index.js';
+import { MIN_IMAGES } from './pipeline/msm.js';
 import { extractFeatures, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn } from './pipeline/musc.js';
 
 /** Image-level metrics in [0, 1]. */
@@ -65,7 +66,7 @@ export async function evaluateCategory(
   hooks: { onProgress?: ProgressFn; signal?: AbortSignal; maxImages?: number; kList?: readonly number[]; threads?: number } = {},
 ): Promise<CategoryResult> {
   const start = performance.now();
-  if (hooks.maxImages !== undefined && hooks.maxImages < 5) throw new ConfigError(`--max-images must be at least 5 (got ${hooks.maxImages}): MuSc scores images against each other`);
+  if (hooks.maxImages !== undefined && hooks.maxImages < MIN_IMAGES) throw new ConfigError(`--max-images must be at least ${MIN_IMAGES} (got ${hooks.maxImages}): MuSc scores images against each other`);
   let dataset = await readCategory(dir);
   if (hooks.maxImages && dataset.items.length > hooks.maxImages) {
     // A stratified, deterministic subset: the reference's own subset split, first part.
@@ -86,11 +87,10 @@ export async function evaluateCategory(
   const ok = new Set(features.map((f) => f.file));
   const items = dataset.items.filter((i) => ok.has(i.imagePath));
   const masks = allMasks.filter((_, k) => ok.has(dataset.items[k].imagePath));
-  const subsets = cfg.divideNum > 1 ? splitSubsets(items, cfg.divideNum, 42) : undefined;
   // RsCIN windows follow the dataset family as in the reference unless given explicitly.
   const kList = hooks.kList ?? dataset.rscinKList;
-  const effective: MuscConfig = { ...cfg, kList: kList.filter((k) => k <= items.length) };
-  const scores = await scoreFeatures(features, effective, { ...hooks, subsets });
+  // With divideNum > 1, scoreFeatures splits by parent folder, which is each item's defect type here.
+  const scores = await scoreFeatures(features, { ...cfg, kList }, hooks);
   const S = scores.size;
   const labels = Uint8Array.from(items, (i) => i.label);
   const image = imageMetrics(scores.rscinScores, labels);
@@ -105,7 +105,7 @@ export async function evaluateCategory(
     scores,
     dataset: { ...dataset, items },
     features: features.map((f) => ({ originalWidth: f.originalWidth, originalHeight: f.originalHeight })),
-    config: effective,
+    config: { ...cfg, kList: scores.kList },
   };
 }
 

@@ -4,7 +4,7 @@
  * (see graph-surgery.ts), so any exported model works without re-exporting.
  */
 import * as ort from 'onnxruntime-node';
-import { ModelError } from '../errors.js';
+import { ModelError, errorText } from '../errors.js';
 import type { FeatureMap } from '../tensor.js';
 import { addGraphOutputs, graphSignature } from './graph-surgery.js';
 
@@ -24,7 +24,7 @@ export async function createSession(bytes: Uint8Array, opts: SessionOptions = {}
       ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
     });
   } catch (err) {
-    throw new ModelError(`ONNX Runtime could not load the model: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new ModelError(`ONNX Runtime could not load the model: ${errorText(err)}`, { cause: err });
   }
 }
 

@@ -11,7 +11,8 @@ import { MuscError, errorText } from '../errors.js';
 import { loadImageRgb } from '../image/io.js';
 import { evaluateCategory, meanMetrics, type CategoryResult } from '../eval.js';
 import { DEFAULT_CONFIG, resolveConfig, type MuscConfig } from '../pipeline/musc.js';
-import { ensureWritableDir, imageCurves, runBatch, writeRunOutputs } from '../run/run.js';
+import { imageCurves } from '../run/curves.js';
+import { ensureWritableDir, runBatch, writeRunOutputs } from '../run/run.js';
 import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
 import { createProgress } from './progress.js';
 
@@ -211,16 +212,17 @@ export function buildProgram(): Command {
   const program = new Command();
   program.name('musc').description('Zero-shot anomaly classification and segmentation by mutual scoring of unlabeled images (MuSc)');
 
-  addScoringOptions(
-    program
-      .command('eval')
-      .description('score labelled categories (MVTec AD / BTAD / VisA layout) zero-shot and report metrics')
-      .argument('<category-dir...>', 'category folders, e.g. data/mvtec_ad/bottle')
-      .option('--json', 'print one JSON object on stdout instead of a table')
-      .option('--report <dir>', 'also write scores, overlays and report.html (with metrics and curves) to <dir>')
-      .addOption(new Option('--max-images <n>', 'score a stratified subset of at most n images per category').argParser(positiveInt)),
-  );
-  addDecisionOptions(program.commands[program.commands.length - 1]).action(async (dirs: string[], o: ScoringOpts & DecisionOpts & { json?: boolean; maxImages?: number; report?: string }) => {
+  addDecisionOptions(
+    addScoringOptions(
+      program
+        .command('eval')
+        .description('score labelled categories (MVTec AD / BTAD / VisA layout) zero-shot and report metrics')
+        .argument('<category-dir...>', 'category folders, e.g. data/mvtec_ad/bottle')
+        .option('--json', 'print one JSON object on stdout instead of a table')
+        .option('--report <dir>', 'also write scores, overlays and report.html (with metrics and curves) to <dir>')
+        .addOption(new Option('--max-images <n>', 'score a stratified subset of at most n images per category').argParser(positiveInt)),
+    ),
+  ).action(async (dirs: string[], o: ScoringOpts & DecisionOpts & { json?: boolean; maxImages?: number; report?: string }) => {
     await runEval(dirs, o);
   });
 

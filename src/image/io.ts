@@ -7,7 +7,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
-import { ImageDecodeError } from '../errors.js';
+import { ImageDecodeError, errorText } from '../errors.js';
 
 /** An 8-bit RGB image, HWC interleaved. */
 export interface RgbImage {
@@ -78,7 +78,7 @@ function sharpFromBmp(file: string, b: Buffer): Sharp {
 
 function decodeError(file: string, err: unknown): ImageDecodeError {
   if (err instanceof ImageDecodeError) return err;
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = errorText(err);
   const reason = /unsupported image format/i.test(msg)
     ? 'not a supported image format (PNG, JPEG, TIFF, WebP, BMP, GIF)'
     : /premature end|truncated|corrupt|invalid|read error|not a png|decode/i.test(msg)

@@ -19,13 +19,14 @@
  * GEMM cannot saturate (util/cpu.ts).
  */
 
-/** Arithmetic of the pairwise similarity GEMMs. */
-export type MsmPrecision = 'fp32' | 'int8';
 import { ConfigError } from '../errors.js';
 import type { PatchVectors } from '../tensor.js';
 import { Int8SimilarityKernel, SimilarityKernel, type BlockDims } from './similarity-kernel.js';
 import { LargestK } from './top-k.js';
 import { int8FullRangeIsExact } from '../util/cpu.js';
+
+/** Arithmetic of the pairwise similarity GEMMs. */
+export type MsmPrecision = 'fp32' | 'int8';
 
 /** The interval of the sorted per-image minima that is averaged (fractions of N−1). */
 export interface MsmOptions {
@@ -154,7 +155,8 @@ export async function mutualScoresOf(images: readonly PatchVectors[], opts: MsmO
   return images.map((_, i) => scores.slice(i * P, (i + 1) * P));
 }
 
-function toDistance(sim: number): number {
+/** Euclidean distance of two unit vectors from their inner product: √max(0, 2 − 2s). */
+export function toDistance(sim: number): number {
   const d2 = 2 - 2 * sim;
   return d2 > 0 ? Math.sqrt(d2) : 0;
 }

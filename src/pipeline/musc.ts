@@ -155,6 +155,8 @@ export interface MuscScores {
   readonly imageScores: Float64Array;
   /** RsCIN-refined image scores (what image metrics and decisions use). */
   readonly rscinScores: Float64Array;
+  /** RsCIN windows actually used: those of `cfg.kList` that fit the number of images. */
+  readonly kList: readonly number[];
   readonly size: number;
 }
 
@@ -169,7 +171,6 @@ export async function scoreFeatures(
   hooks: {
     onProgress?: ProgressFn;
     subsets?: readonly (readonly number[])[];
-    kernel?: SimilarityKernel;
     signal?: AbortSignal;
     times?: StageTimes;
     /** Benchmarks only, see `MsmOptions.maxQueryGroups`. */
@@ -198,7 +199,7 @@ export async function scoreFeatures(
   const S = cfg.imageSize;
   const maps = features.map(() => new Float32Array(S * S));
   const nMaps = cfg.layers.length * cfg.rList.length;
-  const kernel = cfg.precision === 'fp32' ? (hooks.kernel ?? (await SimilarityKernel.create({ threads: hooks.threads }))) : undefined;
+  const kernel = cfg.precision === 'fp32' ? await SimilarityKernel.create({ threads: hooks.threads }) : undefined;
   const int8Kernel = cfg.precision === 'int8' ? await Int8SimilarityKernel.create({ threads: hooks.threads }) : undefined;
   // Progress is weighted by GEMM work: N² · P² · C per (layer, r).
   const work = (n: number, l: number) => {
@@ -245,7 +246,7 @@ export async function scoreFeatures(
       }
     }
   } finally {
-    if (kernel && !hooks.kernel) await kernel.dispose();
+    await kernel?.dispose();
     await int8Kernel?.dispose();
   }
   const t = performance.now();
@@ -256,7 +257,7 @@ export async function scoreFeatures(
   const kList = cfg.kList.filter((k) => k <= M);
   const rscinScores = rscin(imageScores, emb, dim, kList, { cosine: true });
   if (hooks.times) hooks.times.rscin += (performance.now() - t) / 1000;
-  return { maps, imageScores, rscinScores, size: S };
+  return { maps, imageScores, rscinScores, size: S, kList };
 }
 
 export { anomalyMap };

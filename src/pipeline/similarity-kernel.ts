@@ -105,9 +105,9 @@ export class SimilarityKernel {
 }
 
 /**
- * The int8 variant: A as uint8 with zero point 128 (q + 128), B as int8, both
- * quantised with one scale, so the int32 products and their maxima are exact and
- * the caller multiplies the maxima by 1/scale².
+ * The int8 variant: A as uint8 with zero point 128 (q + 128), B as int8 (see
+ * `quantizeInt8` in msm.ts), so the int32 products and their maxima are exact and
+ * the caller multiplies the maxima by 1/(scaleA·scaleB).
  */
 export class Int8SimilarityKernel {
   private static readonly zeroPoint = new ort.Tensor('uint8', Uint8Array.from([128]), []);

@@ -9,11 +9,11 @@ import { access, constants, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backbone } from '../backbone/backbone.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
+import { MIN_IMAGES } from '../pipeline/msm.js';
 import { extractFeatures, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn } from '../pipeline/musc.js';
 import { renderReportHtml } from '../report/html.js';
 import type { ReportData, ReportImage } from '../report/report-data.js';
 import { writeAtomic } from './atomic.js';
-import { imageCurves } from './curves.js';
 import { collectImages, displayNames, outputStems } from './files.js';
 import { encodeNpy, renderOverlay, type HeatScale } from './overlay.js';
 import { strongestRegion, type Region } from './region.js';
@@ -56,7 +56,7 @@ export async function ensureWritableDir(dir: string): Promise<void> {
     await writeFile(probe, '');
     await rm(probe, { force: true });
   } catch (err) {
-    throw new MuscError('OUTPUT', `cannot write to output folder ${dir}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new MuscError('OUTPUT', `cannot write to output folder ${dir}: ${errorText(err)}`, { cause: err });
   }
 }
 
@@ -115,7 +115,7 @@ export async function writeRunOutputs(
   for (const f of failures) {
     rows.push({ path: f.file, imageScore: null, rscinScore: null, decision: 'error', threshold: threshold.value, region: null, overlay: null, map: null, error: f.error });
   }
-  const cfg = meta.config;
+  const cfg: MuscConfig = { ...meta.config, kList: scores.kList };
   const writeScores = async () => {
     const json = {
       tool: 'musc-ts',
@@ -202,9 +202,9 @@ export async function runBatch(
   await ensureWritableDir(outDir);
   const files = await collectImages(inputs);
   const { features, failures } = await extractFeatures(files, backbone, cfg, hooks);
-  if (features.length < 5) {
+  if (features.length < MIN_IMAGES) {
     const why = failures.length ? ` (${failures.length} of ${files.length} files could not be read)` : '';
-    throw new ConfigError(`MuSc scores images against each other and needs at least 5 readable images; found ${features.length}${why}`);
+    throw new ConfigError(`MuSc scores images against each other and needs at least ${MIN_IMAGES} readable images; found ${features.length}${why}`);
   }
   const scores = await scoreFeatures(features, cfg, { onProgress: hooks.onProgress, signal: hooks.signal, threads: hooks.threads });
   return writeRunOutputs(
@@ -218,4 +218,3 @@ export async function runBatch(
   );
 }
 
-export { imageCurves };
