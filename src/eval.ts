@@ -12,7 +12,7 @@ import { splitSubsets } from './data/subsets.js';
 import { ConfigError, DatasetError } from './errors.js';
 import { imageMetrics, pixelMetrics } from './metrics/index.js';
 import { MIN_IMAGES } from './pipeline/msm.js';
-import { extractFeatures, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn } from './pipeline/musc.js';
+import { extractFeatures, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn, type StageTimes } from './pipeline/musc.js';
 
 /** Image-level metrics in [0, 1]. */
 export interface ImageLevelMetrics {
@@ -34,6 +34,8 @@ export interface CategoryResult {
   readonly image: ImageLevelMetrics;
   readonly pixel: PixelLevelMetrics;
   readonly seconds: number;
+  /** Wall-clock seconds per stage: backbone (decode + forward), then scoring stages. */
+  readonly times: { readonly features: number; readonly metrics: number } & Readonly<StageTimes>;
   readonly failures: readonly Failure[];
   readonly scores: MuscScores;
   readonly dataset: Dataset;
@@ -78,6 +80,7 @@ export async function evaluateCategory(
   }
   // Masks are read before the expensive part so a corrupt mask costs seconds, not the scoring.
   const allMasks = await Promise.all(dataset.items.map((it) => loadMaskBinary(it, cfg.imageSize, dataset.maskRule)));
+  let t = performance.now();
   const { features, failures } = await extractFeatures(
     dataset.items.map((i) => i.imagePath),
     backbone,
@@ -90,7 +93,10 @@ export async function evaluateCategory(
   // RsCIN windows follow the dataset family as in the reference unless given explicitly.
   const kList = hooks.kList ?? dataset.rscinKList;
   // With divideNum > 1, scoreFeatures splits by parent folder, which is each item's defect type here.
-  const scores = await scoreFeatures(features, { ...cfg, kList }, hooks);
+  const featureSeconds = (performance.now() - t) / 1000;
+  const times: StageTimes = { lnamd: 0, msm: 0, maps: 0, rscin: 0 };
+  const scores = await scoreFeatures(features, { ...cfg, kList }, { ...hooks, times });
+  t = performance.now();
   const S = scores.size;
   const labels = Uint8Array.from(items, (i) => i.label);
   const image = imageMetrics(scores.rscinScores, labels);
@@ -101,6 +107,7 @@ export async function evaluateCategory(
     image,
     pixel,
     seconds: (performance.now() - start) / 1000,
+    times: { features: featureSeconds, ...times, metrics: (performance.now() - t) / 1000 },
     failures,
     scores,
     dataset: { ...dataset, items },

@@ -24,6 +24,8 @@ export interface Backbone {
   readonly layers: readonly string[];
   readonly normalization: Normalization;
   readonly resizeKernel: ResizeKernel;
+  /** How RsCIN compares image embeddings: cosine (CNNs, CLIP) or raw dot products (DINO, DINOv2, as the reference). */
+  readonly embeddingSimilarity: 'cosine' | 'dot';
   /** Runs one batch of equally sized images. */
   extract(images: readonly LoadedImage[]): Promise<BackboneOutput>;
   dispose(): Promise<void>;
@@ -58,6 +60,7 @@ export async function createResNet50Backbone(
     layers,
     normalization: CAFFE_BGR,
     resizeKernel: 'cubic',
+    embeddingSimilarity: 'cosine',
     labels: files.labels,
     async extract(images) {
       const out = await extractor.run(toInput(images), [...layers, 'embedding']);

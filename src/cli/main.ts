@@ -4,8 +4,12 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { createResNet50Backbone } from '../backbone/backbone.js';
+import type { Backbone } from '../backbone/backbone.js';
 import { listTensorCandidates } from '../backbone/graph-surgery.js';
+import { openBackbone, RESNET50_IMAGE_SIZE } from '../backbone/open.js';
+import { defaultVitLayers, detectVitFamily, VIT_FAMILIES, type GeluMode, type VitFamily } from '../backbone/vit.js';
+import { analyzeVit } from '../backbone/vit-graph.js';
+import type { Normalization } from '../image/normalize.js';
 import { writeSyntheticBatch } from '../demo/synthetic.js';
 import { MuscError, errorText } from '../errors.js';
 import { loadImageRgb } from '../image/io.js';
@@ -15,6 +19,16 @@ import { imageCurves } from '../run/curves.js';
 import { ensureWritableDir, runBatch, writeRunOutputs } from '../run/run.js';
 import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
 import { createProgress } from './progress.js';
+import { buildBank } from '../bank/bank.js';
+import { writeBank, type BankEncoding, type BankReference } from '../bank/format.js';
+import { Musc, bankBackboneOf } from '../bank/scorer.js';
+import { extractFeatures } from '../pipeline/musc.js';
+import { collectImages, outputStems } from '../run/files.js';
+import { renderOverlay } from '../run/overlay.js';
+import { strongestRegion } from '../run/region.js';
+import { scoresCsv, type ScoreRow } from '../run/run.js';
+import { writeAtomic } from '../run/atomic.js';
+import { addServeCommand } from './serve.js';
 
 const intList = (what: string) => (v: string) => {
   const xs = v.split(',').map((s) => Number(s.trim()));
@@ -26,6 +40,11 @@ const positiveInt = (v: string) => {
   if (!Number.isInteger(x) || x <= 0) throw new InvalidArgumentError('must be a positive integer');
   return x;
 };
+const triple = (v: string) => {
+  const xs = v.split(',').map(Number);
+  if (xs.length !== 3 || xs.some((x) => !Number.isFinite(x))) throw new InvalidArgumentError('expects three comma-separated numbers (R,G,B)');
+  return xs as [number, number, number];
+};
 const interval = (v: string) => {
   const xs = v.split(',').map(Number);
   if (xs.length !== 2 || xs.some((x) => !Number.isFinite(x))) throw new InvalidArgumentError('interval is "low,high", e.g. 0,0.3');
@@ -35,8 +54,13 @@ const interval = (v: string) => {
 /** Options shared by the scoring commands. */
 function addScoringOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--image-size <px>', 'working resolution S (images resized to S x S)').argParser(positiveInt).default(DEFAULT_CONFIG.imageSize))
-    .addOption(new Option('--layers <names>', 'backbone layers, comma-separated').default(DEFAULT_CONFIG.layers.join(',')))
+    .addOption(new Option('--backbone <model.onnx>', 'a ViT export (CLIP, DINO, DINOv2, ViT) instead of the bundled ResNet50; see README "Using the paper\'s backbones"'))
+    .addOption(new Option('--backbone-type <family>', 'ViT family of --backbone (default: detected from module names)').choices([...VIT_FAMILIES, 'auto']))
+    .addOption(new Option('--clip-gelu <mode>', 'CLIP activation: auto = erf GELU at non-native sizes like the paper, quick = keep QuickGELU, erf = always erf').choices(['auto', 'quick', 'erf']).default('auto'))
+    .addOption(new Option('--mean <r,g,b>', 'override the ViT input normalisation mean (e.g. 0.5,0.5,0.5)').argParser(triple))
+    .addOption(new Option('--std <r,g,b>', 'override the ViT input normalisation std').argParser(triple))
+    .addOption(new Option('--image-size <px>', `working resolution S (images resized to S x S; default ${RESNET50_IMAGE_SIZE} for ResNet50, 518 for patch-14 ViTs, 512 for others)`).argParser(positiveInt))
+    .addOption(new Option('--layers <names>', `backbone layers, comma-separated (ResNet50: layer1..layer4, default ${DEFAULT_CONFIG.layers.join(',')}; ViT: 0-based blocks, default four evenly spaced, e.g. 5,11,17,23)`))
     .addOption(new Option('--r-list <degrees>', 'LNAMD aggregation degrees').argParser(intList('--r-list')).default([...DEFAULT_CONFIG.rList]))
     .addOption(new Option('--interval <low,high>', 'MSM interval of sorted minima, fractions of N-1').argParser(interval).default([...DEFAULT_CONFIG.interval]))
     .addOption(new Option('--k-list <windows>', 'RsCIN window sizes (default: by dataset, [1,2,3] or VisA [1,8,9])').argParser(intList('--k-list')))
@@ -47,8 +71,13 @@ function addScoringOptions(cmd: Command): Command {
 }
 
 interface ScoringOpts {
-  imageSize: number;
-  layers: string;
+  backbone?: string;
+  backboneType?: VitFamily | 'auto';
+  clipGelu: GeluMode;
+  mean?: [number, number, number];
+  std?: [number, number, number];
+  imageSize?: number;
+  layers?: string;
   rList: number[];
   interval: [number, number];
   kList?: number[];
@@ -60,8 +89,8 @@ interface ScoringOpts {
 
 function configFrom(o: ScoringOpts): MuscConfig {
   return resolveConfig({
-    imageSize: o.imageSize,
-    layers: o.layers.split(',').map((s) => s.trim()),
+    imageSize: o.imageSize ?? RESNET50_IMAGE_SIZE,
+    layers: o.layers ? o.layers.split(',').map((s) => s.trim()) : DEFAULT_CONFIG.layers,
     rList: o.rList,
     interval: o.interval,
     kList: o.kList ?? DEFAULT_CONFIG.kList,
@@ -69,6 +98,27 @@ function configFrom(o: ScoringOpts): MuscConfig {
     batchSize: o.batchSize,
     precision: o.precision,
   });
+}
+
+/** Opens the backbone the options name and the config that goes with it (image size, layers, RsCIN similarity). */
+async function prepare(o: ScoringOpts): Promise<{ backbone: Backbone; cfg: MuscConfig; vit: { family: string; modelSha256: string } | null; normalization?: Normalization }> {
+  const base = configFrom(o); // fail on bad values before loading a (possibly large) model
+  if ((o.mean || o.std) && !o.backbone) throw new MuscError('CONFIG', '--mean/--std apply to ViT backbones (--backbone); the bundled ResNet50 has a fixed normalisation');
+  const normalization =
+    o.mean || o.std
+      ? { kind: 'mean-std' as const, mean: o.mean ?? ([0.485, 0.456, 0.406] as const), std: o.std ?? ([0.229, 0.224, 0.225] as const) }
+      : undefined;
+  const { backbone, imageSize, vit } = await openBackbone({
+    model: o.backbone,
+    family: o.backboneType,
+    layers: o.layers ? base.layers : undefined,
+    imageSize: o.imageSize,
+    gelu: o.clipGelu,
+    normalization,
+    session: { threads: o.threads },
+    log: (m) => process.stderr.write(`${m}\n`),
+  });
+  return { backbone, vit, normalization, cfg: resolveConfig({ ...base, imageSize, layers: backbone.layers, embeddingSimilarity: backbone.embeddingSimilarity }) };
 }
 
 const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(2) : '  n/a');
@@ -98,11 +148,11 @@ function printTable(results: readonly Pick<CategoryResult, 'name' | 'n' | 'image
 }
 
 async function runEval(dirs: string[], o: ScoringOpts & DecisionOpts & { json?: boolean; maxImages?: number; report?: string }): Promise<CategoryResult[]> {
-  const cfg = configFrom(o);
+  configFrom(o);
   const rule = ruleFrom(o);
   if (o.report) await ensureWritableDir(o.report);
   const signal = interruptSignal();
-  const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
+  const { backbone, cfg } = await prepare(o);
   const results: CategoryResult[] = [];
   const failed: { dir: string; error: string }[] = [];
   let interrupted: unknown = null;
@@ -154,10 +204,11 @@ async function runEval(dirs: string[], o: ScoringOpts & DecisionOpts & { json?: 
   }
   if (results.length > 0) {
     if (o.json) {
-      const strip = (r: CategoryResult) => ({ image: r.image, pixel: r.pixel, n: r.n, seconds: r.seconds });
+      const strip = (r: CategoryResult) => ({ image: r.image, pixel: r.pixel, n: r.n, seconds: r.seconds, times: r.times });
       const categories = Object.fromEntries(results.map((r) => [r.name, strip(r)]));
       const config = results.length === 1 ? results[0].config : cfg;
-      process.stdout.write(`${JSON.stringify({ categories, mean: meanMetrics(results), config, ...(failed.length ? { failed } : {}) })}\n`);
+      const backboneId = backbone.id;
+      process.stdout.write(`${JSON.stringify({ categories, mean: meanMetrics(results), config, backbone: backboneId, ...(failed.length ? { failed } : {}) })}\n`);
     } else {
       printTable(results);
     }
@@ -207,6 +258,26 @@ function interruptSignal(): AbortSignal {
   return ctrl.signal;
 }
 
+/** What musc-ts reads from a ViT export, printed by `models inspect` (silent for non-ViT models). */
+function printVitSummary(bytes: Uint8Array, file: string): void {
+  let info: ReturnType<typeof analyzeVit>;
+  try {
+    info = analyzeVit(bytes, file);
+  } catch (err) {
+    process.stderr.write(`not usable as a ViT backbone: ${errorText(err).split('\n')[0]}\n`);
+    return;
+  }
+  const family = detectVitFamily(info);
+  const pos = info.positionEmbedding;
+  const lines = [
+    `ViT: family ${family ?? 'unknown (pass --backbone-type)'}, patch ${info.patchSize}, width ${info.width}, ${info.blockOutputs.length} blocks`,
+    `  positional embedding: ${pos ? `${pos.name} [${pos.dims.join(', ')}], native ${info.nativeSize} px (${pos.grid}x${pos.grid})${pos.interpolatedInGraph ? ', interpolated in the graph' : ', re-baked for other sizes'}` : 'not found (other sizes must be exported as such)'}`,
+    `  final norm after the last block: ${info.finalNorm ? `LayerNorm, eps ${info.finalNorm.epsilon}` : 'none found'}; QuickGELU activations: ${info.quickGeluCount}`,
+    `  default layers: ${defaultVitLayers(info.blockOutputs.length).join(',')}; block outputs: ${info.blockOutputs.map((b, k) => `${k}=${b}`).join(' ')}`,
+  ];
+  process.stderr.write(`${lines.join('\n')}\n`);
+}
+
 /** Builds the CLI program (exported for tests). */
 export function buildProgram(): Command {
   const program = new Command();
@@ -235,10 +306,10 @@ export function buildProgram(): Command {
         .requiredOption('--out <dir>', 'output folder'),
     ),
   ).action(async (inputs: string[], o: ScoringOpts & DecisionOpts & { out: string }) => {
-    const cfg = configFrom(o);
+    configFrom(o);
     const rule = ruleFrom(o);
     const signal = interruptSignal();
-    const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
+    const { backbone, cfg } = await prepare(o);
     const bar = createProgress('run');
     try {
       const res = await runBatch(inputs, o.out, backbone, cfg, rule, {
@@ -273,11 +344,10 @@ export function buildProgram(): Command {
     const data = join(o.out, 'plates');
     const batch = await writeSyntheticBatch(data);
     process.stderr.write(`wrote ${batch.images} synthetic images (${batch.defective} with defects, masks in ground_truth/) to ${data}\n`);
-    const cfg = configFrom(o);
-    const backbone = await createResNet50Backbone({ layers: cfg.layers, session: { threads: o.threads } });
+    const { backbone, cfg } = await prepare(o);
     try {
       const t1 = performance.now();
-      const probe = await loadImageRgb(join(data, 'test', 'good', `${String(batch.defective).padStart(3, '0')}.png`), cfg.imageSize);
+      const probe = await loadImageRgb(join(data, 'test', 'good', `${String(batch.defective).padStart(3, '0')}.png`), cfg.imageSize, backbone.resizeKernel);
       const out = await backbone.extract([probe]);
       process.stderr.write(
         `backbone ${backbone.id}: ${cfg.layers.map((l, i) => `${l} [${out.layers[i].dims.join('x')}]`).join(', ')}, ` +
@@ -290,6 +360,103 @@ export function buildProgram(): Command {
     process.stderr.write(`demo finished in ${((performance.now() - t0) / 1000).toFixed(1)} s; open ${join(o.out, 'report', 'report.html')}\n`);
   });
 
+  const bank = program.command('bank').description('feature banks of reference images, for scoring new images one at a time');
+  addDecisionOptions(
+    addScoringOptions(
+      bank
+        .command('build')
+        .description('extract and store the features of reference images (an unlabeled batch, or known-good images with --reference good)')
+        .argument('<inputs...>', 'image folders (searched recursively), files or quoted globs')
+        .requiredOption('--out <file.mbank>', 'bank file to write')
+        .addOption(new Option('--reference <kind>', 'unlabeled: zero-shot MuSc against the bank; good: few-shot nearest neighbour against known-good images').choices(['unlabeled', 'good']).default('unlabeled'))
+        .addOption(new Option('--encoding <e>', 'storage of patch vectors: int8 (1 byte/value), fp16 or fp32').choices(['int8', 'fp16', 'fp32']).default('int8')),
+    ),
+  ).action(async (inputs: string[], o: ScoringOpts & DecisionOpts & { out: string; reference: BankReference; encoding: BankEncoding }) => {
+    configFrom(o);
+    const rule = o.threshold !== undefined || o.defectRate !== undefined || o.reference === 'unlabeled' || o.thresholdMethod !== 'otsu' ? ruleFrom(o) : undefined;
+    const files = await collectImages(inputs);
+    const signal = interruptSignal();
+    const { backbone, cfg, vit, normalization } = await prepare(o);
+    const bar = createProgress('bank');
+    try {
+      const t0 = performance.now();
+      const { features, failures } = await extractFeatures(files, backbone, cfg, { signal, onProgress: (st, f) => bar.update(st, f) });
+      for (const f of failures) process.stderr.write(`skipped ${f.file}: ${f.error}\n`);
+      const built = await buildBank(features, cfg, {
+        backbone: bankBackboneOf(backbone, { model: o.backbone, family: o.backboneType, gelu: o.clipGelu, normalization }, vit),
+        reference: o.reference,
+        encoding: o.encoding,
+        threshold: rule,
+        threads: o.threads,
+        signal,
+      });
+      const bytes = await writeBank(o.out, built);
+      bar.stop();
+      process.stdout.write(
+        `bank ${o.out}: ${built.images.length} ${o.reference} images, ${(bytes / 2 ** 20).toFixed(1)} MiB (${o.encoding}), ` +
+          `threshold ${built.threshold.value.toFixed(4)} (${built.threshold.method}), ${failures.length} skipped, ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+      );
+    } finally {
+      bar.stop();
+      await backbone.dispose();
+    }
+  });
+
+  program
+    .command('score')
+    .description('score new images against a bank (each image costs O(bank size), not a full re-run)')
+    .argument('<inputs...>', 'image folders (searched recursively), files or quoted globs')
+    .requiredOption('--bank <file.mbank>', 'bank built with `musc bank build`')
+    .option('--out <dir>', 'also write scores.csv and heatmap overlays to <dir>')
+    .option('--json', 'print one JSON object on stdout')
+    .option('--update', 'add the scored images to the bank (a rolling window, see --max-bank) and save it')
+    .addOption(new Option('--max-bank <n>', 'with --update: keep at most n images (oldest leave first)').argParser(positiveInt))
+    .addOption(new Option('--threshold <score>', "override the bank's decision threshold").argParser(Number))
+    .addOption(new Option('--backbone <model.onnx>', "path of the bank's ViT export if it moved (checked by SHA-256)"))
+    .addOption(new Option('--precision <p>', 'GEMM arithmetic (default: int8 for int8 banks, else fp32)').choices(['fp32', 'int8']))
+    .addOption(new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(positiveInt))
+    .action(async (inputs: string[], o: { bank: string; out?: string; json?: boolean; update?: boolean; maxBank?: number; threshold?: number; backbone?: string; precision?: 'fp32' | 'int8'; threads?: number }) => {
+      if (o.out) await ensureWritableDir(o.out);
+      const files = await collectImages(inputs);
+      const signal = interruptSignal();
+      const scorer = await Musc.open({ bank: o.bank, backboneModel: o.backbone, precision: o.precision, threshold: o.threshold, threads: o.threads, log: (m) => process.stderr.write(`${m}\n`) });
+      try {
+        const t0 = performance.now();
+        const { results, failures } = await scorer.score(files, { update: o.update, maxBank: o.maxBank, signal });
+        const seconds = (performance.now() - t0) / 1000;
+        for (const f of failures) process.stderr.write(`skipped ${f.file}: ${f.error}\n`);
+        if (o.update) {
+          await scorer.save(o.bank);
+          process.stderr.write(`bank ${o.bank} now holds ${scorer.bank.images.length} images\n`);
+        }
+        if (o.out) {
+          const stems = outputStems(results.map((r) => r.name));
+          const scores = scorer.bank.images.map((im) => im.score);
+          const scale = { low: 0.5 * Math.min(...scores), high: Math.max(...scores) };
+          const rows: ScoreRow[] = [];
+          for (const [i, r] of results.entries()) {
+            const overlay = `${stems[i]}_overlay.png`;
+            await renderOverlay(r.name, r.map, r.size, scale, join(o.out, overlay));
+            rows.push({ path: r.name, imageScore: r.imageScore, rscinScore: r.score, decision: r.decision, threshold: r.threshold, region: strongestRegion(r.map, r.size, r.originalWidth, r.originalHeight), overlay, map: null });
+          }
+          for (const f of failures) rows.push({ path: f.file, imageScore: null, rscinScore: null, decision: 'error', threshold: null, region: null, overlay: null, map: null, error: f.error });
+          await writeAtomic(join(o.out, 'scores.csv'), scoresCsv(rows));
+        }
+        if (o.json) {
+          const out = results.map((r) => ({ path: r.name, score: r.score, imageScore: r.imageScore, decision: r.decision, threshold: r.threshold }));
+          process.stdout.write(`${JSON.stringify({ bank: o.bank, reference: scorer.bank.reference, bankImages: scorer.bank.images.length, seconds, results: out, failures })}\n`);
+        } else {
+          for (const r of results) process.stdout.write(`${r.decision.padEnd(9)}  ${r.score.toFixed(4)}  ${r.name}\n`);
+          process.stdout.write(`${results.length} scored against ${scorer.bank.images.length} bank images in ${seconds.toFixed(2)} s (threshold ${scorer.threshold.toFixed(4)}), ${failures.length} skipped\n`);
+        }
+        if (results.length === 0 && failures.length > 0) throw new MuscError('NO_IMAGES', 'no image could be scored');
+      } finally {
+        await scorer.dispose();
+      }
+    });
+
+  addServeCommand(program);
+
   const models = program.command('models').description('inspect ONNX backbones');
   models
     .command('inspect')
@@ -299,6 +466,7 @@ export function buildProgram(): Command {
     .option('--all', 'list every tensor, not only Add/Relu/LayerNormalization/Conv outputs')
     .action(async (file: string, o: { filter?: string; all?: boolean }) => {
       const bytes = new Uint8Array(await readFile(file));
+      printVitSummary(bytes, file);
       const interesting = new Set(['Add', 'Relu', 'LayerNormalization', 'Conv', 'Gelu', 'Concat', 'MatMul', 'Gemm', 'Identity', 'GlobalAveragePool', 'Flatten']);
       const rows = listTensorCandidates(bytes, file).filter(
         (c) => (o.all || interesting.has(c.opType)) && (!o.filter || `${c.name} ${c.nodeName} ${c.opType}`.includes(o.filter)),

@@ -31,7 +31,10 @@ export const MAX_INPUT_PIXELS = 20000 * 20000;
 
 /** BMP is not decoded by libvips; we read uncompressed 24/32-bit BMP ourselves into raw pixels. */
 async function openImage(file: string): Promise<Sharp> {
-  const bytes = await readFile(file);
+  return openImageBytes(file, await readFile(file));
+}
+
+function openImageBytes(file: string, bytes: Buffer): Sharp {
   if (bytes.length === 0) throw new ImageDecodeError(file, 'file is empty (0 bytes)');
   if (bytes[0] === 0x42 && bytes[1] === 0x4d) return sharpFromBmp(file, bytes);
   return sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS, sequentialRead: true });
@@ -107,8 +110,17 @@ export async function imageSize(file: string): Promise<{ width: number; height: 
  * @throws ImageDecodeError naming the file for unreadable, empty, truncated or non-image files.
  */
 export async function loadImageRgb(file: string, size: number, kernel: ResizeKernel = 'cubic'): Promise<LoadedImage> {
+  return decodeImageRgb(file, null, size, kernel);
+}
+
+/**
+ * `loadImageRgb` for bytes already in memory (uploads); `label` names the image in errors.
+ * @throws ImageDecodeError for empty, truncated or non-image bytes.
+ */
+export async function decodeImageRgb(label: string, bytes: Uint8Array | null, size: number, kernel: ResizeKernel = 'cubic'): Promise<LoadedImage> {
+  const file = label;
   try {
-    const img = await openImage(file);
+    const img = bytes ? openImageBytes(file, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) : await openImage(file);
     const meta = await img.metadata();
     if (!meta.width || !meta.height) throw new Error('image has no dimensions');
     // Alpha is dropped before resizing: sharp premultiplies alpha while resampling, which would

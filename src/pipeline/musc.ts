@@ -34,6 +34,11 @@ export interface MuscConfig {
   readonly batchSize: number;
   /** Arithmetic of mutual scoring: `int8` (default, VNNI GEMM, ~2x faster) or `fp32` (the reference's). */
   readonly precision: MsmPrecision;
+  /**
+   * How RsCIN compares image embeddings; set it from `backbone.embeddingSimilarity`
+   * (`dot` for DINO/DINOv2 as the reference, `cosine` otherwise).
+   */
+  readonly embeddingSimilarity: 'cosine' | 'dot';
 }
 
 /**
@@ -51,6 +56,7 @@ export const DEFAULT_CONFIG: MuscConfig = {
   batchSize: 8,
   // int8 stays within 0.5 points of fp32 on every metric on ../shared/data and is ~2x faster (BENCHMARKS.md).
   precision: 'int8',
+  embeddingSimilarity: 'cosine',
 };
 
 /** Backbone output kept for one image. */
@@ -85,6 +91,7 @@ export function resolveConfig(partial: Partial<MuscConfig> = {}): MuscConfig {
   if (!Number.isInteger(cfg.divideNum) || cfg.divideNum < 1) throw new ConfigError(`divide number must be a positive integer (got ${cfg.divideNum})`);
   if (!Number.isInteger(cfg.batchSize) || cfg.batchSize < 1) throw new ConfigError(`batch size must be a positive integer (got ${cfg.batchSize})`);
   if (cfg.precision !== 'fp32' && cfg.precision !== 'int8') throw new ConfigError(`precision must be fp32 or int8 (got ${String(cfg.precision)})`);
+  if (cfg.embeddingSimilarity !== 'cosine' && cfg.embeddingSimilarity !== 'dot') throw new ConfigError(`embedding similarity must be cosine or dot (got ${String(cfg.embeddingSimilarity)})`);
   return cfg;
 }
 
@@ -255,7 +262,7 @@ export async function scoreFeatures(
   const emb = new Float32Array(M * dim);
   features.forEach((f, i) => emb.set(f.embedding, i * dim));
   const kList = cfg.kList.filter((k) => k <= M);
-  const rscinScores = rscin(imageScores, emb, dim, kList, { cosine: true });
+  const rscinScores = rscin(imageScores, emb, dim, kList, { cosine: cfg.embeddingSimilarity === 'cosine' });
   if (hooks.times) hooks.times.rscin += (performance.now() - t) / 1000;
   return { maps, imageScores, rscinScores, size: S, kList };
 }

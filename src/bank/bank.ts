@@ -1,0 +1,174 @@
+/**
+ * Building and updating feature banks from backbone features (the same LNAMD unit
+ * patch vectors mutual scoring uses, per (layer, r)).
+ */
+import { basename } from 'node:path';
+import { ConfigError } from '../errors.js';
+import { lnamd } from '../pipeline/lnamd.js';
+import { MIN_IMAGES } from '../pipeline/msm.js';
+import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
+import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
+import { BANK_VERSION, BankError, toHalf, type Bank, type BankBackbone, type BankConfig, type BankEncoding, type BankImage, type BankReference, type BankSet } from './format.js';
+import { scoreAgainstBank } from './score.js';
+
+/** Options of `buildBank`. */
+export interface BuildBankOptions {
+  readonly backbone: BankBackbone;
+  /** `unlabeled` (default): zero-shot MuSc against the bank; `good`: few-shot nearest-neighbour against known-good images. */
+  readonly reference?: BankReference;
+  /** Storage of patch vectors (default int8: one byte per value, one scale per (layer, r)). */
+  readonly encoding?: BankEncoding;
+  /** Decision rule applied to the bank's own scores (default: Otsu for unlabeled banks, median + 3·MAD for good ones). */
+  readonly threshold?: ThresholdRule;
+  readonly threads?: number;
+  readonly signal?: AbortSignal;
+}
+
+function bankConfig(cfg: MuscConfig): BankConfig {
+  return {
+    imageSize: cfg.imageSize,
+    layers: [...cfg.layers],
+    rList: [...cfg.rList],
+    interval: [cfg.interval[0], cfg.interval[1]],
+    kList: [...cfg.kList],
+    embeddingSimilarity: cfg.embeddingSimilarity,
+  };
+}
+
+function encode(z: Float32Array, encoding: BankEncoding, maxAbs: number): Int8Array | Uint16Array | Float32Array {
+  if (encoding === 'fp32') return z;
+  if (encoding === 'fp16') {
+    const out = new Uint16Array(z.length);
+    for (let i = 0; i < z.length; i++) out[i] = toHalf(z[i]);
+    return out;
+  }
+  const scale = maxAbs > 0 ? 127 / maxAbs : 1;
+  // Vectors added later may exceed the bank's range: clamp (the error is at most their excess).
+  const out = new Int8Array(z.length);
+  for (let i = 0; i < z.length; i++) {
+    const q = Math.round(z[i] * scale);
+    out[i] = q > 127 ? 127 : q < -127 ? -127 : q;
+  }
+  return out;
+}
+
+/** LNAMD unit vectors `[n, P, C]` of one (layer, r) for `features`. */
+function unitVectors(features: readonly ImageFeatures[], li: number, r: number): { z: Float32Array; P: number; C: number; gh: number; gw: number } {
+  const g0 = features[0].layers[li];
+  const P = g0.height * g0.width;
+  const C = g0.channels;
+  const z = new Float32Array(features.length * P * C);
+  features.forEach((f, n) => {
+    const g = f.layers[li];
+    if (g.channels !== C || g.height * g.width !== P) throw new RangeError('feature grids differ between images');
+    lnamd(g, r, z.subarray(n * P * C, (n + 1) * P * C));
+  });
+  return { z, P, C, gh: g0.height, gw: g0.width };
+}
+
+function maxAbsOf(z: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < z.length; i++) m = Math.max(m, Math.abs(z[i]));
+  return m;
+}
+
+/**
+ * Builds a bank from the features of its reference images. Unlabeled banks score their
+ * images against each other (MuSc) so RsCIN and the threshold have the bank's own scores;
+ * good banks score each image against the others (leave-one-out nearest neighbour).
+ */
+export async function buildBank(features: readonly ImageFeatures[], cfg: MuscConfig, opts: BuildBankOptions): Promise<Bank> {
+  const reference = opts.reference ?? 'unlabeled';
+  const encoding = opts.encoding ?? 'int8';
+  const minImages = reference === 'good' ? 2 : MIN_IMAGES;
+  if (features.length < minImages) {
+    throw new ConfigError(`a ${reference} bank needs at least ${minImages} readable images (got ${features.length})`);
+  }
+  const sets: BankSet[] = [];
+  cfg.layers.forEach((layer, li) => {
+    for (const r of cfg.rList) {
+      const { z, P, C, gh, gw } = unitVectors(features, li, r);
+      const maxAbs = maxAbsOf(z);
+      sets.push({ layer, r, patches: P, channels: C, gridHeight: gh, gridWidth: gw, maxAbs, data: encode(z, encoding, maxAbs) });
+    }
+  });
+  const D = features[0].embedding.length;
+  const embeddings = new Float32Array(features.length * D);
+  features.forEach((f, i) => embeddings.set(f.embedding, i * D));
+  const now = new Date().toISOString();
+  const draft: Bank = {
+    version: BANK_VERSION,
+    createdAt: now,
+    updatedAt: now,
+    backbone: opts.backbone,
+    config: bankConfig(cfg),
+    reference,
+    encoding,
+    threshold: { value: NaN, method: 'pending' },
+    images: features.map((f) => ({ name: basename(f.file), width: f.originalWidth, height: f.originalHeight, score: 0 })),
+    sets,
+    embeddings,
+    embeddingDim: D,
+  };
+  let rawScores: ArrayLike<number>;
+  let decisionScores: ArrayLike<number>;
+  if (reference === 'unlabeled') {
+    const res = await scoreFeatures(features, cfg, { threads: opts.threads, signal: opts.signal });
+    rawScores = res.imageScores;
+    decisionScores = res.rscinScores;
+  } else {
+    const res = await scoreAgainstBank(features, draft, { threads: opts.threads, signal: opts.signal, excludeBankIndex: features.map((_, i) => i) });
+    rawScores = res.imageScores;
+    decisionScores = res.imageScores;
+  }
+  const rule = opts.threshold ?? (reference === 'good' ? { method: 'mad' as const } : { method: 'otsu' as const });
+  const t = chooseThreshold(decisionScores, rule);
+  return {
+    ...draft,
+    threshold: { value: t.value, method: t.method },
+    images: draft.images.map((im, i) => ({ ...im, score: rawScores[i] })),
+  };
+}
+
+/** Checks that images featurised with `cfg` can be scored against `bank`. */
+export function assertCompatible(bank: Bank, cfg: Pick<MuscConfig, 'imageSize' | 'layers' | 'rList'>, backboneId: string): void {
+  const diffs: string[] = [];
+  if (bank.backbone.id !== backboneId) diffs.push(`backbone ${bank.backbone.id} vs ${backboneId}`);
+  if (bank.config.imageSize !== cfg.imageSize) diffs.push(`image size ${bank.config.imageSize} vs ${cfg.imageSize}`);
+  if (bank.config.layers.join(',') !== cfg.layers.join(',')) diffs.push(`layers ${bank.config.layers.join(',')} vs ${cfg.layers.join(',')}`);
+  if (bank.config.rList.join(',') !== cfg.rList.join(',')) diffs.push(`r list ${bank.config.rList.join(',')} vs ${cfg.rList.join(',')}`);
+  if (diffs.length) throw new BankError(`the bank was built with another configuration (${diffs.join('; ')}); score with the bank's settings or rebuild the bank`);
+}
+
+/**
+ * Adds scored images to the bank (a rolling window: the oldest images leave once
+ * there are more than `maxImages`). Returns a new bank; the threshold is kept.
+ */
+export function appendToBank(bank: Bank, features: readonly ImageFeatures[], rawScores: ArrayLike<number>, maxImages = Infinity): Bank {
+  if (features.length === 0) return bank;
+  const N = bank.images.length;
+  const total = N + features.length;
+  const drop = Math.max(0, total - maxImages);
+  const keepN = total - drop;
+  const sets = bank.sets.map((set) => {
+    const li = bank.config.layers.indexOf(set.layer);
+    const { z } = unitVectors(features, li, set.r);
+    const added = encode(z, bank.encoding, set.maxAbs);
+    const per = set.patches * set.channels;
+    const Ctor = set.data.constructor as new (n: number) => Int8Array | Uint16Array | Float32Array;
+    const all = new Ctor(keepN * per);
+    const old = set.data.subarray(Math.min(N, drop) * per);
+    all.set(old as never, 0);
+    all.set(added.subarray(Math.max(0, drop - N) * per) as never, old.length);
+    return { ...set, data: all };
+  });
+  const D = bank.embeddingDim;
+  const emb = new Float32Array(total * D);
+  emb.set(bank.embeddings, 0);
+  features.forEach((f, i) => emb.set(f.embedding, (N + i) * D));
+  const images: BankImage[] = [
+    ...bank.images,
+    ...features.map((f, i) => ({ name: basename(f.file), width: f.originalWidth, height: f.originalHeight, score: rawScores[i] })),
+  ];
+  return { ...bank, updatedAt: new Date().toISOString(), sets, embeddings: emb.slice(drop * D), images: images.slice(drop) };
+}

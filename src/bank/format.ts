@@ -1,0 +1,238 @@
+/**
+ * The `.mbank` file: a feature bank of reference images, versioned and checksummed.
+ *
+ * ```
+ * "MUSCBANK"  u32 LE version  u32 LE header length H  header JSON (H bytes, UTF-8)
+ * zero padding to 8 bytes, then the payload sections at the offsets the header gives
+ * (relative to the payload start, each 8-byte aligned):
+ *   per (layer, r) set: patch vectors [N, P, C] as int8 codes (one scale per set), fp16 or fp32
+ *   embeddings [N, D] fp32
+ * SHA-256 of every preceding byte (32 bytes)
+ * ```
+ * Hand-written: a few typed-array sections do not need a container library, and the
+ * layout can be read from any language.
+ */
+import { readFile } from 'node:fs/promises';
+import { MuscError } from '../errors.js';
+import { sha256 } from '../backbone/model-cache.js';
+import { writeAtomic } from '../run/atomic.js';
+
+export const BANK_MAGIC = 'MUSCBANK';
+export const BANK_VERSION = 1;
+
+/** A bank file that cannot be used: corrupt, truncated, another version, or built with another config. */
+export class BankError extends MuscError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BANK', message, options);
+    this.name = 'BankError';
+  }
+}
+
+/** How patch vectors are stored. */
+export type BankEncoding = 'int8' | 'fp16' | 'fp32';
+
+/** What the reference images are: an unlabeled batch (zero-shot MuSc) or known-good images (few-shot). */
+export type BankReference = 'unlabeled' | 'good';
+
+/** Everything that must match between the bank and the images scored against it. */
+export interface BankConfig {
+  readonly imageSize: number;
+  readonly layers: readonly string[];
+  readonly rList: readonly number[];
+  readonly interval: readonly [number, number];
+  readonly kList: readonly number[];
+  readonly embeddingSimilarity: 'cosine' | 'dot';
+}
+
+/** How to reopen the backbone the bank was built with. */
+export type BankBackbone =
+  | { readonly kind: 'resnet50'; readonly id: string }
+  | {
+      readonly kind: 'vit';
+      readonly id: string;
+      readonly model: string;
+      readonly modelSha256: string;
+      readonly family: string;
+      readonly gelu: string;
+      readonly normalization?: { readonly mean: readonly number[]; readonly std: readonly number[] };
+    };
+
+/** One reference image. */
+export interface BankImage {
+  readonly name: string;
+  readonly width: number;
+  readonly height: number;
+  /** Raw image score (max of its map) against the rest of the bank when it was added. */
+  readonly score: number;
+}
+
+/** Patch vectors of all bank images for one (layer, r). */
+export interface BankSet {
+  readonly layer: string;
+  readonly r: number;
+  readonly patches: number;
+  readonly channels: number;
+  readonly gridHeight: number;
+  readonly gridWidth: number;
+  /** Largest |component| over the set; int8 codes are round(z · 127 / maxAbs). */
+  readonly maxAbs: number;
+  /** `[N, P, C]`: Int8Array (int8), Uint16Array of fp16 bits (fp16) or Float32Array (fp32). */
+  readonly data: Int8Array | Uint16Array | Float32Array;
+}
+
+/** A bank in memory. */
+export interface Bank {
+  readonly version: number;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly backbone: BankBackbone;
+  readonly config: BankConfig;
+  readonly reference: BankReference;
+  readonly encoding: BankEncoding;
+  /** Decision threshold on scores of this bank's kind (RsCIN for unlabeled, raw for good), chosen at build. */
+  readonly threshold: { readonly value: number; readonly method: string };
+  readonly images: readonly BankImage[];
+  readonly sets: readonly BankSet[];
+  /** `[N, D]` image embeddings for RsCIN. */
+  readonly embeddings: Float32Array;
+  readonly embeddingDim: number;
+}
+
+interface HeaderSet extends Omit<BankSet, 'data'> {
+  readonly offset: number;
+  readonly byteLength: number;
+}
+interface Header extends Omit<Bank, 'sets' | 'embeddings' | 'version'> {
+  readonly format: 'musc-bank';
+  readonly sets: readonly HeaderSet[];
+  readonly embeddingsOffset: number;
+  readonly embeddingsByteLength: number;
+}
+
+const align8 = (n: number) => (n + 7) & ~7;
+
+/** Serialises a bank (see the module doc for the layout). */
+export function encodeBank(bank: Bank): Uint8Array {
+  let offset = 0;
+  const sets: HeaderSet[] = bank.sets.map((s) => {
+    const { data, ...meta } = s;
+    const h = { ...meta, offset, byteLength: data.byteLength };
+    offset = align8(offset + data.byteLength);
+    return h;
+  });
+  const embeddingsOffset = offset;
+  offset = align8(offset + bank.embeddings.byteLength);
+  const { sets: _s, embeddings: _e, version: _v, ...rest } = bank;
+  const header: Header = { format: 'musc-bank', ...rest, sets, embeddingsOffset, embeddingsByteLength: bank.embeddings.byteLength };
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const payloadStart = align8(16 + json.length);
+  const out = new Uint8Array(payloadStart + offset + 32);
+  out.set(new TextEncoder().encode(BANK_MAGIC), 0);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(8, BANK_VERSION, true);
+  dv.setUint32(12, json.length, true);
+  out.set(json, 16);
+  const put = (a: ArrayBufferView, at: number) => out.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), payloadStart + at);
+  bank.sets.forEach((s, i) => put(s.data, sets[i].offset));
+  put(bank.embeddings, embeddingsOffset);
+  out.set(Buffer.from(sha256(out.subarray(0, out.length - 32)), 'hex'), out.length - 32);
+  return out;
+}
+
+/**
+ * Parses and verifies a bank.
+ * @throws BankError for a non-bank file, another format version, a checksum mismatch or truncation.
+ */
+export function decodeBank(bytes: Uint8Array, source = 'bank'): Bank {
+  if (bytes.length < 16 + 32 || new TextDecoder().decode(bytes.subarray(0, 8)) !== BANK_MAGIC) {
+    throw new BankError(`${source} is not a musc-ts feature bank (.mbank)`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = dv.getUint32(8, true);
+  if (version !== BANK_VERSION) {
+    throw new BankError(`${source} is bank format version ${version}; this musc-ts reads version ${BANK_VERSION}. Rebuild it with \`musc bank build\`.`);
+  }
+  const expected = Buffer.from(bytes.subarray(bytes.length - 32)).toString('hex');
+  if (sha256(bytes.subarray(0, bytes.length - 32)) !== expected) {
+    throw new BankError(`${source} is corrupt or truncated (checksum mismatch); rebuild it with \`musc bank build\``);
+  }
+  const hlen = dv.getUint32(12, true);
+  let header: Header;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + hlen))) as Header;
+  } catch (err) {
+    throw new BankError(`${source} has an unreadable header`, { cause: err });
+  }
+  const payloadStart = align8(16 + hlen);
+  const copy = (at: number, len: number) => {
+    const start = payloadStart + at;
+    if (start + len > bytes.length - 32) throw new BankError(`${source} is truncated`);
+    return bytes.slice(start, start + len).buffer; // a copy: aligned and independent of the file buffer
+  };
+  const sets: BankSet[] = header.sets.map(({ offset, byteLength, ...meta }) => {
+    const buf = copy(offset, byteLength);
+    const data = header.encoding === 'int8' ? new Int8Array(buf) : header.encoding === 'fp16' ? new Uint16Array(buf) : new Float32Array(buf);
+    if (data.length !== header.images.length * meta.patches * meta.channels) throw new BankError(`${source}: set ${meta.layer}/r${meta.r} has the wrong size`);
+    return { ...meta, data };
+  });
+  const embeddings = new Float32Array(copy(header.embeddingsOffset, header.embeddingsByteLength));
+  const { format: _f, sets: _s, embeddingsOffset: _o, embeddingsByteLength: _l, ...rest } = header;
+  return { ...rest, version, sets, embeddings };
+}
+
+/** Writes a bank atomically (a crash leaves the previous file intact). */
+export async function writeBank(file: string, bank: Bank): Promise<number> {
+  const bytes = encodeBank(bank);
+  await writeAtomic(file, bytes);
+  return bytes.length;
+}
+
+/** Reads and verifies a bank file. */
+export async function readBank(file: string): Promise<Bank> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new BankError(`cannot read bank ${JSON.stringify(file)}: ${(err as Error).message}`, { cause: err });
+  }
+  return decodeBank(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file);
+}
+
+/** IEEE half-precision bits of a float (round to nearest even). Node 20 has no Float16Array. */
+const halfScratch = new Float32Array(1);
+const halfBits = new Uint32Array(halfScratch.buffer);
+export function toHalf(v: number): number {
+  halfScratch[0] = v;
+  const x = halfBits[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  e = h >>> 10;
+  return sign | h;
+}
+
+/** Float value of half-precision bits. */
+export function fromHalf(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}

@@ -1,0 +1,208 @@
+/**
+ * The library face of banks: `const scorer = await Musc.open({ bank })`, then
+ * `await scorer.score(images)` for each new image or small batch. The scorer reopens
+ * the bank's backbone with the bank's settings, keeps the GEMM kernels open, and can
+ * add what it scored to the bank (a rolling window) and save it.
+ */
+import { resolve } from 'node:path';
+import type { Backbone } from '../backbone/backbone.js';
+import { openBackbone } from '../backbone/open.js';
+import type { GeluMode, VitFamily } from '../backbone/vit.js';
+import { MuscError, errorText } from '../errors.js';
+import { decodeImageRgb, type LoadedImage } from '../image/io.js';
+import type { Normalization } from '../image/normalize.js';
+import { resolveConfig, type Failure, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
+import type { MsmPrecision } from '../pipeline/msm.js';
+import { Int8SimilarityKernel, SimilarityKernel } from '../pipeline/similarity-kernel.js';
+import { appendToBank } from './bank.js';
+import { BankError, readBank, writeBank, type Bank, type BankBackbone } from './format.js';
+import { scoreAgainstBank } from './score.js';
+
+/** An image to score: a file path, or encoded bytes (PNG, JPEG, ...) with a name for messages. */
+export type ScoreInput = string | { readonly name: string; readonly bytes: Uint8Array };
+
+/** The verdict on one image. */
+export interface ScoredImage {
+  readonly name: string;
+  /** The score decisions use (RsCIN against the bank, or the raw score for good banks). */
+  readonly score: number;
+  /** Max of the anomaly map. */
+  readonly imageScore: number;
+  readonly decision: 'normal' | 'anomalous';
+  readonly threshold: number;
+  /** `[size, size]` anomaly map (raw averaged distances). */
+  readonly map: Float32Array;
+  readonly size: number;
+  readonly originalWidth: number;
+  readonly originalHeight: number;
+}
+
+/** Options of `Musc.open`. */
+export interface MuscOpenOptions {
+  /** A bank file (`musc bank build`) or a bank in memory. */
+  readonly bank: string | Bank;
+  /** Path of the ViT export when it moved since the bank was built (checked by SHA-256). */
+  readonly backboneModel?: string;
+  /** GEMM arithmetic (default: int8 for int8 banks, else fp32). */
+  readonly precision?: MsmPrecision;
+  /** Override the bank's decision threshold. */
+  readonly threshold?: number;
+  readonly threads?: number;
+  readonly log?: (msg: string) => void;
+}
+
+/** What a bank says about its backbone, from an opened backbone and the options that opened it. */
+export function bankBackboneOf(
+  backbone: Backbone,
+  opts: { model?: string; family?: VitFamily | 'auto'; gelu?: GeluMode; normalization?: Normalization },
+  vit: { family: string; modelSha256: string } | null,
+): BankBackbone {
+  if (!opts.model || !vit) return { kind: 'resnet50', id: backbone.id };
+  const n = opts.normalization;
+  return {
+    kind: 'vit',
+    id: backbone.id,
+    model: resolve(opts.model),
+    modelSha256: vit.modelSha256,
+    family: vit.family,
+    gelu: opts.gelu ?? 'auto',
+    ...(n && n.kind === 'mean-std' ? { normalization: { mean: [...n.mean], std: [...n.std] } } : {}),
+  };
+}
+
+/** Scores new images against a bank; see `Musc.open`. */
+export class MuscScorer {
+  private queue: Promise<unknown> = Promise.resolve();
+  private constructor(
+    private current: Bank,
+    private readonly backbone: Backbone,
+    readonly config: MuscConfig,
+    private readonly precision: MsmPrecision,
+    private readonly thresholdOverride: number | undefined,
+    private readonly kernel: SimilarityKernel | undefined,
+    private readonly int8Kernel: Int8SimilarityKernel | undefined,
+  ) {}
+
+  /** Opens a bank and its backbone. @throws BankError / ModelError with the reason. */
+  static async open(opts: MuscOpenOptions): Promise<MuscScorer> {
+    const bank = typeof opts.bank === 'string' ? await readBank(opts.bank) : opts.bank;
+    const b = bank.backbone;
+    const cfg = resolveConfig({ ...bank.config, interval: [bank.config.interval[0], bank.config.interval[1]] });
+    const opened =
+      b.kind === 'vit'
+        ? await openBackbone({
+            model: opts.backboneModel ?? b.model,
+            family: b.family as VitFamily,
+            layers: bank.config.layers,
+            imageSize: bank.config.imageSize,
+            gelu: b.gelu as GeluMode,
+            normalization: b.normalization ? { kind: 'mean-std', mean: b.normalization.mean as [number, number, number], std: b.normalization.std as [number, number, number] } : undefined,
+            session: { threads: opts.threads },
+            log: opts.log,
+          }).catch((err: unknown) => {
+            throw new BankError(`cannot open the bank's backbone ${b.model}: ${errorText(err)} (pass the model's new path with --backbone)`, { cause: err });
+          })
+        : await openBackbone({ layers: bank.config.layers, imageSize: bank.config.imageSize, session: { threads: opts.threads }, log: opts.log });
+    const { backbone, vit } = opened;
+    if (b.kind === 'vit' && vit?.modelSha256 !== b.modelSha256) {
+      await backbone.dispose();
+      throw new BankError(`the backbone model differs from the one the bank was built with (SHA-256 ${vit?.modelSha256.slice(0, 12)} vs ${b.modelSha256.slice(0, 12)})`);
+    }
+    if (b.kind === 'resnet50' && backbone.id !== b.id) {
+      await backbone.dispose();
+      throw new BankError(`the bank was built with backbone ${b.id}, not ${backbone.id}`);
+    }
+    const precision = opts.precision ?? (bank.encoding === 'int8' ? 'int8' : 'fp32');
+    const kernel = precision === 'fp32' ? await SimilarityKernel.create({ threads: opts.threads }) : undefined;
+    const int8Kernel = precision === 'int8' ? await Int8SimilarityKernel.create({ threads: opts.threads }) : undefined;
+    return new MuscScorer(bank, backbone, cfg, precision, opts.threshold, kernel, int8Kernel);
+  }
+
+  /** The bank as it is now (with any images added by `score(..., { update })`). */
+  get bank(): Bank {
+    return this.current;
+  }
+
+  /** The threshold decisions use. */
+  get threshold(): number {
+    return this.thresholdOverride ?? this.current.threshold.value;
+  }
+
+  /**
+   * Scores images against the bank. Unreadable images are returned in `failures`, the
+   * rest are scored. Calls are serialised (one runs at a time; the GEMMs use every core).
+   * @param opts.update add the scored images to the bank, keeping at most `maxBank` (oldest leave first)
+   */
+  score(
+    images: readonly ScoreInput[],
+    opts: { update?: boolean; maxBank?: number; signal?: AbortSignal } = {},
+  ): Promise<{ results: ScoredImage[]; failures: Failure[] }> {
+    const run = this.queue.then(() => this.scoreNow(images, opts));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async scoreNow(images: readonly ScoreInput[], opts: { update?: boolean; maxBank?: number; signal?: AbortSignal }) {
+    const S = this.config.imageSize;
+    const failures: Failure[] = [];
+    const loaded: LoadedImage[] = [];
+    await Promise.all(
+      images.map(async (img, i) => {
+        const name = typeof img === 'string' ? img : img.name;
+        try {
+          loaded[i] = await decodeImageRgb(name, typeof img === 'string' ? null : img.bytes, S, this.backbone.resizeKernel);
+        } catch (err) {
+          failures.push({ file: name, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' });
+        }
+      }),
+    );
+    const ok = loaded.filter((x): x is LoadedImage => x !== undefined);
+    const features: ImageFeatures[] = [];
+    for (let i = 0; i < ok.length; i += this.config.batchSize) {
+      opts.signal?.throwIfAborted();
+      const batch = ok.slice(i, i + this.config.batchSize);
+      const out = await this.backbone.extract(batch);
+      batch.forEach((img, b) => {
+        const layers = out.layers.map((m) => {
+          const [, c, h, w] = m.dims as [number, number, number, number];
+          return { data: m.data.slice(b * c * h * w, (b + 1) * c * h * w), channels: c, height: h, width: w };
+        });
+        const d = out.embedding.dims[1];
+        features.push({ file: img.file, originalWidth: img.originalWidth, originalHeight: img.originalHeight, layers, embedding: out.embedding.data.slice(b * d, (b + 1) * d) });
+      });
+    }
+    const res = await scoreAgainstBank(features, this.current, { precision: this.precision, kernel: this.kernel, int8Kernel: this.int8Kernel, signal: opts.signal });
+    const t = this.threshold;
+    const results: ScoredImage[] = features.map((f, i) => ({
+      name: f.file,
+      score: res.scores[i],
+      imageScore: res.imageScores[i],
+      decision: res.scores[i] > t ? 'anomalous' : 'normal',
+      threshold: t,
+      map: res.maps[i],
+      size: res.size,
+      originalWidth: f.originalWidth,
+      originalHeight: f.originalHeight,
+    }));
+    if (opts.update) this.current = appendToBank(this.current, features, res.imageScores, opts.maxBank ?? Infinity);
+    return { results, failures };
+  }
+
+  /** Writes the bank (atomically). @returns its size in bytes */
+  async save(file: string): Promise<number> {
+    await this.queue;
+    return writeBank(file, this.current);
+  }
+
+  async dispose(): Promise<void> {
+    await this.queue;
+    await this.backbone.dispose();
+    await this.kernel?.dispose();
+    await this.int8Kernel?.dispose();
+  }
+}
+
+/** Entry point of the bank API: `const scorer = await Musc.open({ bank: 'line-A.mbank' })`. */
+export const Musc = {
+  open: (opts: MuscOpenOptions): Promise<MuscScorer> => MuscScorer.open(opts),
+} as const;

@@ -1,0 +1,117 @@
+/**
+ * `musc serve --bank line-A.mbank`: scores uploaded images over HTTP (see serve/server.ts)
+ * until SIGINT/SIGTERM, then stops accepting requests, lets those in flight finish and
+ * releases the scorer.
+ */
+import type { AddressInfo } from 'node:net';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { FastifyInstance } from 'fastify';
+import { Musc, type MuscScorer } from '../bank/scorer.js';
+import { createServer, DEFAULT_MAX_QUEUE } from '../serve/server.js';
+
+/** Options of `musc serve` (and of `startServe`, for programs and tests). */
+export interface ServeOptions {
+  readonly bank: string;
+  readonly port: number;
+  readonly host: string;
+  readonly maxUploadMb: number;
+  readonly queue: number;
+  readonly threads?: number;
+  readonly precision?: 'fp32' | 'int8';
+  readonly log?: boolean;
+}
+
+/** A running server. */
+export interface ServeHandle {
+  readonly url: string;
+  readonly app: FastifyInstance;
+  readonly scorer: MuscScorer;
+  /** Stops accepting requests, waits for those in flight, then disposes the scorer. Idempotent. */
+  close(): Promise<void>;
+}
+
+const port = (v: string) => {
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < 0 || x > 65535) throw new InvalidArgumentError('must be an integer port in 0..65535 (0 picks a free one)');
+  return x;
+};
+const positiveInt = (v: string) => {
+  const x = Number(v);
+  if (!Number.isInteger(x) || x <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return x;
+};
+const positiveNumber = (v: string) => {
+  const x = Number(v);
+  if (!Number.isFinite(x) || x <= 0) throw new InvalidArgumentError('must be a positive number');
+  return x;
+};
+
+/** The URL of a listening server (IPv6 hosts in brackets, wildcard hosts as given). */
+export function serverUrl(app: FastifyInstance, host: string): string {
+  const addr = app.server.address() as AddressInfo | null;
+  const h = host.includes(':') ? `[${host}]` : host;
+  return `http://${h}:${addr?.port ?? 0}/`;
+}
+
+/** Opens the bank, starts listening and returns the running server. */
+export async function startServe(o: ServeOptions, log: (msg: string) => void = (m) => process.stderr.write(`${m}\n`)): Promise<ServeHandle> {
+  const scorer = await Musc.open({ bank: o.bank, precision: o.precision, threads: o.threads, log });
+  let app: FastifyInstance;
+  try {
+    app = await createServer({ scorer, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), maxQueue: o.queue, logger: o.log ?? false });
+    await app.listen({ port: o.port, host: o.host });
+  } catch (err) {
+    await scorer.dispose();
+    throw err;
+  }
+  let closing: Promise<void> | null = null;
+  return {
+    url: serverUrl(app, o.host),
+    app,
+    scorer,
+    close: () =>
+      (closing ??= (async () => {
+        try {
+          await app.close();
+        } finally {
+          await scorer.dispose();
+        }
+      })()),
+  };
+}
+
+/** Adds `musc serve` to the program. */
+export function addServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('score uploaded images against a bank over HTTP: an upload page at /, POST /score, GET /health')
+    .requiredOption('--bank <file.mbank>', 'bank built with `musc bank build`')
+    .addOption(new Option('--port <n>', 'TCP port (0 picks a free one)').argParser(port).default(8080))
+    .addOption(new Option('--host <address>', 'address to listen on (0.0.0.0 for every interface)').default('127.0.0.1'))
+    .addOption(new Option('--max-upload-mb <MiB>', 'largest accepted upload').argParser(positiveNumber).default(20))
+    .addOption(new Option('--queue <n>', 'requests admitted at once (uploading, waiting or scoring); more get 503 + Retry-After').argParser(positiveInt).default(DEFAULT_MAX_QUEUE))
+    .addOption(new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(positiveInt))
+    .addOption(new Option('--precision <p>', 'GEMM arithmetic (default: int8 for int8 banks, else fp32)').choices(['fp32', 'int8']))
+    .option('--log', 'log every request (JSON lines on stdout)')
+    .action(async (o: ServeOptions) => {
+      const server = await startServe(o);
+      const bank = server.scorer.bank;
+      process.stderr.write(
+        `musc serve: ${bank.images.length} ${bank.reference} bank images, threshold ${server.scorer.threshold.toFixed(4)}\n` +
+          `listening on ${server.url} (Ctrl-C to stop)\n`,
+      );
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals) => {
+          process.removeListener('SIGINT', stop);
+          process.removeListener('SIGTERM', stop);
+          process.stderr.write(`\n${signal}: finishing requests in flight, then stopping (Ctrl-C again to quit now)\n`);
+          process.once('SIGINT', () => process.exit(130));
+          resolve();
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+      await server.close();
+      process.stderr.write('musc serve: stopped\n');
+    });
+}

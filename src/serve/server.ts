@@ -1,0 +1,490 @@
+/**
+ * `musc serve`: an HTTP front for a bank scorer (Fastify 5).
+ *
+ *   GET  /                  the upload page (page.ts)
+ *   GET  /health            bank and queue state
+ *   POST /score             one image (multipart field `image`, or a raw image body) → JSON verdict
+ *   GET  /heatmaps/<id>.png the upload at its original size with the heat layer on top
+ *
+ * Scoring is CPU-bound and `MuscScorer` runs one call at a time; uploads and decoding go
+ * on concurrently. The server admits at most `maxQueue` scoring requests at once (from the
+ * first byte until the answer) and turns the rest away with 503 + Retry-After.
+ *
+ * Heatmaps are rendered lazily, on their first GET: most API clients only want the score.
+ * The cache keeps the upload bytes and the map until then and only the PNG afterwards;
+ * it is an LRU bounded both in entries and in bytes, so memory stays bounded.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fastifyMultipart, type MultipartFile } from '@fastify/multipart';
+import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import sharp from 'sharp';
+import type { MuscScorer } from '../bank/scorer.js';
+import { MuscError } from '../errors.js';
+import { MAX_INPUT_PIXELS, loadImageOriginal } from '../image/io.js';
+import { heatLayer, type HeatScale } from '../run/overlay.js';
+import { renderPage } from './page.js';
+
+/** Options of `createServer`. */
+export interface ServerOptions {
+  readonly scorer: MuscScorer;
+  /** Largest accepted upload in bytes (default 20 MiB), for multipart files and raw bodies alike. */
+  readonly maxUploadBytes?: number;
+  /** Scoring requests admitted at once, uploading, waiting or running (default 64); more get 503. */
+  readonly maxQueue?: number;
+  /** Heatmaps kept for `GET /heatmaps/<id>.png`, most recent first (default 256). */
+  readonly heatmapCacheSize?: number;
+  /** Byte budget of that cache: uploads and maps not yet rendered, PNGs once rendered (default 256 MiB). */
+  readonly heatmapCacheBytes?: number;
+  /** Fastify request logging (JSON lines on stdout; default off). */
+  readonly logger?: boolean;
+  /**
+   * Called with unexpected errors (answered 500 without details). Default: the Fastify
+   * logger when `logger` is on, else one line with the stack on stderr.
+   */
+  readonly onInternalError?: (err: unknown, where: string) => void;
+}
+
+export const DEFAULT_MAX_UPLOAD_BYTES = 20 * 2 ** 20;
+export const DEFAULT_MAX_QUEUE = 64;
+export const DEFAULT_HEATMAP_CACHE_SIZE = 256;
+export const DEFAULT_HEATMAP_CACHE_BYTES = 256 * 2 ** 20;
+
+/** The JSON answer of `POST /score`. */
+export interface ScoreResponse {
+  readonly name: string;
+  readonly score: number;
+  readonly imageScore: number;
+  readonly decision: 'normal' | 'anomalous';
+  readonly threshold: number;
+  readonly heatmapUrl: string;
+  readonly width: number;
+  readonly height: number;
+}
+
+/** The JSON answer of `GET /health`. */
+export interface HealthResponse {
+  readonly status: 'ok';
+  readonly bank: { readonly images: number; readonly reference: string; readonly backbone: string; readonly imageSize: number; readonly threshold: number };
+  readonly queue: { readonly running: number; readonly waiting: number; readonly limit: number };
+  /** The fixed colour scale of heatmaps (raw map units). */
+  readonly heatScale: HeatScale;
+}
+
+/** Every error body: a human message and a stable code. */
+export interface ErrorResponse {
+  readonly error: string;
+  readonly code: string;
+}
+
+/** An error with the HTTP status and code to answer with. */
+class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+const MULTIPART_SLACK = 64 * 1024; // boundaries and part headers around the file
+const ID_BYTES = 16;
+const HEATMAP_PATH = /^([A-Za-z0-9_-]{22})\.png$/;
+const RENDER_CONCURRENCY = 2;
+const HOW_TO_SEND = 'send the image as multipart/form-data (file field "image") or as the raw request body with an image/* or application/octet-stream content type';
+
+const mib = (bytes: number) => `${+(bytes / 2 ** 20).toFixed(2)} MiB`;
+
+/** A heatmap waiting in the cache: the upload and its map until rendered, then the PNG. */
+type HeatEntry =
+  | { state: 'source'; bytes: Uint8Array; name: string; map: Float32Array; size: number; cost: number }
+  | { state: 'rendering'; promise: Promise<Buffer>; cost: number }
+  | { state: 'png'; png: Buffer; cost: number };
+
+/** LRU over insertion order of a Map, bounded in entries and bytes (the newest entry always stays). */
+class HeatmapCache {
+  private readonly entries = new Map<string, HeatEntry>();
+  private bytes = 0;
+  constructor(
+    private readonly maxEntries: number,
+    private readonly maxBytes: number,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get totalBytes(): number {
+    return this.bytes;
+  }
+
+  get(id: string): HeatEntry | undefined {
+    const e = this.entries.get(id);
+    if (e) {
+      this.entries.delete(id);
+      this.entries.set(id, e);
+    }
+    return e;
+  }
+
+  /** Inserts or replaces `id` (only replaces when it is still cached, if `onlyIfPresent`). */
+  set(id: string, e: HeatEntry, onlyIfPresent = false): void {
+    const old = this.entries.get(id);
+    if (onlyIfPresent && !old) return;
+    if (old) {
+      this.bytes -= old.cost;
+      this.entries.delete(id);
+    }
+    this.entries.set(id, e);
+    this.bytes += e.cost;
+    for (const [k, v] of this.entries) {
+      if (this.entries.size <= 1 || (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes)) break;
+      this.entries.delete(k);
+      this.bytes -= v.cost;
+    }
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+}
+
+/** A counting semaphore: renders of full-size overlays hold a lot of pixels, so only a few run at once. */
+function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active >= n) await new Promise<void>((res) => waiting.push(res));
+    active++;
+    try {
+      return await fn();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
+
+/** Decodes an upload at its original size to 8-bit RGB (BMP goes through the file reader, which parses it itself). */
+async function decodeOriginal(bytes: Uint8Array, name: string): Promise<{ data: Uint8Array; width: number; height: number }> {
+  if (bytes[0] === 0x42 && bytes[1] === 0x4d) {
+    const dir = await mkdtemp(join(tmpdir(), 'musc-serve-'));
+    try {
+      const file = join(dir, 'upload.bmp');
+      await writeFile(file, bytes);
+      return await loadImageOriginal(file);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS })
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new MuscError('IMAGE_DECODE', `cannot render ${JSON.stringify(name)}: unexpected channel count ${info.channels}`);
+  return { data, width: info.width, height: info.height };
+}
+
+/** The upload at its original size with the heat layer composited over it, as PNG. */
+export async function renderHeatmapPng(bytes: Uint8Array, name: string, map: Float32Array, size: number, scale: HeatScale): Promise<Buffer> {
+  const img = await decodeOriginal(bytes, name);
+  const heat = await sharp(heatLayer(map, size, scale), { raw: { width: size, height: size, channels: 4 } })
+    .resize(img.width, img.height, { fit: 'fill', kernel: 'linear' })
+    .raw()
+    .toBuffer();
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 }, limitInputPixels: false })
+    .composite([{ input: heat, raw: { width: img.width, height: img.height, channels: 4 } }])
+    .png({ compressionLevel: 6 })
+    .toBuffer();
+}
+
+/** Error bodies for Fastify's and the multipart plugin's own errors. */
+function toHttpError(err: unknown, maxUploadBytes: number): HttpError {
+  if (err instanceof HttpError) return err;
+  if (err instanceof MuscError && err.code === 'ABORTED') return new HttpError(400, 'ABORTED', err.message);
+  const e = err as { code?: unknown; statusCode?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : '';
+  const status = typeof e?.statusCode === 'number' ? e.statusCode : 500;
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return new HttpError(413, 'TOO_LARGE', `upload larger than the server's limit of ${mib(maxUploadBytes)}`);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+    case 'FST_ERR_CTP_INVALID_TYPE':
+      return new HttpError(400, 'BAD_CONTENT_TYPE', `unsupported content type: ${HOW_TO_SEND}`);
+    case 'FST_FILES_LIMIT':
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return new HttpError(400, 'TOO_MANY_PARTS', 'send one image per request');
+  }
+  if (status >= 400 && status < 500) {
+    const message = typeof e.message === 'string' && e.message ? e.message.split('\n')[0] : 'bad request';
+    return new HttpError(status, code.replace(/^FST_(ERR_)?/, '') || 'BAD_REQUEST', message);
+  }
+  return new HttpError(500, 'INTERNAL', 'internal server error');
+}
+
+/** Per-request admission slot: released once, when the answer is out and no scoring is pending for it. */
+interface Slot {
+  scoring: boolean;
+  release(): void;
+}
+
+/**
+ * Builds the server (not listening yet: call `app.listen({ port, host })`). The scorer stays
+ * the caller's: close the app, then dispose the scorer.
+ */
+export async function createServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const { scorer } = opts;
+  const maxUploadBytes = opts.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES;
+  const maxQueue = opts.maxQueue ?? DEFAULT_MAX_QUEUE;
+  if (!(maxUploadBytes > 0)) throw new RangeError(`maxUploadBytes must be positive (got ${maxUploadBytes})`);
+  if (!Number.isInteger(maxQueue) || maxQueue < 1) throw new RangeError(`maxQueue must be a positive integer (got ${maxQueue})`);
+  const cache = new HeatmapCache(Math.max(1, opts.heatmapCacheSize ?? DEFAULT_HEATMAP_CACHE_SIZE), opts.heatmapCacheBytes ?? DEFAULT_HEATMAP_CACHE_BYTES);
+  const renderSlot = limiter(RENDER_CONCURRENCY);
+  const page = renderPage();
+
+  // One colour scale for every request so heatmaps compare (as `musc score --out`).
+  const bankScores = scorer.bank.images.map((im) => im.score);
+  const scale: HeatScale = { low: 0.5 * Math.min(...bankScores), high: Math.max(...bankScores) };
+
+  let inFlight = 0;
+  let scoring = 0;
+  let secondsPerImage = 0.5; // running mean, for Retry-After
+  const slots = new WeakMap<FastifyRequest, Slot>();
+
+  const app = fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: Math.ceil(maxUploadBytes),
+    return503OnClosing: false, // answered below, in this API's error format
+  });
+  const reportInternal =
+    opts.onInternalError ??
+    ((err: unknown, where: string) => {
+      if (opts.logger) app.log.error({ err }, `internal error on ${where}`);
+      else process.stderr.write(`musc serve: internal error on ${where}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    });
+  let closing = false;
+
+  // Only what /score accepts is parsed: no JSON or text bodies are read at all.
+  app.removeAllContentTypeParsers();
+  await app.register(fastifyMultipart, {
+    limits: { fileSize: Math.ceil(maxUploadBytes), files: 1, fields: 8, parts: 9, fieldSize: 4096, headerPairs: 64 },
+  });
+  app.addContentTypeParser(/^(?:image\/[\w.+-]+|application\/octet-stream)(?:\s*;.*)?$/i, { parseAs: 'buffer', bodyLimit: Math.ceil(maxUploadBytes) }, (_req, body, done) => {
+    done(null, body);
+  });
+
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    return payload;
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const h = toHttpError(err, maxUploadBytes);
+    if (h.statusCode >= 500) reportInternal(err, `${request.method} ${request.url}`);
+    void reply.code(h.statusCode).header('cache-control', 'no-store').send({ error: h.message, code: h.code } satisfies ErrorResponse);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}`, code: 'NOT_FOUND' } satisfies ErrorResponse);
+  });
+
+  // Closing waits for requests in flight but not for connections without one: Fastify only closes
+  // idle keep-alive connections, and a socket that never sent a request (a browser's preconnect,
+  // a client's spare) would hold `close()` until Node's headers timeout (60 s).
+  const activeRequests = new Map<Socket, number>();
+  app.server.on('connection', (socket: Socket) => {
+    activeRequests.set(socket, 0);
+    socket.once('close', () => activeRequests.delete(socket));
+  });
+  app.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    activeRequests.set(socket, (activeRequests.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const n = (activeRequests.get(socket) ?? 1) - 1;
+      if (activeRequests.has(socket)) activeRequests.set(socket, n);
+      if (closing && n === 0) socket.end();
+    });
+  });
+  app.addHook('preClose', async () => {
+    closing = true;
+    for (const [socket, n] of activeRequests) if (n === 0) socket.destroy();
+  });
+  app.addHook('onClose', async () => {
+    cache.clear();
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    return reply
+      .code(503)
+      .header('retry-after', '10')
+      .header('connection', 'close')
+      .send({ error: 'server shutting down', code: 'SHUTTING_DOWN' } satisfies ErrorResponse);
+  });
+
+  app.get('/', async (_request, reply) => {
+    return reply
+      .header('content-type', 'text/html; charset=utf-8')
+      .header('content-security-policy', page.csp)
+      .header('x-frame-options', 'DENY')
+      .header('cache-control', 'no-cache')
+      .send(page.html);
+  });
+
+  app.get('/health', async (_request, reply): Promise<HealthResponse> => {
+    const bank = scorer.bank;
+    const running = Math.min(1, scoring);
+    void reply.header('cache-control', 'no-store');
+    return {
+      status: 'ok',
+      bank: { images: bank.images.length, reference: bank.reference, backbone: bank.backbone.id, imageSize: bank.config.imageSize, threshold: scorer.threshold },
+      queue: { running, waiting: inFlight - running, limit: maxQueue },
+      heatScale: scale,
+    };
+  });
+
+  /** Admission: counted from the first byte of the request, so uploads in progress count too. */
+  const admit = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (inFlight >= maxQueue) {
+      const retry = Math.min(60, Math.max(1, Math.ceil(secondsPerImage * inFlight)));
+      // The unread body is discarded by Node (closing the socket instead would reset clients still sending).
+      return reply
+        .code(503)
+        .header('retry-after', String(retry))
+        .header('cache-control', 'no-store')
+        .send({ error: `server busy: ${inFlight} requests in flight (limit ${maxQueue}); retry in ${retry} s`, code: 'BUSY' } satisfies ErrorResponse);
+    }
+    inFlight++;
+    let released = false;
+    const slot: Slot = {
+      scoring: false,
+      release: () => {
+        if (released) return;
+        released = true;
+        inFlight--;
+      },
+    };
+    slots.set(request, slot);
+    // A client that went away before its scoring started frees its slot at once.
+    reply.raw.once('close', () => {
+      if (!slot.scoring) slot.release();
+    });
+  };
+
+  const readUpload = async (request: FastifyRequest): Promise<{ name: string; bytes: Uint8Array }> => {
+    if (request.isMultipart()) {
+      const length = Number(request.headers['content-length']);
+      if (length > maxUploadBytes + MULTIPART_SLACK) throw new HttpError(413, 'TOO_LARGE', `upload larger than the server's limit of ${mib(maxUploadBytes)}`);
+      let part: MultipartFile | undefined;
+      let bytes: Buffer;
+      try {
+        part = await request.file();
+        if (!part) throw new HttpError(400, 'MISSING_FILE', `no file in the form: ${HOW_TO_SEND}`);
+        if (part.fieldname !== 'image') throw new HttpError(400, 'MISSING_FILE', `expected the file in field "image", got field ${JSON.stringify(part.fieldname.slice(0, 64))}`);
+        bytes = await part.toBuffer();
+      } catch (err) {
+        // Read what is left of the body so the client can finish sending and read our answer.
+        part?.file.resume();
+        request.raw.resume();
+        const h = toHttpError(err, maxUploadBytes);
+        throw h.statusCode >= 500 ? new HttpError(400, 'BAD_MULTIPART', 'malformed or interrupted multipart/form-data body') : h;
+      }
+      if (bytes.length === 0) throw new HttpError(400, 'MISSING_FILE', 'the uploaded file is empty');
+      return { name: cleanName(part.filename) ?? 'upload', bytes };
+    }
+    const body = request.body;
+    if (!Buffer.isBuffer(body) || body.length === 0) throw new HttpError(400, 'MISSING_FILE', `no image in the request: ${HOW_TO_SEND}`);
+    const q = request.query as Record<string, unknown> | undefined;
+    return { name: cleanName(typeof q?.name === 'string' ? q.name : undefined) ?? 'upload', bytes: body };
+  };
+
+  app.post('/score', { onRequest: admit }, async (request, reply): Promise<ScoreResponse> => {
+    const slot = slots.get(request);
+    try {
+      const upload = await readUpload(request);
+      const ctrl = new AbortController();
+      const onClose = () => {
+        if (!reply.raw.writableFinished) ctrl.abort(new MuscError('ABORTED', 'the client went away'));
+      };
+      reply.raw.once('close', onClose);
+      if (slot) slot.scoring = true;
+      const ahead = scoring++;
+      const t0 = performance.now();
+      let out;
+      try {
+        out = await scorer.score([upload], { signal: ctrl.signal });
+      } finally {
+        scoring--;
+        reply.raw.removeListener('close', onClose);
+      }
+      secondsPerImage = 0.8 * secondsPerImage + 0.2 * ((performance.now() - t0) / 1000 / (ahead + 1));
+      const r = out.results[0];
+      if (!r) {
+        const f = out.failures[0];
+        throw new HttpError(400, f?.code ?? 'IMAGE_DECODE', f?.error ?? `cannot read image ${JSON.stringify(upload.name)}`);
+      }
+      const id = randomBytes(ID_BYTES).toString('base64url');
+      cache.set(id, { state: 'source', bytes: upload.bytes, name: upload.name, map: r.map, size: r.size, cost: upload.bytes.byteLength + r.map.byteLength });
+      void reply.header('cache-control', 'no-store');
+      return {
+        name: r.name,
+        score: r.score,
+        imageScore: r.imageScore,
+        decision: r.decision,
+        threshold: r.threshold,
+        heatmapUrl: `/heatmaps/${id}.png`,
+        width: r.originalWidth,
+        height: r.originalHeight,
+      };
+    } finally {
+      if (slot) {
+        slot.scoring = false;
+        slot.release();
+      }
+    }
+  });
+
+  app.get('/heatmaps/:file', async (request, reply) => {
+    const m = HEATMAP_PATH.exec((request.params as { file: string }).file);
+    const entry = m ? cache.get(m[1]) : undefined;
+    if (!m || !entry) throw new HttpError(404, 'NOT_FOUND', 'no such heatmap: unknown id, or evicted from the cache (score the image again)');
+    const id = m[1];
+    let png: Buffer;
+    if (entry.state === 'png') png = entry.png;
+    else if (entry.state === 'rendering') png = await entry.promise;
+    else {
+      const { bytes, name, map, size } = entry;
+      const promise = renderSlot(() => renderHeatmapPng(bytes, name, map, size, scale));
+      cache.set(id, { state: 'rendering', promise, cost: entry.cost }, true);
+      try {
+        png = await promise;
+      } catch (err) {
+        cache.set(id, entry, true); // let a later GET try again
+        throw err;
+      }
+      cache.set(id, { state: 'png', png, cost: png.byteLength }, true);
+    }
+    return reply.header('content-type', 'image/png').header('cache-control', 'private, max-age=86400, immutable').send(png);
+  });
+
+  return app;
+}
+
+/** A display name from an upload's file name: no paths or control characters, at most 200 characters. */
+function cleanName(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  // eslint-disable-next-line no-control-regex
+  const base = raw.split(/[\\/]/).pop()!.replace(/[\u0000-\u001f\u007f]/g, '').trim();
+  return base ? base.slice(0, 200) : undefined;
+}

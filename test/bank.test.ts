@@ -1,0 +1,190 @@
+/**
+ * Feature banks: scoring one image against the other images of a batch equals what
+ * the batch run gives it; the file format is versioned and checksummed; rolling
+ * updates; few-shot banks of known-good images; the `musc bank build` / `musc score` CLI.
+ * Real bottle images from ../shared/data, the bundled ResNet50.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Backbone } from '../src/backbone/backbone.js';
+import { openBackbone } from '../src/backbone/open.js';
+import { appendToBank, assertCompatible, buildBank } from '../src/bank/bank.js';
+import { BankError, decodeBank, encodeBank, fromHalf, toHalf, type Bank } from '../src/bank/format.js';
+import { Musc, bankBackboneOf } from '../src/bank/scorer.js';
+import { rscinAgainstBank, scoreAgainstBank } from '../src/bank/score.js';
+import { extractFeatures, resolveConfig, scoreFeatures, type ImageFeatures, type MuscConfig } from '../src/pipeline/musc.js';
+import { rscin } from '../src/pipeline/rscin.js';
+import { MUSC_BIN, SHARED_DATA } from './helpers.js';
+
+const execFileAsync = promisify(execFile);
+const BOTTLE = join(SHARED_DATA, 'mvtec_ad', 'bottle');
+
+let backbone: Backbone;
+let cfg: MuscConfig;
+let features: ImageFeatures[] = [];
+let tmp = '';
+
+before(async () => {
+  tmp = await mkdtemp(join(os.tmpdir(), 'musc-bank-'));
+  const opened = await openBackbone();
+  backbone = opened.backbone;
+  cfg = resolveConfig({ imageSize: opened.imageSize });
+  const pick = async (sub: string, n: number) => (await readdir(join(BOTTLE, 'test', sub))).sort().slice(0, n).map((f) => join(BOTTLE, 'test', sub, f));
+  const files = [...(await pick('broken_large', 3)), ...(await pick('good', 7)), ...(await pick('contamination', 2))];
+  features = (await extractFeatures(files, backbone, cfg)).features;
+  assert.equal(features.length, 12);
+});
+after(async () => {
+  await backbone?.dispose();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+const bankOf = (f: readonly ImageFeatures[], encoding: 'int8' | 'fp16' | 'fp32' = 'int8', c: MuscConfig = cfg) =>
+  buildBank(f, c, { backbone: bankBackboneOf(backbone, {}, null), encoding });
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+for (const precision of ['int8', 'fp32'] as const) {
+  test(`a new image scored against the other images of a batch gets exactly its batch scores (${precision})`, async () => {
+    const c = resolveConfig({ ...cfg, precision });
+    const batch = await scoreFeatures(features, c);
+    for (const q of [0, 5]) {
+      const others = features.filter((_, i) => i !== q);
+      const bank = await bankOf(others, 'fp32', c);
+      const res = await scoreAgainstBank([features[q]], bank, { precision });
+      const tol = precision === 'int8' ? 0 : 1e-5; // int8 products are exact integers; fp32 GEMM blocks differ in summation order
+      if (precision === 'int8') {
+        // An int8-stored bank holds the batch's codes unless the new image exceeds the bank's range.
+        const int8Bank = await bankOf(others, 'int8', c);
+        const stored = await scoreAgainstBank([features[q]], int8Bank, { precision });
+        const exact = int8Bank.sets.every((s, k) => s.maxAbs >= bank.sets[k].maxAbs) && maxAbsDiff(stored.maps[0], batch.maps[q]) === 0;
+        const dScore = Math.abs(stored.imageScores[0] - batch.imageScores[q]) / batch.imageScores[q];
+        console.log(`int8-stored bank, image ${q}: exact ${exact}, image score rel diff ${dScore.toExponential(2)}, max map diff ${maxAbsDiff(stored.maps[0], batch.maps[q]).toExponential(2)}`);
+        assert.ok(exact || dScore < 0.01, `int8-stored bank, image ${q}: image score differs by ${dScore}`);
+      }
+      assert.ok(maxAbsDiff(res.maps[0], batch.maps[q]) <= tol, `map of image ${q}: max diff ${maxAbsDiff(res.maps[0], batch.maps[q])}`);
+      assert.ok(Math.abs(res.imageScores[0] - batch.imageScores[q]) <= tol);
+      // RsCIN against the bank's frozen scores = the batch formula with those scores.
+      const emb = new Float32Array((others.length + 1) * bank.embeddingDim);
+      others.forEach((f, i) => emb.set(f.embedding, i * bank.embeddingDim));
+      emb.set(features[q].embedding, others.length * bank.embeddingDim);
+      const expected = rscin([...bank.images.map((im) => im.score), res.imageScores[0]], emb, bank.embeddingDim, cfg.kList, { cosine: true });
+      assert.ok(Math.abs(res.scores[0] - expected[others.length]) < 1e-12);
+    }
+  });
+}
+
+test('rscinAgainstBank equals the full RsCIN row for the new image (cosine and dot)', async () => {
+  const bank = await bankOf(features.slice(1));
+  for (const sim of ['cosine', 'dot'] as const) {
+    const b: Bank = { ...bank, config: { ...bank.config, embeddingSimilarity: sim } };
+    const raw = 0.37;
+    const emb = new Float32Array(features.length * b.embeddingDim);
+    features.slice(1).forEach((f, i) => emb.set(f.embedding, i * b.embeddingDim));
+    emb.set(features[0].embedding, (features.length - 1) * b.embeddingDim);
+    const full = rscin([...b.images.map((im) => im.score), raw], emb, b.embeddingDim, b.config.kList, { cosine: sim === 'cosine' });
+    assert.ok(Math.abs(rscinAgainstBank(raw, features[0].embedding, b) - full[features.length - 1]) < 1e-9);
+  }
+});
+
+test('bank files round-trip, and corrupt, truncated, foreign or other-version files are clear errors', async () => {
+  const bank = await bankOf(features.slice(0, 6));
+  const bytes = encodeBank(bank);
+  const back = decodeBank(bytes);
+  assert.deepEqual(back.images, bank.images);
+  assert.deepEqual(back.config, bank.config);
+  assert.deepEqual(Array.from(back.sets[0].data), Array.from(bank.sets[0].data));
+  assert.deepEqual(Array.from(back.embeddings), Array.from(bank.embeddings));
+  const flipped = bytes.slice();
+  flipped[bytes.length >> 1] ^= 1;
+  assert.throws(() => decodeBank(flipped, 'x.mbank'), (e: unknown) => e instanceof BankError && /corrupt/.test(e.message));
+  assert.throws(() => decodeBank(bytes.subarray(0, bytes.length - 100), 'x.mbank'), BankError);
+  assert.throws(() => decodeBank(new TextEncoder().encode('PK\u0003\u0004 definitely not a bank, just some zip bytes here....................'), 'x.mbank'), /not a musc-ts feature bank/);
+  const v2 = bytes.slice();
+  new DataView(v2.buffer).setUint32(8, 2, true);
+  assert.throws(() => decodeBank(v2, 'x.mbank'), /version 2/);
+  assert.throws(() => assertCompatible(bank, { ...cfg, imageSize: 320 }, backbone.id), /image size 224 vs 320/);
+  assert.throws(() => assertCompatible(bank, { ...cfg, layers: ['layer3'] }, backbone.id), /layers/);
+  await assert.rejects(Musc.open({ bank: { ...bank, backbone: { kind: 'resnet50', id: 'resnet50-other' } } }), BankError);
+});
+
+test('fp16 storage: half-precision conversion, scores close to fp32', async () => {
+  for (const v of [0, 1, -1, 0.1, 1e-5, 65504, 3.14159, -0.000123]) {
+    const back = fromHalf(toHalf(v));
+    assert.ok(Math.abs(back - v) <= Math.abs(v) * 2 ** -11 + 6e-8, `${v} -> ${back}`);
+  }
+  const f32 = await scoreAgainstBank([features[0]], await bankOf(features.slice(1), 'fp32'), { precision: 'fp32' });
+  const f16 = await scoreAgainstBank([features[0]], await bankOf(features.slice(1), 'fp16'), { precision: 'fp32' });
+  // Near-duplicate patches amplify storage error through √(2 − 2s); the image score moves far less.
+  assert.ok(maxAbsDiff(f16.maps[0], f32.maps[0]) < 0.01 * f32.imageScores[0], `max map diff ${maxAbsDiff(f16.maps[0], f32.maps[0])}`);
+  assert.ok(Math.abs(f16.imageScores[0] - f32.imageScores[0]) < 0.002 * f32.imageScores[0]);
+});
+
+test('rolling update keeps the newest images and their vectors', async () => {
+  const bank = await bankOf(features.slice(0, 6));
+  const grown = appendToBank(bank, features.slice(6, 9), [0.1, 0.2, 0.3], 7);
+  assert.equal(grown.images.length, 7);
+  assert.deepEqual(
+    grown.images.map((i) => i.name),
+    [...features.slice(2, 6), ...features.slice(6, 9)].map((f) => f.file.split('/').pop()),
+  );
+  const per = bank.sets[0].patches * bank.sets[0].channels;
+  assert.deepEqual(Array.from(grown.sets[0].data.subarray(0, per)), Array.from(bank.sets[0].data.subarray(2 * per, 3 * per)));
+  assert.equal(grown.embeddings.length, 7 * bank.embeddingDim);
+  assert.deepEqual(Array.from(grown.embeddings.subarray(0, bank.embeddingDim)), Array.from(features[2].embedding));
+  // What was added scores like a bank built from the same images (up to int8 clamping at the old scale).
+  const rebuilt = await bankOf([...features.slice(2, 9)]);
+  const a = await scoreAgainstBank([features[10]], grown);
+  const b = await scoreAgainstBank([features[10]], rebuilt);
+  assert.ok(Math.abs(a.imageScores[0] - b.imageScores[0]) < 0.02 * b.imageScores[0]);
+});
+
+test('few-shot bank of known-good images: leave-one-out scores, defects score higher than good images', async () => {
+  const trainDir = join(BOTTLE, 'train', 'good');
+  const train = (await readdir(trainDir)).sort().map((f) => join(trainDir, f));
+  const good = (await extractFeatures(train.slice(0, 8), backbone, cfg)).features;
+  const bank = await buildBank(good, cfg, { backbone: bankBackboneOf(backbone, {}, null), reference: 'good' });
+  assert.equal(bank.reference, 'good');
+  assert.ok(bank.images.every((im) => im.score > 0 && Number.isFinite(im.score)));
+  assert.ok(Number.isFinite(bank.threshold.value));
+  const res = await scoreAgainstBank([features[0], features[1], features[3], features[4]], bank); // 2 broken, 2 good
+  assert.deepEqual(Array.from(res.scores), Array.from(res.imageScores), 'no RsCIN for good banks');
+  assert.ok(Math.min(res.scores[0], res.scores[1]) > Math.max(res.scores[2], res.scores[3]), `scores ${Array.from(res.scores).map((s) => s.toFixed(3))}`);
+});
+
+test('musc bank build and musc score: JSON results, rolling --update, corrupt bank is exit 2', async () => {
+  const env = { ...process.env };
+  const bankFile = join(tmp, 'line.mbank');
+  const goodDir = join(BOTTLE, 'test', 'good');
+  const build = await execFileAsync(process.execPath, [MUSC_BIN, 'bank', 'build', goodDir, '--out', bankFile], { env, maxBuffer: 1 << 24 });
+  assert.match(build.stdout, /bank .*line\.mbank: 20 unlabeled images/);
+  const defect = join(BOTTLE, 'test', 'broken_large', '000.png');
+  const score = await execFileAsync(process.execPath, [MUSC_BIN, 'score', '--bank', bankFile, defect, join(goodDir, '000.png'), '--json', '--out', join(tmp, 'scored')], { env, maxBuffer: 1 << 24 });
+  const res = JSON.parse(score.stdout) as { bankImages: number; results: { path: string; score: number; decision: string }[] };
+  assert.equal(res.bankImages, 20);
+  assert.equal(res.results.length, 2);
+  assert.ok(res.results[0].score > res.results[1].score, 'the broken bottle scores higher than a good one');
+  const csv = await readFile(join(tmp, 'scored', 'scores.csv'), 'utf8');
+  assert.equal(csv.trim().split('\n').length, 3);
+  assert.ok((await readdir(join(tmp, 'scored'))).filter((f) => f.endsWith('_overlay.png')).length === 2);
+  await execFileAsync(process.execPath, [MUSC_BIN, 'score', '--bank', bankFile, defect, '--update', '--max-bank', '20', '--json'], { env });
+  const updated = decodeBank(new Uint8Array(await readFile(bankFile)));
+  assert.equal(updated.images.length, 20);
+  assert.equal(updated.images[19].name, '000.png');
+  const bytes = await readFile(bankFile);
+  bytes[100] ^= 0xff;
+  await writeFile(bankFile, bytes);
+  await assert.rejects(
+    execFileAsync(process.execPath, [MUSC_BIN, 'score', '--bank', bankFile, defect], { env }),
+    (e: { code?: number; stderr?: string }) => e.code === 2 && /corrupt/.test(e.stderr ?? ''),
+  );
+});
