@@ -74,10 +74,11 @@ before(async () => {
 });
 
 after(async () => {
+  // Closing must not wait for idle or never-used client sockets (undici opens spares after aborts).
   const t0 = performance.now();
-  for (const app of apps) { await app.close(); process.stderr.write(`# closed ${(performance.now() - t0).toFixed(0)}\n`); }
+  for (const app of apps) await app.close();
   await scorer?.dispose();
-  process.stderr.write(`# disposed ${(performance.now() - t0).toFixed(0)}\n`);
+  assert.ok(performance.now() - t0 < 10_000, `closing took ${(performance.now() - t0).toFixed(0)} ms`);
 });
 
 test('GET /health describes the bank and the queue', async () => {
@@ -95,14 +96,15 @@ test('GET /health describes the bank and the queue', async () => {
   assert.deepEqual(h.heatScale, { low: 0.5 * Math.min(...scores), high: Math.max(...scores) });
 });
 
-async function checkHeatmap(url: string, width: number, height: number): Promise<void> {
-  const res = await fetch(`${base}${url}`);
+async function checkHeatmap(url: string, width: number, height: number, server = base): Promise<void> {
+  const res = await fetch(`${server}${url}`);
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('content-type'), 'image/png');
   const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
   assert.equal(meta.format, 'png');
   assert.equal(meta.width, width);
   assert.equal(meta.height, height);
+  assert.equal(meta.channels, 3, 'an opaque RGB overlay');
 }
 
 test('POST /score: multipart and raw uploads give the same verdict and a heatmap at the original size', async () => {
@@ -212,6 +214,20 @@ test('uploads over maxUploadBytes get 413, multipart and raw, and the server kee
   assert.equal(ok.status, 200);
   const h = (await (await fetch(`${url}/health`)).json()) as HealthResponse;
   assert.equal(h.queue.waiting + h.queue.running, 0);
+});
+
+test('heatmaps are kept in an LRU of recent results; evicted ids answer 404', async () => {
+  const url = await listen(await createServer({ scorer, heatmapCacheSize: 2 }));
+  const score = async (img: (typeof images)[number]) => ((await (await postImage(url, img)).json()) as ScoreResponse).heatmapUrl;
+  const [a, b, c] = [await score(images[0]), await score(images[1]), await score(images[2])];
+  const gone = await fetch(`${url}${a}`);
+  assert.equal(gone.status, 404);
+  assert.equal(((await gone.json()) as ErrorResponse).code, 'NOT_FOUND');
+  await checkHeatmap(b, images[1].width, images[1].height, url); // rendered, and now the most recently used
+  const d = await score(images[0]);
+  assert.equal((await fetch(`${url}${c}`)).status, 404, 'the least recently used entry left');
+  await checkHeatmap(b, images[1].width, images[1].height, url);
+  await checkHeatmap(d, images[0].width, images[0].height, url);
 });
 
 test('50 concurrent requests: all answered, same image → same score, memory stable', { timeout: 120_000 }, async () => {

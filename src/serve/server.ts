@@ -202,6 +202,7 @@ export async function renderHeatmapPng(bytes: Uint8Array, name: string, map: Flo
     .toBuffer();
   return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 }, limitInputPixels: false })
     .composite([{ input: heat, raw: { width: img.width, height: img.height, channels: 4 } }])
+    .removeAlpha() // applied after the composite: an opaque RGB PNG
     .png({ compressionLevel: 6 })
     .toBuffer();
 }
