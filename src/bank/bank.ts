@@ -4,7 +4,7 @@
  */
 import { basename } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { lnamd } from '../pipeline/lnamd.js';
+import { lnamdStack } from '../pipeline/lnamd.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
 import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
@@ -55,15 +55,8 @@ function encode(z: Float32Array, encoding: BankEncoding, maxAbs: number): Int8Ar
 /** LNAMD unit vectors `[n, P, C]` of one (layer, r) for `features`. */
 function unitVectors(features: readonly ImageFeatures[], li: number, r: number): { z: Float32Array; P: number; C: number; gh: number; gw: number } {
   const g0 = features[0].layers[li];
-  const P = g0.height * g0.width;
-  const C = g0.channels;
-  const z = new Float32Array(features.length * P * C);
-  features.forEach((f, n) => {
-    const g = f.layers[li];
-    if (g.channels !== C || g.height * g.width !== P) throw new RangeError('feature grids differ between images');
-    lnamd(g, r, z.subarray(n * P * C, (n + 1) * P * C));
-  });
-  return { z, P, C, gh: g0.height, gw: g0.width };
+  const z = lnamdStack(features.map((f) => f.layers[li]), r);
+  return { z, P: g0.height * g0.width, C: g0.channels, gh: g0.height, gw: g0.width };
 }
 
 function maxAbsOf(z: Float32Array): number {

@@ -11,7 +11,7 @@
  */
 import { ConfigError } from '../errors.js';
 import type { ImageFeatures } from '../pipeline/musc.js';
-import { lnamd } from '../pipeline/lnamd.js';
+import { lnamdStack } from '../pipeline/lnamd.js';
 import { imageScore, upsampleAccumulate } from '../pipeline/maps.js';
 import { intervalBounds, toDistance, type MsmPrecision } from '../pipeline/msm.js';
 import { Int8SimilarityKernel, SimilarityKernel } from '../pipeline/similarity-kernel.js';
@@ -76,6 +76,20 @@ export function bankInt8(set: BankSet, levels: number): Int8Array {
   else for (let i = 0; i < codes.length; i++) codes[i] = Math.round((set.data[i] * levels) / 127);
   int8Views.set(set, { codes, levels });
   return codes;
+}
+
+/**
+ * One colour scale for heatmaps of images scored against `bank`, so they compare across
+ * images and requests: from half the lowest to the highest raw score of the bank's images.
+ */
+export function bankHeatScale(bank: Bank): { low: number; high: number } {
+  let low = Infinity;
+  let high = -Infinity;
+  for (const im of bank.images) {
+    low = Math.min(low, im.score);
+    high = Math.max(high, im.score);
+  }
+  return { low: 0.5 * low, high };
 }
 
 /** The interval of ranks averaged for a bank of `n` images. */
@@ -158,14 +172,13 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
     for (const set of bank.sets) {
       const { patches: P, channels: C } = set;
       const li = bank.config.layers.indexOf(set.layer);
-      const zq = new Float32Array(queries.length * P * C);
-      queries.forEach((q, n) => {
+      for (const q of queries) {
         const g = q.layers[li];
         if (!g || g.channels !== C || g.height * g.width !== P) {
           throw new ConfigError(`image ${q.file} has ${g?.channels}x${g ? g.height * g.width : 0} features for layer ${set.layer}; the bank holds ${C}x${P}: was it built with another backbone or image size?`);
         }
-        lnamd(g, set.r, zq.subarray(n * P * C, (n + 1) * P * C));
-      });
+      }
+      const zq = lnamdStack(queries.map((q) => q.layers[li]), set.r);
       const best = new LargestK(queries.length * P, kMax);
       const group = Math.max(1, Math.min(queries.length, Math.floor(1568 / P)));
       const refChunk = Math.max(1, Math.floor(Math.max(P, 1568) / P));

@@ -11,7 +11,7 @@ import type { GeluMode, VitFamily } from '../backbone/vit.js';
 import { MuscError, errorText } from '../errors.js';
 import { decodeImageRgb, type LoadedImage } from '../image/io.js';
 import type { Normalization } from '../image/normalize.js';
-import { resolveConfig, type Failure, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
+import { featuresOfBatch, resolveConfig, type Failure, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { MsmPrecision } from '../pipeline/msm.js';
 import { Int8SimilarityKernel, SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { appendToBank } from './bank.js';
@@ -161,15 +161,7 @@ export class MuscScorer {
     for (let i = 0; i < ok.length; i += this.config.batchSize) {
       opts.signal?.throwIfAborted();
       const batch = ok.slice(i, i + this.config.batchSize);
-      const out = await this.backbone.extract(batch);
-      batch.forEach((img, b) => {
-        const layers = out.layers.map((m) => {
-          const [, c, h, w] = m.dims as [number, number, number, number];
-          return { data: m.data.slice(b * c * h * w, (b + 1) * c * h * w), channels: c, height: h, width: w };
-        });
-        const d = out.embedding.dims[1];
-        features.push({ file: img.file, originalWidth: img.originalWidth, originalHeight: img.originalHeight, layers, embedding: out.embedding.data.slice(b * d, (b + 1) * d) });
-      });
+      features.push(...featuresOfBatch(batch, await this.backbone.extract(batch)));
     }
     const res = await scoreAgainstBank(features, this.current, { precision: this.precision, kernel: this.kernel, int8Kernel: this.int8Kernel, signal: opts.signal });
     const t = this.threshold;

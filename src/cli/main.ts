@@ -3,7 +3,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import type { Backbone } from '../backbone/backbone.js';
 import { listTensorCandidates } from '../backbone/graph-surgery.js';
 import { openBackbone, RESNET50_IMAGE_SIZE } from '../backbone/open.js';
@@ -14,42 +14,22 @@ import { writeSyntheticBatch } from '../demo/synthetic.js';
 import { MuscError, errorText } from '../errors.js';
 import { loadImageRgb } from '../image/io.js';
 import { evaluateCategory, meanMetrics, type CategoryResult } from '../eval.js';
-import { DEFAULT_CONFIG, resolveConfig, type MuscConfig } from '../pipeline/musc.js';
+import { DEFAULT_CONFIG, extractFeatures, resolveConfig, type MuscConfig } from '../pipeline/musc.js';
 import { imageCurves } from '../run/curves.js';
-import { ensureWritableDir, runBatch, writeRunOutputs } from '../run/run.js';
+import { ensureWritableDir, runBatch, scoresCsv, writeRunOutputs, type ScoreRow } from '../run/run.js';
 import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
 import { createProgress } from './progress.js';
 import { buildBank } from '../bank/bank.js';
 import { writeBank, type BankEncoding, type BankReference } from '../bank/format.js';
 import { Musc, bankBackboneOf } from '../bank/scorer.js';
-import { extractFeatures } from '../pipeline/musc.js';
+import { bankHeatScale } from '../bank/score.js';
 import { collectImages, outputStems } from '../run/files.js';
 import { renderOverlay } from '../run/overlay.js';
 import { strongestRegion } from '../run/region.js';
-import { scoresCsv, type ScoreRow } from '../run/run.js';
 import { writeAtomic } from '../run/atomic.js';
 import { addServeCommand } from './serve.js';
 
-const intList = (what: string) => (v: string) => {
-  const xs = v.split(',').map((s) => Number(s.trim()));
-  if (xs.some((x) => !Number.isInteger(x))) throw new InvalidArgumentError(`${what} must be comma-separated integers`);
-  return xs;
-};
-const positiveInt = (v: string) => {
-  const x = Number(v);
-  if (!Number.isInteger(x) || x <= 0) throw new InvalidArgumentError('must be a positive integer');
-  return x;
-};
-const triple = (v: string) => {
-  const xs = v.split(',').map(Number);
-  if (xs.length !== 3 || xs.some((x) => !Number.isFinite(x))) throw new InvalidArgumentError('expects three comma-separated numbers (R,G,B)');
-  return xs as [number, number, number];
-};
-const interval = (v: string) => {
-  const xs = v.split(',').map(Number);
-  if (xs.length !== 2 || xs.some((x) => !Number.isFinite(x))) throw new InvalidArgumentError('interval is "low,high", e.g. 0,0.3');
-  return xs as [number, number];
-};
+import { interval, intList, positiveInt, triple } from './parsers.js';
 
 /** Options shared by the scoring commands. */
 function addScoringOptions(cmd: Command): Command {
@@ -373,7 +353,9 @@ export function buildProgram(): Command {
     ),
   ).action(async (inputs: string[], o: ScoringOpts & DecisionOpts & { out: string; reference: BankReference; encoding: BankEncoding }) => {
     configFrom(o);
-    const rule = o.threshold !== undefined || o.defectRate !== undefined || o.reference === 'unlabeled' || o.thresholdMethod !== 'otsu' ? ruleFrom(o) : undefined;
+    // Good banks default to median + 3·MAD (buildBank) unless a rule is given; `otsu` is commander's default.
+    const ruleGiven = o.threshold !== undefined || o.defectRate !== undefined || o.thresholdMethod !== 'otsu';
+    const rule = o.reference === 'good' && !ruleGiven ? undefined : ruleFrom(o);
     const files = await collectImages(inputs);
     const signal = interruptSignal();
     const { backbone, cfg, vit, normalization } = await prepare(o);
@@ -431,8 +413,7 @@ export function buildProgram(): Command {
         }
         if (o.out) {
           const stems = outputStems(results.map((r) => r.name));
-          const scores = scorer.bank.images.map((im) => im.score);
-          const scale = { low: 0.5 * Math.min(...scores), high: Math.max(...scores) };
+          const scale = bankHeatScale(scorer.bank);
           const rows: ScoreRow[] = [];
           for (const [i, r] of results.entries()) {
             const overlay = `${stems[i]}_overlay.png`;

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { FastifyInstance } from 'fastify';
 import { Musc, type MuscScorer } from '../bank/scorer.js';
+import { positiveInt } from './parsers.js';
 import { createServer, DEFAULT_MAX_QUEUE } from '../serve/server.js';
 
 /** Options of `musc serve` (and of `startServe`, for programs and tests). */
@@ -33,11 +34,6 @@ export interface ServeHandle {
 const port = (v: string) => {
   const x = Number(v);
   if (!Number.isInteger(x) || x < 0 || x > 65535) throw new InvalidArgumentError('must be an integer port in 0..65535 (0 picks a free one)');
-  return x;
-};
-const positiveInt = (v: string) => {
-  const x = Number(v);
-  if (!Number.isInteger(x) || x <= 0) throw new InvalidArgumentError('must be a positive integer');
   return x;
 };
 const positiveNumber = (v: string) => {

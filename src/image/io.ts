@@ -148,8 +148,14 @@ export async function decodeImageRgb(label: string, bytes: Uint8Array | null, si
 
 /** Decodes `file` at its original size as 8-bit RGB (for overlays). */
 export async function loadImageOriginal(file: string): Promise<LoadedImage> {
+  return decodeImageOriginal(file, null);
+}
+
+/** `loadImageOriginal` for bytes already in memory (uploads); `label` names the image in errors. */
+export async function decodeImageOriginal(label: string, bytes: Uint8Array | null): Promise<LoadedImage> {
+  const file = label;
   try {
-    const img = await openImage(file);
+    const img = bytes ? openImageBytes(file, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) : await openImage(file);
     const { data, info } = await img.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`unexpected channel count ${info.channels}`);
     return {

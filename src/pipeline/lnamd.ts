@@ -86,3 +86,19 @@ export function lnamd(grid: ChwGrid, r: number, out?: Float32Array): PatchVector
   }
   return { data: result, patches: P, channels: C, gridHeight: H, gridWidth: W };
 }
+
+/**
+ * LNAMD of degree `r` for several images' grids of one layer, packed as `[N, P, C]`
+ * (the layout mutual scoring takes). All grids must share one shape.
+ * @param out optional destination of N·P·C values, reused across r
+ */
+export function lnamdStack(grids: readonly ChwGrid[], r: number, out?: Float32Array): Float32Array {
+  const g0 = grids[0];
+  const size = g0.height * g0.width * g0.channels;
+  const z = out ?? new Float32Array(grids.length * size);
+  grids.forEach((g, n) => {
+    if (g.channels !== g0.channels || g.height * g.width !== g0.height * g0.width) throw new RangeError('feature grids differ between images of one batch');
+    lnamd(g, r, z.subarray(n * size, (n + 1) * size));
+  });
+  return z;
+}

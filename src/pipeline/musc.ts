@@ -5,12 +5,12 @@
  * instead of throwing so a long run finishes with partial results.
  */
 import { basename, dirname } from 'node:path';
-import type { Backbone } from '../backbone/backbone.js';
+import type { Backbone, BackboneOutput } from '../backbone/backbone.js';
 import { splitSubsets } from '../data/subsets.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
 import { loadImageRgb, type LoadedImage } from '../image/io.js';
 import type { ChwGrid } from '../tensor.js';
-import { lnamd } from './lnamd.js';
+import { lnamdStack } from './lnamd.js';
 import { anomalyMap, imageScore, upsampleAccumulate } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision } from './msm.js';
 import { rscin, RSCIN_K_DEFAULT } from './rscin.js';
@@ -95,6 +95,22 @@ export function resolveConfig(partial: Partial<MuscConfig> = {}): MuscConfig {
   return cfg;
 }
 
+/** Splits one backbone batch into per-image features (copies, so the batch can be freed). */
+export function featuresOfBatch(images: readonly LoadedImage[], out: BackboneOutput): ImageFeatures[] {
+  const d = out.embedding.dims[1];
+  return images.map((img, i) => ({
+    file: img.file,
+    originalWidth: img.originalWidth,
+    originalHeight: img.originalHeight,
+    layers: out.layers.map((m) => {
+      const [, c, h, w] = m.dims as [number, number, number, number];
+      const size = c * h * w;
+      return { data: m.data.slice(i * size, (i + 1) * size), channels: c, height: h, width: w };
+    }),
+    embedding: out.embedding.data.slice(i * d, (i + 1) * d),
+  }));
+}
+
 /**
  * Runs the backbone over `files`. Unreadable images are reported in `failures`
  * and skipped; decoding of the next batch overlaps the current forward pass.
@@ -124,22 +140,7 @@ export async function extractFeatures(
     const images = (await next!).filter((x): x is LoadedImage => x !== null);
     next = b + 1 < batches.length ? load(batches[b + 1]) : null;
     if (images.length > 0) {
-      const out = await backbone.extract(images);
-      images.forEach((img, i) => {
-        const layers = out.layers.map((m) => {
-          const [, c, h, w] = m.dims as [number, number, number, number];
-          const size = c * h * w;
-          return { data: m.data.slice(i * size, (i + 1) * size), channels: c, height: h, width: w };
-        });
-        const d = out.embedding.dims[1];
-        features.push({
-          file: img.file,
-          originalWidth: img.originalWidth,
-          originalHeight: img.originalHeight,
-          layers,
-          embedding: out.embedding.data.slice(i * d, (i + 1) * d),
-        });
-      });
+      features.push(...featuresOfBatch(images, await backbone.extract(images)));
     }
     hooks.onProgress?.('features', (b + 1) / batches.length);
   }
@@ -226,11 +227,7 @@ export async function scoreFeatures(
         for (const r of cfg.rList) {
           hooks.signal?.throwIfAborted();
           let t = performance.now();
-          subset.forEach((idx, n) => {
-            const g = features[idx].layers[l];
-            if (g.channels !== C || g.height * g.width !== P) throw new RangeError('feature grids differ between images of one batch');
-            lnamd(g, r, z.subarray(n * P * C, (n + 1) * P * C));
-          });
+          lnamdStack(subset.map((idx) => features[idx].layers[l]), r, z);
           const w = work(N, l);
           if (hooks.times) hooks.times.lnamd += (performance.now() - t) / 1000;
           t = performance.now();

@@ -17,17 +17,15 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fastifyMultipart, type MultipartFile } from '@fastify/multipart';
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import sharp from 'sharp';
 import type { MuscScorer } from '../bank/scorer.js';
 import { MuscError } from '../errors.js';
-import { MAX_INPUT_PIXELS, loadImageOriginal } from '../image/io.js';
+import { decodeImageOriginal } from '../image/io.js';
 import { heatLayer, type HeatScale } from '../run/overlay.js';
 import { renderPage } from './page.js';
+import { bankHeatScale } from '../bank/score.js';
 
 /** Options of `createServer`. */
 export interface ServerOptions {
@@ -172,30 +170,9 @@ function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
   };
 }
 
-/** Decodes an upload at its original size to 8-bit RGB (BMP goes through the file reader, which parses it itself). */
-async function decodeOriginal(bytes: Uint8Array, name: string): Promise<{ data: Uint8Array; width: number; height: number }> {
-  if (bytes[0] === 0x42 && bytes[1] === 0x4d) {
-    const dir = await mkdtemp(join(tmpdir(), 'musc-serve-'));
-    try {
-      const file = join(dir, 'upload.bmp');
-      await writeFile(file, bytes);
-      return await loadImageOriginal(file);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS })
-    .removeAlpha()
-    .toColourspace('srgb')
-    .raw({ depth: 'uchar' })
-    .toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3) throw new MuscError('IMAGE_DECODE', `cannot render ${JSON.stringify(name)}: unexpected channel count ${info.channels}`);
-  return { data, width: info.width, height: info.height };
-}
-
 /** The upload at its original size with the heat layer composited over it, as PNG. */
 export async function renderHeatmapPng(bytes: Uint8Array, name: string, map: Float32Array, size: number, scale: HeatScale): Promise<Buffer> {
-  const img = await decodeOriginal(bytes, name);
+  const img = await decodeImageOriginal(name, bytes);
   const heat = await sharp(heatLayer(map, size, scale), { raw: { width: size, height: size, channels: 4 } })
     .resize(img.width, img.height, { fit: 'fill', kernel: 'linear' })
     .raw()
@@ -255,8 +232,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   const page = renderPage();
 
   // One colour scale for every request so heatmaps compare (as `musc score --out`).
-  const bankScores = scorer.bank.images.map((im) => im.score);
-  const scale: HeatScale = { low: 0.5 * Math.min(...bankScores), high: Math.max(...bankScores) };
+  const scale: HeatScale = bankHeatScale(scorer.bank);
 
   let inFlight = 0;
   let scoring = 0;
