@@ -12,7 +12,7 @@ import { splitSubsets } from './data/subsets.js';
 import { ConfigError, DatasetError } from './errors.js';
 import { imageMetrics, pixelMetrics } from './metrics/index.js';
 import { MIN_IMAGES } from './pipeline/msm.js';
-import { extractFeatures, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn, type StageTimes } from './pipeline/musc.js';
+import { extractFeatures, scoreFeatures, workingSize, type Failure, type MuscConfig, type MuscScores, type ProgressFn, type StageTimes } from './pipeline/musc.js';
 
 /** Image-level metrics in [0, 1]. */
 export interface ImageLevelMetrics {
@@ -79,7 +79,7 @@ export async function evaluateCategory(
     dataset = { ...dataset, items: keep.map((i) => dataset.items[i]) };
   }
   // Masks are read before the expensive part so a corrupt mask costs seconds, not the scoring.
-  const allMasks = await Promise.all(dataset.items.map((it) => loadMaskBinary(it, cfg.imageSize, dataset.maskRule)));
+  const allMasks = await Promise.all(dataset.items.map((it) => loadMaskBinary(it, workingSize(cfg), dataset.maskRule)));
   let t = performance.now();
   const { features, failures } = await extractFeatures(
     dataset.items.map((i) => i.imagePath),
@@ -97,10 +97,9 @@ export async function evaluateCategory(
   const times: StageTimes = { lnamd: 0, msm: 0, maps: 0, rscin: 0 };
   const scores = await scoreFeatures(features, { ...cfg, kList }, { ...hooks, times });
   t = performance.now();
-  const S = scores.size;
   const labels = Uint8Array.from(items, (i) => i.label);
   const image = imageMetrics(scores.rscinScores, labels);
-  const pixel = pixelMetrics(scores.maps, masks, S, S);
+  const pixel = pixelMetrics(scores.maps, masks, scores.height, scores.width);
   return {
     name: dataset.name,
     n: items.length,

@@ -8,7 +8,7 @@
  * - `PatchVectors`     one image, one (layer, r): `[P, C]`, P = gh*gw, patch p = u*gw + v
  *                      (u row, v column), each row a unit vector after LNAMD.
  * - `PatchScores`      one image, one (layer, r) or combined: `[P]` in the same patch order.
- * - `AnomalyMap`       one image: `[S, S]` pixel scores at the working resolution.
+ * - `AnomalyMap`       one image: `[H, W]` pixel scores at the working size (`Size2D`; square by default).
  */
 
 /** A dense float tensor with explicit dimensions (row-major). */
@@ -55,4 +55,21 @@ export function chwOfBatch(map: FeatureMap, b: number): ChwGrid {
   const [, c, h, w] = map.dims as [number, number, number, number];
   const size = c * h * w;
   return { data: map.data.subarray(b * size, (b + 1) * size), channels: c, height: h, width: w };
+}
+
+/**
+ * A 2-D size in pixels. Anomaly maps of one image are `[height, width]` row-major
+ * at the working size; feature grids are `gh x gw` and need not be square.
+ */
+export interface Size2D {
+  readonly width: number;
+  readonly height: number;
+}
+
+/** A size given as one number (a square) or as width and height. */
+export type SizeLike = number | Size2D;
+
+/** Normalises a `SizeLike` to width and height (a number means a square). */
+export function size2d(s: SizeLike): Size2D {
+  return typeof s === 'number' ? { width: s, height: s } : s;
 }

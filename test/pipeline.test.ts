@@ -187,6 +187,16 @@ test('bilinear upsampling with align_corners=True', () => {
   assert.equal(imageScore(map), 3.5);
 });
 
+test('bilinear upsampling of a rectangular grid to a rectangular map (align_corners per axis)', () => {
+  // A 2x3 grid (gh = 2, gw = 3) to width 5, height 3: x samples at 0, .5, 1, 1.5, 2; y at 0, .5, 1.
+  const grid = Float32Array.from([0, 1, 2, 10, 11, 12]);
+  const up = upsampleBilinear(grid, 2, 3, { width: 5, height: 3 });
+  assert.deepEqual(Array.from(up), [0, 0.5, 1, 1.5, 2, 5, 5.5, 6, 6.5, 7, 10, 10.5, 11, 11.5, 12]);
+  // A square size given as a number is the same as width = height.
+  assert.deepEqual(upsampleBilinear(grid, 2, 3, 4), upsampleBilinear(grid, 2, 3, { width: 4, height: 4 }));
+  assert.throws(() => upsampleBilinear(grid, 3, 3, 4), /expected 3x3/);
+});
+
 test('rscin: k=1 returns min-max normalised scores; larger windows average over similar images', () => {
   const scores = [1, 3, 2, 5];
   // Embeddings: images 0 and 1 identical, 2 and 3 identical, groups orthogonal.

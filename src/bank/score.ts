@@ -10,7 +10,7 @@
  * Cost per new image: O(N·P²·C) instead of the O(N²·P²·C) of a full re-run.
  */
 import { ConfigError } from '../errors.js';
-import type { ImageFeatures } from '../pipeline/musc.js';
+import { workingSize, type ImageFeatures } from '../pipeline/musc.js';
 import { lnamdStack } from '../pipeline/lnamd.js';
 import { imageScore, upsampleAccumulate } from '../pipeline/maps.js';
 import { intervalBounds, toDistance, type MsmPrecision } from '../pipeline/msm.js';
@@ -21,13 +21,15 @@ import { fromHalf, type Bank, type BankSet } from './format.js';
 
 /** Result of scoring images against a bank. */
 export interface BankScores {
-  /** `[S, S]` anomaly map per image. */
+  /** `[height, width]` anomaly map per image. */
   readonly maps: Float32Array[];
   /** Max of each map. */
   readonly imageScores: Float64Array;
   /** The score decisions use: RsCIN against the bank (unlabeled banks) or the raw score (good banks). */
   readonly scores: Float64Array;
-  readonly size: number;
+  /** Working size of the maps. */
+  readonly width: number;
+  readonly height: number;
 }
 
 /** Options of `scoreAgainstBank`. */
@@ -156,9 +158,9 @@ export function rscinAgainstBank(raw: number, embedding: Float32Array, bank: Ban
  */
 export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: Bank, opts: BankScoreOptions = {}): Promise<BankScores> {
   const N = bank.images.length;
-  const S = bank.config.imageSize;
+  const size = workingSize(bank.config);
   const precision = opts.precision ?? (bank.encoding === 'int8' ? 'int8' : 'fp32');
-  if (queries.length === 0) return { maps: [], imageScores: new Float64Array(0), scores: new Float64Array(0), size: S };
+  if (queries.length === 0) return { maps: [], imageScores: new Float64Array(0), scores: new Float64Array(0), ...size };
   const minBank = bank.reference === 'good' ? 1 : 4;
   const usable = N - (opts.excludeBankIndex ? 1 : 0);
   if (usable < minBank) throw new ConfigError(`the bank has ${N} images; scoring against it needs at least ${minBank + (opts.excludeBankIndex ? 1 : 0)}`);
@@ -166,7 +168,7 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
   const kernel = precision === 'fp32' ? (opts.kernel ?? (await SimilarityKernel.create({ threads: opts.threads }))) : undefined;
   const int8Kernel = precision === 'int8' ? (opts.int8Kernel ?? (await Int8SimilarityKernel.create({ threads: opts.threads }))) : undefined;
   const levels = int8FullRangeIsExact() ? 127 : 63;
-  const maps = queries.map(() => new Float32Array(S * S));
+  const maps = queries.map(() => new Float32Array(size.width * size.height));
   const nMaps = bank.sets.length;
   try {
     for (const set of bank.sets) {
@@ -231,7 +233,7 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
         }
       }
       const scores = best.meanOfRanks(kMin, kMax, toDistance);
-      queries.forEach((_, n) => upsampleAccumulate(scores.subarray(n * P, (n + 1) * P), set.gridHeight, set.gridWidth, S, maps[n], 1 / nMaps));
+      queries.forEach((_, n) => upsampleAccumulate(scores.subarray(n * P, (n + 1) * P), set.gridHeight, set.gridWidth, size, maps[n], 1 / nMaps));
     }
   } finally {
     if (!opts.kernel) await kernel?.dispose();
@@ -239,5 +241,5 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
   }
   const imageScores = Float64Array.from(maps, imageScore);
   const scores = bank.reference === 'good' ? Float64Array.from(imageScores) : Float64Array.from(queries, (q, i) => rscinAgainstBank(imageScores[i], q.embedding, bank));
-  return { maps, imageScores, scores, size: S };
+  return { maps, imageScores, scores, ...size };
 }

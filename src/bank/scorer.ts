@@ -11,7 +11,7 @@ import type { GeluMode, VitFamily } from '../backbone/vit.js';
 import { MuscError, errorText } from '../errors.js';
 import { decodeImageRgb, type LoadedImage } from '../image/io.js';
 import type { Normalization } from '../image/normalize.js';
-import { featuresOfBatch, resolveConfig, type Failure, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
+import { featuresOfBatch, resolveConfig, workingSize, type Failure, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { MsmPrecision } from '../pipeline/msm.js';
 import { Int8SimilarityKernel, SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { appendToBank } from './bank.js';
@@ -30,9 +30,10 @@ export interface ScoredImage {
   readonly imageScore: number;
   readonly decision: 'normal' | 'anomalous';
   readonly threshold: number;
-  /** `[size, size]` anomaly map (raw averaged distances). */
+  /** `[height, width]` anomaly map (raw averaged distances) at the working size. */
   readonly map: Float32Array;
-  readonly size: number;
+  readonly width: number;
+  readonly height: number;
   readonly originalWidth: number;
   readonly originalHeight: number;
 }
@@ -143,14 +144,14 @@ export class MuscScorer {
   }
 
   private async scoreNow(images: readonly ScoreInput[], opts: { update?: boolean; maxBank?: number; signal?: AbortSignal }) {
-    const S = this.config.imageSize;
+    const size = workingSize(this.config);
     const failures: Failure[] = [];
     const loaded: LoadedImage[] = [];
     await Promise.all(
       images.map(async (img, i) => {
         const name = typeof img === 'string' ? img : img.name;
         try {
-          loaded[i] = await decodeImageRgb(name, typeof img === 'string' ? null : img.bytes, S, this.backbone.resizeKernel);
+          loaded[i] = await decodeImageRgb(name, typeof img === 'string' ? null : img.bytes, size, this.backbone.resizeKernel);
         } catch (err) {
           failures.push({ file: name, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' });
         }
@@ -172,7 +173,8 @@ export class MuscScorer {
       decision: res.scores[i] > t ? 'anomalous' : 'normal',
       threshold: t,
       map: res.maps[i],
-      size: res.size,
+      width: res.width,
+      height: res.height,
       originalWidth: f.originalWidth,
       originalHeight: f.originalHeight,
     }));

@@ -14,7 +14,7 @@ import { writeSyntheticBatch } from '../demo/synthetic.js';
 import { MuscError, errorText } from '../errors.js';
 import { loadImageRgb } from '../image/io.js';
 import { evaluateCategory, meanMetrics, type CategoryResult } from '../eval.js';
-import { DEFAULT_CONFIG, extractFeatures, resolveConfig, type MuscConfig } from '../pipeline/musc.js';
+import { DEFAULT_CONFIG, extractFeatures, resolveConfig, workingSize, type MuscConfig } from '../pipeline/musc.js';
 import { imageCurves } from '../run/curves.js';
 import { ensureWritableDir, runBatch, scoresCsv, writeRunOutputs, type ScoreRow } from '../run/run.js';
 import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
@@ -327,7 +327,7 @@ export function buildProgram(): Command {
     const { backbone, cfg } = await prepare(o);
     try {
       const t1 = performance.now();
-      const probe = await loadImageRgb(join(data, 'test', 'good', `${String(batch.defective).padStart(3, '0')}.png`), cfg.imageSize, backbone.resizeKernel);
+      const probe = await loadImageRgb(join(data, 'test', 'good', `${String(batch.defective).padStart(3, '0')}.png`), workingSize(cfg), backbone.resizeKernel);
       const out = await backbone.extract([probe]);
       process.stderr.write(
         `backbone ${backbone.id}: ${cfg.layers.map((l, i) => `${l} [${out.layers[i].dims.join('x')}]`).join(', ')}, ` +
@@ -417,8 +417,8 @@ export function buildProgram(): Command {
           const rows: ScoreRow[] = [];
           for (const [i, r] of results.entries()) {
             const overlay = `${stems[i]}_overlay.png`;
-            await renderOverlay(r.name, r.map, r.size, scale, join(o.out, overlay));
-            rows.push({ path: r.name, imageScore: r.imageScore, rscinScore: r.score, decision: r.decision, threshold: r.threshold, region: strongestRegion(r.map, r.size, r.originalWidth, r.originalHeight), overlay, map: null });
+            await renderOverlay(r.name, r.map, r, scale, join(o.out, overlay));
+            rows.push({ path: r.name, imageScore: r.imageScore, rscinScore: r.score, decision: r.decision, threshold: r.threshold, region: strongestRegion(r.map, r, r.originalWidth, r.originalHeight), overlay, map: null });
           }
           for (const f of failures) rows.push({ path: f.file, imageScore: null, rscinScore: null, decision: 'error', threshold: null, region: null, overlay: null, map: null, error: f.error });
           await writeAtomic(join(o.out, 'scores.csv'), scoresCsv(rows));

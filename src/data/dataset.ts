@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { DatasetError, errorText } from '../errors.js';
 import { loadImageOriginal, loadMaskGrey, MAX_INPUT_PIXELS } from '../image/io.js';
+import { size2d, type SizeLike } from '../tensor.js';
 
 /** One test image of a category. */
 export interface DatasetItem {
@@ -147,8 +148,8 @@ export function binarizeMask(grey: Uint8Array, rule: ResolvedMaskRule): Uint8Arr
 }
 
 /**
- * Loads an item's ground-truth mask, resized bilinearly to `size` x `size`
- * (via `loadMaskGrey`) and binarised with `rule`.
+ * Loads an item's ground-truth mask, resized bilinearly to the working size, exactly as
+ * the images are (via `loadMaskGrey`), and binarised with `rule`.
  *
  * Normal items (`maskPath` null) give all zeros. A mask whose original pixels are
  * only 0 and 1 is treated as a binary label map (1 = anomalous): it is scaled to
@@ -156,15 +157,16 @@ export function binarizeMask(grey: Uint8Array, rule: ResolvedMaskRule): Uint8Arr
  * would silently turn such masks all-zero (value 1/255 truncates to 0).
  *
  * @param item dataset item
- * @param size output side S
+ * @param size output size (a number means a square)
  * @param rule binarisation rule; `auto` picks `mvtec` for 0/255 (and empty) masks, `soft` otherwise
- * @returns 0/1 values, row-major, length `size * size`
+ * @returns 0/1 values `[height, width]`, row-major
  * @throws DatasetError naming the mask file when it is missing or cannot be decoded.
  */
-export async function loadMaskBinary(item: DatasetItem, size: number, rule: MaskRule): Promise<Uint8Array> {
-  if (!Number.isInteger(size) || size <= 0) throw new RangeError(`mask size must be a positive integer, got ${size}`);
+export async function loadMaskBinary(item: DatasetItem, size: SizeLike, rule: MaskRule): Promise<Uint8Array> {
+  const { width, height } = size2d(size);
+  if (![width, height].every((v) => Number.isInteger(v) && v > 0)) throw new RangeError(`mask size must be positive integers, got ${width}x${height}`);
   const file = item.maskPath;
-  if (file === null) return new Uint8Array(size * size);
+  if (file === null) return new Uint8Array(width * height);
   try {
     // The original is decoded even for fixed rules: it is the only way to detect 0/1 label maps.
     const original = await decodeMaskOriginal(file);
@@ -177,17 +179,17 @@ export async function loadMaskBinary(item: DatasetItem, size: number, rule: Mask
       // Same resize chain as loadMaskGrey, applied to raw pixels (a test pins the two as identical).
       const out = await sharp(scaled, { raw: { width: original.width, height: original.height, channels: 1 } })
         .toColourspace('b-w')
-        .resize(size, size, { fit: 'fill', kernel: 'linear' })
+        .resize(width, height, { fit: 'fill', kernel: 'linear' })
         .raw({ depth: 'uchar' })
         .toBuffer();
       grey = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     } else if (kind === 'empty') {
       // Nothing to resize: bilinear interpolation of zeros is zeros.
-      return new Uint8Array(size * size);
+      return new Uint8Array(width * height);
     } else {
       grey = await loadMaskGrey(file, size);
     }
-    if (grey.length !== size * size) throw new Error(`resized mask has ${grey.length} values, expected ${size * size}`);
+    if (grey.length !== width * height) throw new Error(`resized mask has ${grey.length} values, expected ${width * height}`);
     return binarizeMask(grey, resolved);
   } catch (err) {
     throw maskError(file, err);

@@ -2,12 +2,13 @@
  * Image decoding and resizing, all through `sharp` (libvips). Any format sharp
  * reads works: PNG (8/16-bit, grey, RGBA, palette), JPEG, BMP-free formats via
  * libvips, TIFF, WebP. Every image becomes 8-bit sRGB RGB (alpha dropped, as
- * PIL's `convert('RGB')` does in the reference), resized to exactly S x S
- * without keeping the aspect ratio, as the reference does.
+ * PIL's `convert('RGB')` does in the reference), resized to exactly the working
+ * size W x H (S x S by default, as the reference does: the aspect ratio is not kept).
  */
 import { readFile, stat } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import { ImageDecodeError, errorText } from '../errors.js';
+import { size2d, type SizeLike } from '../tensor.js';
 
 /** An 8-bit RGB image, HWC interleaved. */
 export interface RgbImage {
@@ -106,10 +107,10 @@ export async function imageSize(file: string): Promise<{ width: number; height: 
 }
 
 /**
- * Decodes `file` to 8-bit RGB and resizes it to `size` x `size`.
+ * Decodes `file` to 8-bit RGB and resizes it to the working size (a number means a square).
  * @throws ImageDecodeError naming the file for unreadable, empty, truncated or non-image files.
  */
-export async function loadImageRgb(file: string, size: number, kernel: ResizeKernel = 'cubic'): Promise<LoadedImage> {
+export async function loadImageRgb(file: string, size: SizeLike, kernel: ResizeKernel = 'cubic'): Promise<LoadedImage> {
   return decodeImageRgb(file, null, size, kernel);
 }
 
@@ -117,8 +118,9 @@ export async function loadImageRgb(file: string, size: number, kernel: ResizeKer
  * `loadImageRgb` for bytes already in memory (uploads); `label` names the image in errors.
  * @throws ImageDecodeError for empty, truncated or non-image bytes.
  */
-export async function decodeImageRgb(label: string, bytes: Uint8Array | null, size: number, kernel: ResizeKernel = 'cubic'): Promise<LoadedImage> {
+export async function decodeImageRgb(label: string, bytes: Uint8Array | null, size: SizeLike, kernel: ResizeKernel = 'cubic'): Promise<LoadedImage> {
   const file = label;
+  const { width, height } = size2d(size);
   try {
     const img = bytes ? openImageBytes(file, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) : await openImage(file);
     const meta = await img.metadata();
@@ -127,17 +129,17 @@ export async function decodeImageRgb(label: string, bytes: Uint8Array | null, si
     // darken transparent pixels, whereas the reference (PIL convert('RGB')) keeps their RGB.
     const flat = await img.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels } })
-      .resize(size, size, { fit: 'fill', kernel })
+      .resize(width, height, { fit: 'fill', kernel })
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width !== size || info.height !== size) {
+    if (info.channels !== 3 || info.width !== width || info.height !== height) {
       throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${info.channels}`);
     }
     return {
       file,
       data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-      width: size,
-      height: size,
+      width,
+      height,
       originalWidth: meta.width,
       originalHeight: meta.height,
     };
@@ -173,15 +175,16 @@ export async function decodeImageOriginal(label: string, bytes: Uint8Array | nul
 
 /**
  * Decodes a ground-truth mask as one 8-bit grey channel and resizes it bilinearly
- * (antialiased, as PIL BILINEAR) to `size` x `size`. Returns the resized 0..255
- * values; binarisation is the dataset reader's choice.
+ * (antialiased, as PIL BILINEAR) to the working size (a number means a square). Returns
+ * the resized 0..255 values `[height, width]`; binarisation is the dataset reader's choice.
  */
-export async function loadMaskGrey(file: string, size: number): Promise<Uint8Array> {
+export async function loadMaskGrey(file: string, size: SizeLike): Promise<Uint8Array> {
+  const { width, height } = size2d(size);
   try {
     const img = await openImage(file);
     const flat = await img.removeAlpha().toColourspace('b-w').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels } })
-      .resize(size, size, { fit: 'fill', kernel: 'linear' })
+      .resize(width, height, { fit: 'fill', kernel: 'linear' })
       .extractChannel(0)
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });

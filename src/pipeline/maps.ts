@@ -1,39 +1,48 @@
 /**
  * Segmentation maps (spec §5): patch-score grids upsampled bilinearly with
- * align_corners=True to the working resolution and averaged with equal weight
- * over all (layer, r) maps; no smoothing, no normalisation. Image score = max.
+ * align_corners=True to the working size and averaged with equal weight over all
+ * (layer, r) maps; no smoothing, no normalisation. Image score = max.
+ * Grids and maps may be rectangular: a map is `[height, width]` row-major.
  */
+import { size2d, type SizeLike } from '../tensor.js';
+
+/** Source coordinates of align_corners=True sampling along one axis: floor index and fraction. */
+function axisSamples(n: number, grid: number): { i0: Int32Array; t: Float64Array } {
+  const scale = n > 1 ? (grid - 1) / (n - 1) : 0;
+  const i0 = new Int32Array(n);
+  const t = new Float64Array(n);
+  for (let x = 0; x < n; x++) {
+    const f = x * scale;
+    const k = Math.min(Math.floor(f), grid - 1);
+    i0[x] = k;
+    t[x] = f - k;
+  }
+  return { i0, t };
+}
 
 /**
- * Bilinear upsampling with align_corners=True of a `[gh, gw]` grid to `[size, size]`,
+ * Bilinear upsampling with align_corners=True of a `[gh, gw]` grid to `[height, width]`,
  * accumulated into `out` with weight `w` (so several maps can be averaged without
- * temporaries). Output pixel (y, x) samples the grid at (y·(gh−1)/(size−1), x·(gw−1)/(size−1)).
+ * temporaries). Output pixel (y, x) samples the grid at (y·(gh−1)/(height−1), x·(gw−1)/(width−1)).
+ * @param size output size (a number means a square)
  */
-export function upsampleAccumulate(grid: Float32Array, gh: number, gw: number, size: number, out: Float32Array, w = 1): void {
+export function upsampleAccumulate(grid: Float32Array, gh: number, gw: number, size: SizeLike, out: Float32Array, w = 1): void {
+  const { width, height } = size2d(size);
   if (grid.length !== gh * gw) throw new RangeError(`upsample: grid has ${grid.length} elements, expected ${gh}x${gw}`);
-  if (out.length !== size * size) throw new RangeError(`upsample: out has ${out.length} elements, expected ${size}x${size}`);
-  const sy = size > 1 ? (gh - 1) / (size - 1) : 0;
-  const sx = size > 1 ? (gw - 1) / (size - 1) : 0;
-  const x0s = new Int32Array(size);
-  const fxs = new Float64Array(size);
-  for (let x = 0; x < size; x++) {
-    const fx = x * sx;
-    const x0 = Math.min(Math.floor(fx), gw - 1);
-    x0s[x] = x0;
-    fxs[x] = fx - x0;
-  }
-  for (let y = 0; y < size; y++) {
-    const fy = y * sy;
-    const y0 = Math.min(Math.floor(fy), gh - 1);
+  if (out.length !== width * height) throw new RangeError(`upsample: out has ${out.length} elements, expected ${height}x${width}`);
+  const xs = axisSamples(width, gw);
+  const ys = axisSamples(height, gh);
+  for (let y = 0; y < height; y++) {
+    const y0 = ys.i0[y];
     const y1 = Math.min(y0 + 1, gh - 1);
-    const ty = fy - y0;
+    const ty = ys.t[y];
     const r0 = y0 * gw;
     const r1 = y1 * gw;
-    const o = y * size;
-    for (let x = 0; x < size; x++) {
-      const x0 = x0s[x];
+    const o = y * width;
+    for (let x = 0; x < width; x++) {
+      const x0 = xs.i0[x];
       const x1 = Math.min(x0 + 1, gw - 1);
-      const tx = fxs[x];
+      const tx = xs.t[x];
       const top = grid[r0 + x0] + (grid[r0 + x1] - grid[r0 + x0]) * tx;
       const bottom = grid[r1 + x0] + (grid[r1 + x1] - grid[r1 + x0]) * tx;
       out[o + x] += w * (top + (bottom - top) * ty);
@@ -41,9 +50,10 @@ export function upsampleAccumulate(grid: Float32Array, gh: number, gw: number, s
   }
 }
 
-/** Upsamples one grid to a new `[size, size]` map. */
-export function upsampleBilinear(grid: Float32Array, gh: number, gw: number, size: number): Float32Array {
-  const out = new Float32Array(size * size);
+/** Upsamples one grid to a new `[height, width]` map (a number `size` means a square). */
+export function upsampleBilinear(grid: Float32Array, gh: number, gw: number, size: SizeLike): Float32Array {
+  const { width, height } = size2d(size);
+  const out = new Float32Array(width * height);
   upsampleAccumulate(grid, gh, gw, size, out, 1);
   return out;
 }
@@ -55,9 +65,10 @@ export interface ScoreGrid {
   readonly gridWidth: number;
 }
 
-/** Equal-weight mean of the upsampled grids: the anomaly map of one image, `[size, size]`. */
-export function anomalyMap(grids: readonly ScoreGrid[], size: number): Float32Array {
-  const out = new Float32Array(size * size);
+/** Equal-weight mean of the upsampled grids: the anomaly map of one image, `[height, width]`. */
+export function anomalyMap(grids: readonly ScoreGrid[], size: SizeLike): Float32Array {
+  const { width, height } = size2d(size);
+  const out = new Float32Array(width * height);
   for (const g of grids) upsampleAccumulate(g.scores, g.gridHeight, g.gridWidth, size, out, 1 / grids.length);
   return out;
 }

@@ -9,7 +9,7 @@ import type { Backbone, BackboneOutput } from '../backbone/backbone.js';
 import { splitSubsets } from '../data/subsets.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
 import { loadImageRgb, type LoadedImage } from '../image/io.js';
-import type { ChwGrid } from '../tensor.js';
+import type { ChwGrid, Size2D } from '../tensor.js';
 import { lnamdStack } from './lnamd.js';
 import { anomalyMap, imageScore, upsampleAccumulate } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision } from './msm.js';
@@ -79,6 +79,11 @@ export interface Failure {
 /** Progress callback: stage name and fraction done in [0, 1]. */
 export type ProgressFn = (stage: 'features' | 'scoring' | 'outputs', fraction: number) => void;
 
+/** The working size images are resized to, and maps and pixel metrics live at. */
+export function workingSize(cfg: Pick<MuscConfig, 'imageSize'>): Size2D {
+  return { width: cfg.imageSize, height: cfg.imageSize };
+}
+
 /** Checks ranges of a config and fills defaults. */
 export function resolveConfig(partial: Partial<MuscConfig> = {}): MuscConfig {
   const cfg: MuscConfig = { ...DEFAULT_CONFIG, ...partial };
@@ -126,7 +131,7 @@ export async function extractFeatures(
   const load = (batch: readonly string[]) =>
     Promise.all(
       batch.map((f) =>
-        loadImageRgb(f, cfg.imageSize, backbone.resizeKernel).catch((err: unknown) => {
+        loadImageRgb(f, workingSize(cfg), backbone.resizeKernel).catch((err: unknown) => {
           failures.push({ file: f, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' });
           return null;
         }),
@@ -157,7 +162,7 @@ export interface StageTimes {
 
 /** Result of scoring one batch of images against each other. */
 export interface MuscScores {
-  /** Anomaly maps `[S, S]` per image, raw averaged distances. */
+  /** Anomaly maps `[height, width]` per image, raw averaged distances. */
   readonly maps: Float32Array[];
   /** Max of each map. */
   readonly imageScores: Float64Array;
@@ -165,7 +170,9 @@ export interface MuscScores {
   readonly rscinScores: Float64Array;
   /** RsCIN windows actually used: those of `cfg.kList` that fit the number of images. */
   readonly kList: readonly number[];
-  readonly size: number;
+  /** Working size of the maps. */
+  readonly width: number;
+  readonly height: number;
 }
 
 /**
@@ -204,8 +211,8 @@ export async function scoreFeatures(
   for (const s of subsets) {
     if (s.length < MIN_IMAGES) throw new ConfigError(`every subset needs at least ${MIN_IMAGES} images (one has ${s.length}); use fewer subsets`);
   }
-  const S = cfg.imageSize;
-  const maps = features.map(() => new Float32Array(S * S));
+  const size = workingSize(cfg);
+  const maps = features.map(() => new Float32Array(size.width * size.height));
   const nMaps = cfg.layers.length * cfg.rList.length;
   const kernel = cfg.precision === 'fp32' ? await SimilarityKernel.create({ threads: hooks.threads }) : undefined;
   const int8Kernel = cfg.precision === 'int8' ? await Int8SimilarityKernel.create({ threads: hooks.threads }) : undefined;
@@ -244,7 +251,7 @@ export async function scoreFeatures(
           done += w;
           if (hooks.times) hooks.times.msm += (performance.now() - t) / 1000;
           t = performance.now();
-          subset.forEach((idx, n) => upsampleAccumulate(scores.subarray(n * P, (n + 1) * P), g0.height, g0.width, S, maps[idx], 1 / nMaps));
+          subset.forEach((idx, n) => upsampleAccumulate(scores.subarray(n * P, (n + 1) * P), g0.height, g0.width, size, maps[idx], 1 / nMaps));
           if (hooks.times) hooks.times.maps += (performance.now() - t) / 1000;
         }
       }
@@ -261,7 +268,7 @@ export async function scoreFeatures(
   const kList = cfg.kList.filter((k) => k <= M);
   const rscinScores = rscin(imageScores, emb, dim, kList, { cosine: cfg.embeddingSimilarity === 'cosine' });
   if (hooks.times) hooks.times.rscin += (performance.now() - t) / 1000;
-  return { maps, imageScores, rscinScores, size: S, kList };
+  return { maps, imageScores, rscinScores, width: size.width, height: size.height, kList };
 }
 
 export { anomalyMap };

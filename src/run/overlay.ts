@@ -5,6 +5,7 @@
  */
 import sharp, { type Sharp } from 'sharp';
 import { loadImageOriginal } from '../image/io.js';
+import { size2d, type SizeLike } from '../tensor.js';
 import { produceAtomic } from './atomic.js';
 
 /**
@@ -28,11 +29,13 @@ export interface HeatScale {
   readonly high: number;
 }
 
-/** RGBA heat layer `[size, size, 4]`: turbo colours, opacity rising with the score. */
-export function heatLayer(map: Float32Array, size: number, scale: HeatScale): Uint8Array {
-  const out = new Uint8Array(size * size * 4);
+/** RGBA heat layer `[height, width, 4]` of a map at `size`: turbo colours, opacity rising with the score. */
+export function heatLayer(map: Float32Array, size: SizeLike, scale: HeatScale): Uint8Array {
+  const { width, height } = size2d(size);
+  const n = width * height;
+  const out = new Uint8Array(n * 4);
   const span = scale.high - scale.low || 1;
-  for (let i = 0; i < size * size; i++) {
+  for (let i = 0; i < n; i++) {
     const t = Math.min(1, Math.max(0, (map[i] - scale.low) / span));
     const [r, g, b] = LUT[Math.round(t * 255)];
     out[4 * i] = r;
@@ -47,13 +50,14 @@ export function heatLayer(map: Float32Array, size: number, scale: HeatScale): Ui
 export async function renderOverlay(
   file: string,
   map: Float32Array,
-  size: number,
+  size: SizeLike,
   scale: HeatScale,
   outPng: string,
   thumbSize = 224,
 ): Promise<{ thumb: string; heat: string }> {
   const img = await loadImageOriginal(file);
-  const heat = sharp(heatLayer(map, size, scale), { raw: { width: size, height: size, channels: 4 } });
+  const { width, height } = size2d(size);
+  const heat = sharp(heatLayer(map, size, scale), { raw: { width, height, channels: 4 } });
   const heatFull = await heat.clone().resize(img.width, img.height, { fit: 'fill', kernel: 'linear' }).png({ compressionLevel: 1 }).toBuffer();
   const base = () => sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 }, limitInputPixels: false });
   await produceAtomic(outPng, (tmp) => base().composite([{ input: heatFull }]).png({ compressionLevel: 6 }).toFile(tmp));

@@ -4,6 +4,7 @@
  * Reported as a box in original-image pixels so users can crop or mark it.
  */
 import { label8 } from '../metrics/regions.js';
+import { size2d, type SizeLike } from '../tensor.js';
 
 /** A box in original-image pixels. */
 export interface Region {
@@ -13,8 +14,9 @@ export interface Region {
   readonly height: number;
 }
 
-/** Finds the strongest region of a `[size, size]` map and scales it to `origW x origH`. */
-export function strongestRegion(map: Float32Array, size: number, origW: number, origH: number): Region {
+/** Finds the strongest region of a map at `size` (`[height, width]`) and scales it to `origW x origH`. */
+export function strongestRegion(map: Float32Array, size: SizeLike, origW: number, origH: number): Region {
+  const { width: W, height: H } = size2d(size);
   let argmax = 0;
   for (let i = 1; i < map.length; i++) if (map[i] > map[argmax]) argmax = i;
   const sorted = Float32Array.from(map).sort();
@@ -22,23 +24,23 @@ export function strongestRegion(map: Float32Array, size: number, origW: number, 
   const level = median + 0.5 * (map[argmax] - median);
   const mask = new Uint8Array(map.length);
   for (let i = 0; i < map.length; i++) mask[i] = map[i] >= level ? 1 : 0;
-  const { labels } = label8(mask, size, size);
+  const { labels } = label8(mask, H, W);
   const target = labels[argmax];
-  let x0 = size;
-  let y0 = size;
+  let x0 = W;
+  let y0 = H;
   let x1 = -1;
   let y1 = -1;
   for (let i = 0; i < labels.length; i++) {
     if (labels[i] !== target) continue;
-    const y = Math.floor(i / size);
-    const x = i - y * size;
+    const y = Math.floor(i / W);
+    const x = i - y * W;
     if (x < x0) x0 = x;
     if (x > x1) x1 = x;
     if (y < y0) y0 = y;
     if (y > y1) y1 = y;
   }
-  const sx = origW / size;
-  const sy = origH / size;
+  const sx = origW / W;
+  const sy = origH / H;
   const x = Math.floor(x0 * sx);
   const y = Math.floor(y0 * sy);
   return {

@@ -97,7 +97,7 @@ export async function writeRunOutputs(
   let low = Infinity;
   for (const m of scores.maps) for (let i = 0; i < m.length; i += 7) if (m[i] < low) low = m[i];
   const scale: HeatScale = { low, high: Math.max(...scores.imageScores) };
-  const S = scores.size;
+  const mapSize = { width: scores.width, height: scores.height };
   const rows: ScoreRow[] = files.map((file, i) => {
     const rscinScore = scores.rscinScores[i];
     const { originalWidth: w, originalHeight: h } = sizes[i];
@@ -107,7 +107,7 @@ export async function writeRunOutputs(
       rscinScore,
       decision: rscinScore > threshold.value ? 'anomalous' : 'normal',
       threshold: threshold.value,
-      region: strongestRegion(scores.maps[i], S, w, h),
+      region: strongestRegion(scores.maps[i], mapSize, w, h),
       overlay: null,
       map: null,
     };
@@ -122,7 +122,7 @@ export async function writeRunOutputs(
       backbone: meta.backbone,
       config: cfg,
       threshold,
-      mapFormat: `maps/*.npy: float32 [${S}, ${S}] raw anomaly maps (mean patch distance, 0..2) at the working resolution`,
+      mapFormat: `maps/*.npy: float32 [${scores.height}, ${scores.width}] raw anomaly maps (mean patch distance, 0..2) at the working resolution`,
       images: rows,
       failures,
     };
@@ -139,8 +139,8 @@ export async function writeRunOutputs(
     const map = join('maps', `${stems[i]}.npy`);
     let thumbs = { thumb: 'data:,', heat: 'data:,' };
     try {
-      await writeAtomic(join(outDir, map), encodeNpy(scores.maps[i], [S, S]));
-      thumbs = await renderOverlay(files[i], scores.maps[i], S, scale, join(outDir, overlay));
+      await writeAtomic(join(outDir, map), encodeNpy(scores.maps[i], [scores.height, scores.width]));
+      thumbs = await renderOverlay(files[i], scores.maps[i], mapSize, scale, join(outDir, overlay));
       rows[i] = { ...row, overlay, map };
     } catch (err) {
       // e.g. the file changed or vanished since it was scored, or the disk is full: keep the scores.

@@ -26,6 +26,7 @@ import { decodeImageOriginal } from '../image/io.js';
 import { heatLayer, type HeatScale } from '../run/overlay.js';
 import { renderPage } from './page.js';
 import { bankHeatScale } from '../bank/score.js';
+import type { Size2D } from '../tensor.js';
 
 /** Options of `createServer`. */
 export interface ServerOptions {
@@ -101,7 +102,7 @@ const mib = (bytes: number) => `${+(bytes / 2 ** 20).toFixed(2)} MiB`;
 
 /** A heatmap waiting in the cache: the upload and its map until rendered, then the PNG. */
 type HeatEntry =
-  | { state: 'source'; bytes: Uint8Array; name: string; map: Float32Array; size: number; cost: number }
+  | { state: 'source'; bytes: Uint8Array; name: string; map: Float32Array; size: Size2D; cost: number }
   | { state: 'rendering'; promise: Promise<Buffer>; cost: number }
   | { state: 'png'; png: Buffer; cost: number };
 
@@ -171,9 +172,9 @@ function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
 }
 
 /** The upload at its original size with the heat layer composited over it, as PNG. */
-export async function renderHeatmapPng(bytes: Uint8Array, name: string, map: Float32Array, size: number, scale: HeatScale): Promise<Buffer> {
+export async function renderHeatmapPng(bytes: Uint8Array, name: string, map: Float32Array, size: Size2D, scale: HeatScale): Promise<Buffer> {
   const img = await decodeImageOriginal(name, bytes);
-  const heat = await sharp(heatLayer(map, size, scale), { raw: { width: size, height: size, channels: 4 } })
+  const heat = await sharp(heatLayer(map, size, scale), { raw: { width: size.width, height: size.height, channels: 4 } })
     .resize(img.width, img.height, { fit: 'fill', kernel: 'linear' })
     .raw()
     .toBuffer();
@@ -412,7 +413,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
         throw new HttpError(400, f?.code ?? 'IMAGE_DECODE', f?.error ?? `cannot read image ${JSON.stringify(upload.name)}`);
       }
       const id = randomBytes(ID_BYTES).toString('base64url');
-      cache.set(id, { state: 'source', bytes: upload.bytes, name: upload.name, map: r.map, size: r.size, cost: upload.bytes.byteLength + r.map.byteLength });
+      cache.set(id, { state: 'source', bytes: upload.bytes, name: upload.name, map: r.map, size: { width: r.width, height: r.height }, cost: upload.bytes.byteLength + r.map.byteLength });
       void reply.header('cache-control', 'no-store');
       return {
         name: r.name,
