@@ -1,0 +1,93 @@
+/**
+ * The robustness suite's harness: hostile inputs as table rows -> expected outcome.
+ * A new case is one object in a table; no test code to write. Each case runs in a
+ * fresh temporary folder, needs nothing outside the repository (images come from
+ * the synthetic plate generator), and checks exit code, messages and the files
+ * written (or not written).
+ *
+ * Tables live beside this file, one per area (`cli-*.test.ts`, `bank-*.test.ts`,
+ * `http-*.test.ts`); extend this harness with other runners (HTTP, library) as needed.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { writeSyntheticBatch } from '../../src/demo/synthetic.js';
+import { MUSC_BIN } from '../helpers.js';
+
+/** What a hostile CLI invocation must lead to. */
+export interface CliExpectation {
+  /** Exit code (0 ok, 2 user error, 130 interrupted). */
+  readonly exit: number;
+  readonly stdout?: RegExp;
+  readonly stderr?: RegExp;
+  /** Paths (relative to the case folder) that must exist afterwards. */
+  readonly files?: readonly string[];
+  /** Paths that must not exist afterwards. */
+  readonly absent?: readonly string[];
+  /** Any further check on the case folder. */
+  readonly check?: (dir: string, out: { stdout: string; stderr: string }) => Promise<void> | void;
+}
+
+/** One row of a CLI robustness table. */
+export interface CliCase {
+  /** What is hostile about it (the test's title). */
+  readonly name: string;
+  /** Creates the case's files in its fresh folder (e.g. with `writePlates`). */
+  readonly setup?: (dir: string) => Promise<void>;
+  /** `musc` arguments; paths relative to the case folder (the working directory). */
+  readonly args: readonly string[] | ((dir: string) => readonly string[]);
+  readonly expect: CliExpectation;
+  /** Per-case limit in ms (default 120 s: cases that score load the backbone). */
+  readonly timeout?: number;
+}
+
+/** Runs `musc` with `args` in `cwd`; never throws on a non-zero exit. */
+export function runMusc(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MUSC_BIN, ...args], { cwd, env, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Writes `count` synthetic plate images (256 px PNG) to `dir/sub`, no masks needed by callers. */
+export async function writePlates(dir: string, sub: string, count = 6, seed = 7): Promise<string> {
+  const target = path.join(dir, `.${sub}-batch`);
+  await writeSyntheticBatch(target, { count, seed, defectRate: 0.2 });
+  // Flatten test/<kind>/NNN.png into dir/sub/<kind>_NNN.png.
+  const dest = path.join(dir, sub);
+  await mkdir(dest, { recursive: true });
+  for (const kind of await readdir(path.join(target, 'test'))) {
+    for (const f of await readdir(path.join(target, 'test', kind))) await rename(path.join(target, 'test', kind, f), path.join(dest, `${kind}_${f}`));
+  }
+  await rm(target, { recursive: true, force: true });
+  return dest;
+}
+
+/** Registers one `node:test` test per case. */
+export function cliCases(area: string, cases: readonly CliCase[]): void {
+  for (const c of cases) {
+    test(`${area}: ${c.name}`, { timeout: c.timeout ?? 120_000 }, async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'musc-robust-'));
+      try {
+        await c.setup?.(dir);
+        const args = typeof c.args === 'function' ? c.args(dir) : c.args;
+        const out = await runMusc(args, dir);
+        const ctx = `musc ${args.join(' ')}\nstdout: ${out.stdout.slice(-2000)}\nstderr: ${out.stderr.slice(-2000)}`;
+        assert.equal(out.code, c.expect.exit, `exit code\n${ctx}`);
+        if (c.expect.stdout) assert.match(out.stdout, c.expect.stdout, ctx);
+        if (c.expect.stderr) assert.match(out.stderr, c.expect.stderr, ctx);
+        for (const f of c.expect.files ?? []) assert.ok(existsSync(path.join(dir, f)), `${f} should exist\n${ctx}`);
+        for (const f of c.expect.absent ?? []) assert.ok(!existsSync(path.join(dir, f)), `${f} should not exist\n${ctx}`);
+        await c.expect.check?.(dir, out);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+}
