@@ -18,7 +18,7 @@ export async function baselineMutualScores(z: Float32Array, N: number, P: number
       let k = 0;
       for (let j = 0; j < N; j++) {
         if (j === i) continue;
-        const { rowMax } = await kernel.blockMax(a, z.subarray(j * P * C, (j + 1) * P * C), { I: 1, P, J: 1, Q: P, C });
+        const { rowMax } = await kernel.blockMax(a, z.subarray(j * P * C, (j + 1) * P * C), { rows: P, J: 1, Q: P, C }, false);
         for (let p = 0; p < P; p++) mins[p * (N - 1) + k] = toDistance(rowMax[p]);
         k++;
       }

@@ -1,16 +1,20 @@
 /**
  * One benchmark configuration in its own process (so peak RSS is its own):
  * backbone over N real images, then mutual scoring of the default config, timed
- * per stage. Prints one JSON line. Used by bench/bench.ts.
+ * per stage, then the GEMM floor on MSM's own blocks. Prints one JSON line. Used by
+ * bench/bench.ts.
  *
- *   node dist/bench/bench-one.js --n 200 --precision fp32 [--baseline] [--max-query-groups k]
+ *   node dist/bench/bench-one.js --n 200 --precision fp32 [--baseline] [--max-query-groups k] [--no-floor]
  */
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createResNet50Backbone } from '../src/backbone/backbone.js';
-import { lnamd } from '../src/pipeline/lnamd.js';
+import { lnamd, lnamdStack } from '../src/pipeline/lnamd.js';
+import { selfOperands } from '../src/pipeline/msm.js';
 import { extractFeatures, resolveConfig, scoreFeatures, type StageTimes } from '../src/pipeline/musc.js';
+import { selfBlockPlan } from '../src/pipeline/pairwise.js';
+import { SimilarityKernel } from '../src/pipeline/similarity-kernel.js';
 import { baselineMutualScores } from './baseline.js';
 
 function arg(name: string): string | undefined {
@@ -82,6 +86,42 @@ if (baseline) {
 const ts = performance.now();
 await scoreFeatures(features, cfg, { times, maxQueryGroups });
 const scoringSeconds = (performance.now() - ts) / 1000;
+
+/**
+ * The GEMM floor: the same GEMM blocks MSM runs (same operands, op, shapes, precision and
+ * threads, block by block in the same plan), without reductions, top-K or bookkeeping.
+ */
+async function gemmFloorSeconds(): Promise<number> {
+  const kernel = await SimilarityKernel.create({ precision });
+  let seconds = 0;
+  try {
+    for (let l = 0; l < cfg.layers.length; l++) {
+      const g = features[0].layers[l];
+      const P = g.height * g.width;
+      const C = g.channels;
+      for (const r of cfg.rList) {
+        const ops = selfOperands(lnamdStack(features.map((f) => f.layers[l]), r), C, precision);
+        const W = ops.channels;
+        let blocks = selfBlockPlan(n, P);
+        if (maxQueryGroups !== undefined) {
+          const starts = [...new Set(blocks.map((b) => b.q0))].slice(0, maxQueryGroups);
+          blocks = blocks.filter((b) => starts.includes(b.q0));
+        }
+        for (const b of blocks) {
+          const a = ops.query.subarray(b.q0 * P * W, b.q1 * P * W);
+          const ref = ops.reference.subarray(b.r0 * P * W, b.r1 * P * W);
+          const t = performance.now();
+          await kernel.gemmOnly(a, ref, { rows: (b.q1 - b.q0) * P, J: b.r1 - b.r0, Q: P, C: W });
+          seconds += (performance.now() - t) / 1000;
+        }
+      }
+    }
+  } finally {
+    await kernel.dispose();
+  }
+  return seconds;
+}
+const floorSeconds = process.argv.includes('--no-floor') ? null : await gemmFloorSeconds();
 // Model load + decoding + backbone + scoring (the baseline's own run is not part of it).
 const endToEnd = (tf - t0) / 1000 + featureSeconds + scoringSeconds;
 process.stdout.write(
@@ -97,6 +137,7 @@ process.stdout.write(
     endToEndSeconds: endToEnd,
     msmFlops: flops,
     msmGflops: flops / times.msm / 1e9,
+    floorSeconds,
     baselineSeconds,
     baselineMaxAbsDiff,
     peakRssMB: process.resourceUsage().maxRSS / 1024,

@@ -6,6 +6,7 @@ import { basename } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { lnamdStack } from '../pipeline/lnamd.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
+import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../pipeline/quantize.js';
 import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
 import { BANK_VERSION, BankError, toHalf, type Bank, type BankBackbone, type BankConfig, type BankEncoding, type BankImage, type BankReference, type BankSet } from './format.js';
@@ -35,21 +36,15 @@ function bankConfig(cfg: MuscConfig): BankConfig {
   };
 }
 
-function encode(z: Float32Array, encoding: BankEncoding, maxAbs: number): Int8Array | Uint16Array | Float32Array {
+function encode(z: Float32Array, encoding: BankEncoding, range: number, channels: number, dither: boolean): Int8Array | Uint16Array | Float32Array {
   if (encoding === 'fp32') return z;
   if (encoding === 'fp16') {
     const out = new Uint16Array(z.length);
     for (let i = 0; i < z.length; i++) out[i] = toHalf(z[i]);
     return out;
   }
-  const scale = maxAbs > 0 ? 127 / maxAbs : 1;
-  // Vectors added later may exceed the bank's range: clamp (the error is at most their excess).
-  const out = new Int8Array(z.length);
-  for (let i = 0; i < z.length; i++) {
-    const q = Math.round(z[i] * scale);
-    out[i] = q > 127 ? 127 : q < -127 ? -127 : q;
-  }
-  return out;
+  // The batch's reference codes (127 levels at the set's range): vectors added later are clamped.
+  return quantizeSymmetric(z, int8Scale(range, 127), 127, undefined, dither ? channelDither(channels) : undefined);
 }
 
 /** LNAMD unit vectors `[n, P, C]` of one (layer, r) for `features`. */
@@ -57,12 +52,6 @@ function unitVectors(features: readonly ImageFeatures[], li: number, r: number):
   const g0 = features[0].layers[li];
   const z = lnamdStack(features.map((f) => f.layers[li]), r);
   return { z, P: g0.height * g0.width, C: g0.channels, gh: g0.height, gw: g0.width };
-}
-
-function maxAbsOf(z: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < z.length; i++) m = Math.max(m, Math.abs(z[i]));
-  return m;
 }
 
 /**
@@ -81,8 +70,9 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   cfg.layers.forEach((layer, li) => {
     for (const r of cfg.rList) {
       const { z, P, C, gh, gw } = unitVectors(features, li, r);
-      const maxAbs = maxAbsOf(z);
-      sets.push({ layer, r, patches: P, channels: C, gridHeight: gh, gridWidth: gw, maxAbs, data: encode(z, encoding, maxAbs) });
+      const range = maxAbs(z);
+      const int8Dither = encoding === 'int8' ? { int8Dither: true } : {};
+      sets.push({ layer, r, patches: P, channels: C, gridHeight: gh, gridWidth: gw, maxAbs: range, ...int8Dither, data: encode(z, encoding, range, C, true) });
     }
   });
   const D = features[0].embedding.length;
@@ -146,7 +136,7 @@ export function appendToBank(bank: Bank, features: readonly ImageFeatures[], raw
   const sets = bank.sets.map((set) => {
     const li = bank.config.layers.indexOf(set.layer);
     const { z } = unitVectors(features, li, set.r);
-    const added = encode(z, bank.encoding, set.maxAbs);
+    const added = encode(z, bank.encoding, set.maxAbs, set.channels, set.int8Dither === true);
     const per = set.patches * set.channels;
     const Ctor = set.data.constructor as new (n: number) => Int8Array | Uint16Array | Float32Array;
     const all = new Ctor(keepN * per);

@@ -74,8 +74,13 @@ export interface BankSet {
   readonly channels: number;
   readonly gridHeight: number;
   readonly gridWidth: number;
-  /** Largest |component| over the set; int8 codes are round(z · 127 / maxAbs). */
+  /** Largest |component| over the set; int8 codes are round(z · 127 / maxAbs + d_c). */
   readonly maxAbs: number;
+  /**
+   * int8 only: codes carry the channel dither d_c of `channelDither` (pipeline/quantize.ts), as
+   * mutual scoring's own codes do; absent in banks written before it (d = 0).
+   */
+  readonly int8Dither?: boolean;
   /** `[N, P, C]`: Int8Array (int8), Uint16Array of fp16 bits (fp16) or Float32Array (fp32). */
   readonly data: Int8Array | Uint16Array | Float32Array;
 }

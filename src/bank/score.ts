@@ -11,12 +11,15 @@
  */
 import { ConfigError } from '../errors.js';
 import { workingSize, type ImageFeatures } from '../pipeline/musc.js';
+import { fp32Operands, int8OperandsWith, int8ReferenceOperand, int8Side, type GemmOperands, type Int8Reference, type MsmPrecision } from '../pipeline/gemm-operands.js';
 import { lnamdStack } from '../pipeline/lnamd.js';
 import { imageScore, upsampleAccumulate } from '../pipeline/maps.js';
-import { intervalBounds, toDistance, type MsmPrecision } from '../pipeline/msm.js';
-import { Int8SimilarityKernel, SimilarityKernel } from '../pipeline/similarity-kernel.js';
+import { int8ReferenceLevels, intervalBounds, toDistance } from '../pipeline/msm.js';
+import { crossBestMatches } from '../pipeline/pairwise.js';
+import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../pipeline/quantize.js';
+import { dot, embeddingRow, minMaxNormalize, rscinRow, usableKList } from '../pipeline/rscin.js';
+import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK } from '../pipeline/top-k.js';
-import { int8FullRangeIsExact } from '../util/cpu.js';
 import { fromHalf, type Bank, type BankSet } from './format.js';
 
 /** Result of scoring images against a bank. */
@@ -40,13 +43,13 @@ export interface BankScoreOptions {
   readonly signal?: AbortSignal;
   /** For scoring the bank's own images: bank index to skip for each query (leave-one-out). */
   readonly excludeBankIndex?: readonly number[];
-  /** Kernels to reuse across calls (a scorer keeps them open). */
+  /** A kernel of the same precision to reuse across calls (a scorer keeps it open). */
   readonly kernel?: SimilarityKernel;
-  readonly int8Kernel?: Int8SimilarityKernel;
 }
 
 const floatViews = new WeakMap<BankSet, Float32Array>();
 const int8Views = new WeakMap<BankSet, { codes: Int8Array; levels: number }>();
+const int8References = new WeakMap<BankSet, Int8Reference>();
 
 /** The set's vectors as float32 (decoded once and cached). */
 export function bankFloats(set: BankSet): Float32Array {
@@ -57,7 +60,9 @@ export function bankFloats(set: BankSet): Float32Array {
     v = new Float32Array(d.length);
     if (d instanceof Int8Array) {
       const k = set.maxAbs / 127;
-      for (let i = 0; i < d.length; i++) v[i] = d[i] * k;
+      const dither = setDither(set);
+      const C = set.channels;
+      for (let i = 0; i < d.length; i++) v[i] = (d[i] - (dither ? dither[i % C] : 0)) * k;
     } else {
       for (let i = 0; i < d.length; i++) v[i] = fromHalf(d[i]);
     }
@@ -66,16 +71,19 @@ export function bankFloats(set: BankSet): Float32Array {
   return v;
 }
 
+/** The channel dither of the set's int8 codes: stored int8 sets as written; float sets are quantised with it. */
+function setDither(set: BankSet): Float64Array | null {
+  return set.data instanceof Int8Array && !set.int8Dither ? null : channelDither(set.channels);
+}
+
 /** The set's int8 reference codes at `levels` (127, or 63 on CPUs whose u8×s8 GEMM can saturate). */
 export function bankInt8(set: BankSet, levels: number): Int8Array {
   if (set.data instanceof Int8Array && levels === 127) return set.data;
   const cached = int8Views.get(set);
   if (cached && cached.levels === levels) return cached.codes;
-  const src = set.data instanceof Int8Array ? null : bankFloats(set);
-  const codes = new Int8Array(set.data.length);
-  const scale = set.maxAbs > 0 ? levels / set.maxAbs : 1;
-  if (src) for (let i = 0; i < codes.length; i++) codes[i] = Math.round(src[i] * scale);
-  else for (let i = 0; i < codes.length; i++) codes[i] = Math.round((set.data[i] * levels) / 127);
+  // Other levels are requantised from the vectors the codes stand for.
+  const dither = setDither(set);
+  const codes = quantizeSymmetric(bankFloats(set), int8Scale(set.maxAbs, levels), levels, undefined, dither ?? undefined);
   int8Views.set(set, { codes, levels });
   return codes;
 }
@@ -110,46 +118,48 @@ export function bankRanks(bank: Bank): { kMin: number; kMax: number } {
 export function rscinAgainstBank(raw: number, embedding: Float32Array, bank: Bank): number {
   const N = bank.images.length;
   const D = bank.embeddingDim;
-  const kList = bank.config.kList.filter((k) => k <= N + 1);
+  const kList = usableKList(bank.config.kList, N + 1);
   if (kList.length === 0 || kList.includes(0)) return raw;
-  let lo = raw;
-  let hi = raw;
-  for (const im of bank.images) {
-    lo = Math.min(lo, im.score);
-    hi = Math.max(hi, im.score);
-  }
-  const span = hi - lo;
-  const norm = (s: number) => (span > 0 ? (s - lo) / span : 0);
   const cosine = bank.config.embeddingSimilarity === 'cosine';
-  const unit = (v: Float32Array): Float64Array => {
-    let ss = 0;
-    for (const x of v) ss += x * x;
-    const k = !cosine || ss === 0 ? 1 : 1 / Math.sqrt(ss);
-    return Float64Array.from(v, (x) => x * k);
-  };
-  const q = unit(embedding);
-  const sims: { j: number; s: number; n: number }[] = [];
-  let self = 0;
-  for (let d = 0; d < D; d++) self += q[d] * q[d];
-  sims.push({ j: -1, s: self, n: norm(raw) });
-  for (let j = 0; j < N; j++) {
-    const e = unit(bank.embeddings.subarray(j * D, (j + 1) * D));
-    let s = 0;
-    for (let d = 0; d < D; d++) s += q[d] * e[d];
-    sims.push({ j, s, n: norm(bank.images[j].score) });
-  }
-  sims.sort((a, b) => b.s - a.s || (a.j === -1 ? -1 : b.j === -1 ? 1 : a.j - b.j));
-  let acc = 0;
-  for (const k of kList) {
-    let num = 0;
-    let den = 0;
-    for (let t = 0; t < k; t++) {
-      num += sims[t].s * sims[t].n;
-      den += sims[t].s;
+  // The set is the bank's images followed by the new image (index N).
+  const norm = minMaxNormalize([...bank.images.map((im) => im.score), raw]);
+  const q = embeddingRow(embedding, cosine);
+  const sims = new Float64Array(N + 1);
+  for (let j = 0; j < N; j++) sims[j] = dot(q, embeddingRow(bank.embeddings.subarray(j * D, (j + 1) * D), cosine));
+  sims[N] = dot(q, q);
+  return rscinRow(sims, norm, N, kList);
+}
+
+/**
+ * GEMM operands of query unit vectors `zq` against one bank set, in the batch's
+ * arithmetic: int8 uses one scale from the largest component of bank and queries.
+ * When a query exceeds the bank's range, float banks are requantised at that scale
+ * (the batch's codes exactly); int8 banks keep their codes (requantising codes adds error).
+ */
+function bankOperands(zq: Float32Array, set: BankSet, precision: MsmPrecision): GemmOperands {
+  const C = set.channels;
+  if (precision === 'fp32') return fp32Operands(zq, bankFloats(set), C);
+  const levels = int8ReferenceLevels();
+  const qMax = maxAbs(zq);
+  const range = Math.max(set.maxAbs, qMax);
+  const dither = setDither(set);
+  const query = int8Side(zq, int8Scale(range, 127), 127, dither);
+  const requantise = qMax > set.maxAbs && !(set.data instanceof Int8Array);
+  const reference = requantise
+    ? int8Side(bankFloats(set), int8Scale(range, levels), levels, dither)
+    : { codes: bankInt8(set, levels), scale: int8Scale(set.maxAbs, levels), levels, dither };
+  // The reference operand (codes + norm channels) is kept per set while queries keep its scale.
+  let prepared = requantise ? undefined : int8References.get(set);
+  if (prepared && (prepared.queryScale !== query.scale || prepared.levels !== levels)) prepared = undefined;
+  for (let queryDigits = prepared?.queryDigits ?? 1; ; queryDigits *= 2) {
+    prepared ??= int8ReferenceOperand(reference, C, query.scale, queryDigits);
+    const ops = int8OperandsWith(query, prepared);
+    if (ops) {
+      if (!requantise) int8References.set(set, prepared);
+      return ops;
     }
-    acc += den !== 0 ? num / den : norm(raw);
+    prepared = undefined;
   }
-  return acc / kList.length;
 }
 
 /**
@@ -165,9 +175,8 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
   const usable = N - (opts.excludeBankIndex ? 1 : 0);
   if (usable < minBank) throw new ConfigError(`the bank has ${N} images; scoring against it needs at least ${minBank + (opts.excludeBankIndex ? 1 : 0)}`);
   const { kMin, kMax } = opts.excludeBankIndex && bank.reference !== 'good' ? intervalBounds(N, bank.config.interval[0], bank.config.interval[1]) : bankRanks(bank);
-  const kernel = precision === 'fp32' ? (opts.kernel ?? (await SimilarityKernel.create({ threads: opts.threads }))) : undefined;
-  const int8Kernel = precision === 'int8' ? (opts.int8Kernel ?? (await Int8SimilarityKernel.create({ threads: opts.threads }))) : undefined;
-  const levels = int8FullRangeIsExact() ? 127 : 63;
+  if (opts.kernel && opts.kernel.precision !== precision) throw new RangeError(`scoreAgainstBank: the kernel runs ${opts.kernel.precision}, not ${precision}`);
+  const kernel = opts.kernel ?? (await SimilarityKernel.create({ precision, threads: opts.threads }));
   const maps = queries.map(() => new Float32Array(size.width * size.height));
   const nMaps = bank.sets.length;
   try {
@@ -182,62 +191,15 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
       }
       const zq = lnamdStack(queries.map((q) => q.layers[li]), set.r);
       const best = new LargestK(queries.length * P, kMax);
-      const group = Math.max(1, Math.min(queries.length, Math.floor(1568 / P)));
-      const refChunk = Math.max(1, Math.floor(Math.max(P, 1568) / P));
-      let ref: Float32Array | Int8Array;
-      let qCodes: Uint8Array | null = null;
-      let factor = 1;
-      if (int8Kernel) {
-        // The batch's quantisation: one scale from the largest component of bank and queries.
-        // When a query exceeds the bank's range, float banks are requantised at that scale (the
-        // batch's codes exactly); int8 banks keep their codes (requantising codes adds error).
-        let qMax = 0;
-        for (const v of zq) qMax = Math.max(qMax, Math.abs(v));
-        const m = Math.max(set.maxAbs, qMax);
-        const scaleA = m > 0 ? 127 / m : 1;
-        let scaleB = set.maxAbs > 0 ? levels / set.maxAbs : 1;
-        if (qMax > set.maxAbs && !(set.data instanceof Int8Array)) {
-          scaleB = levels / m;
-          const f = bankFloats(set);
-          const codes = new Int8Array(f.length);
-          for (let i = 0; i < f.length; i++) codes[i] = Math.round(f[i] * scaleB);
-          ref = codes;
-        } else {
-          ref = bankInt8(set, levels);
-        }
-        qCodes = new Uint8Array(zq.length);
-        for (let i = 0; i < zq.length; i++) qCodes[i] = Math.round(zq[i] * scaleA) + 128;
-        factor = 1 / (scaleA * scaleB);
-      } else {
-        ref = bankFloats(set);
-      }
-      for (let i0 = 0; i0 < queries.length; i0 += group) {
-        const i1 = Math.min(queries.length, i0 + group);
-        const I = i1 - i0;
-        for (let j0 = 0; j0 < N; j0 += refChunk) {
-          opts.signal?.throwIfAborted();
-          const j1 = Math.min(N, j0 + refChunk);
-          const J = j1 - j0;
-          const dims = { I, P, J, Q: P, C };
-          const { rowMax } = int8Kernel
-            ? await int8Kernel.blockMax(qCodes!.subarray(i0 * P * C, i1 * P * C), (ref as Int8Array).subarray(j0 * P * C, j1 * P * C), dims)
-            : await kernel!.blockMax(zq.subarray(i0 * P * C, i1 * P * C), (ref as Float32Array).subarray(j0 * P * C, j1 * P * C), dims);
-          for (let ii = 0; ii < I; ii++) {
-            const skip = opts.excludeBankIndex?.[i0 + ii] ?? -1;
-            for (let p = 0; p < P; p++) {
-              const row = (i0 + ii) * P + p;
-              const src = (ii * P + p) * J;
-              for (let jj = 0; jj < J; jj++) if (j0 + jj !== skip) best.push(row, rowMax[src + jj] * factor);
-            }
-          }
-        }
-      }
+      // Leave-one-out: the rows of query i skip bank image excludeBankIndex[i].
+      const exclude = opts.excludeBankIndex;
+      const owner = exclude ? Int32Array.from({ length: queries.length * P }, (_, row) => exclude[Math.floor(row / P)]) : undefined;
+      await crossBestMatches(kernel, bankOperands(zq, set, precision), { rows: queries.length * P, owner }, { units: N, patches: P }, best, { signal: opts.signal });
       const scores = best.meanOfRanks(kMin, kMax, toDistance);
       queries.forEach((_, n) => upsampleAccumulate(scores.subarray(n * P, (n + 1) * P), set.gridHeight, set.gridWidth, size, maps[n], 1 / nMaps));
     }
   } finally {
-    if (!opts.kernel) await kernel?.dispose();
-    if (!opts.int8Kernel) await int8Kernel?.dispose();
+    if (!opts.kernel) await kernel.dispose();
   }
   const imageScores = Float64Array.from(maps, imageScore);
   const scores = bank.reference === 'good' ? Float64Array.from(imageScores) : Float64Array.from(queries, (q, i) => rscinAgainstBank(imageScores[i], q.embedding, bank));

@@ -13,7 +13,7 @@ import { decodeImageRgb, type LoadedImage } from '../image/io.js';
 import type { Normalization } from '../image/normalize.js';
 import { featuresOfBatch, resolveConfig, workingSize, type Failure, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { MsmPrecision } from '../pipeline/msm.js';
-import { Int8SimilarityKernel, SimilarityKernel } from '../pipeline/similarity-kernel.js';
+import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { appendToBank } from './bank.js';
 import { BankError, readBank, writeBank, type Bank, type BankBackbone } from './format.js';
 import { scoreAgainstBank } from './score.js';
@@ -80,8 +80,7 @@ export class MuscScorer {
     readonly config: MuscConfig,
     private readonly precision: MsmPrecision,
     private readonly thresholdOverride: number | undefined,
-    private readonly kernel: SimilarityKernel | undefined,
-    private readonly int8Kernel: Int8SimilarityKernel | undefined,
+    private readonly kernel: SimilarityKernel,
   ) {}
 
   /** Opens a bank and its backbone. @throws BankError / ModelError with the reason. */
@@ -114,9 +113,8 @@ export class MuscScorer {
       throw new BankError(`the bank was built with backbone ${b.id}, not ${backbone.id}`);
     }
     const precision = opts.precision ?? (bank.encoding === 'int8' ? 'int8' : 'fp32');
-    const kernel = precision === 'fp32' ? await SimilarityKernel.create({ threads: opts.threads }) : undefined;
-    const int8Kernel = precision === 'int8' ? await Int8SimilarityKernel.create({ threads: opts.threads }) : undefined;
-    return new MuscScorer(bank, backbone, cfg, precision, opts.threshold, kernel, int8Kernel);
+    const kernel = await SimilarityKernel.create({ precision, threads: opts.threads });
+    return new MuscScorer(bank, backbone, cfg, precision, opts.threshold, kernel);
   }
 
   /** The bank as it is now (with any images added by `score(..., { update })`). */
@@ -164,7 +162,7 @@ export class MuscScorer {
       const batch = ok.slice(i, i + this.config.batchSize);
       features.push(...featuresOfBatch(batch, await this.backbone.extract(batch)));
     }
-    const res = await scoreAgainstBank(features, this.current, { precision: this.precision, kernel: this.kernel, int8Kernel: this.int8Kernel, signal: opts.signal });
+    const res = await scoreAgainstBank(features, this.current, { precision: this.precision, kernel: this.kernel, signal: opts.signal });
     const t = this.threshold;
     const results: ScoredImage[] = features.map((f, i) => ({
       name: f.file,
@@ -191,8 +189,7 @@ export class MuscScorer {
   async dispose(): Promise<void> {
     await this.queue;
     await this.backbone.dispose();
-    await this.kernel?.dispose();
-    await this.int8Kernel?.dispose();
+    await this.kernel.dispose();
   }
 }
 

@@ -13,8 +13,8 @@ import type { ChwGrid, Size2D } from '../tensor.js';
 import { lnamdStack } from './lnamd.js';
 import { anomalyMap, imageScore, upsampleAccumulate } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision } from './msm.js';
-import { rscin, RSCIN_K_DEFAULT } from './rscin.js';
-import { Int8SimilarityKernel, SimilarityKernel } from './similarity-kernel.js';
+import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
+import { SimilarityKernel } from './similarity-kernel.js';
 
 /** Every hyper-parameter of the method, with the defaults used by `musc run/eval`. */
 export interface MuscConfig {
@@ -214,8 +214,7 @@ export async function scoreFeatures(
   const size = workingSize(cfg);
   const maps = features.map(() => new Float32Array(size.width * size.height));
   const nMaps = cfg.layers.length * cfg.rList.length;
-  const kernel = cfg.precision === 'fp32' ? await SimilarityKernel.create({ threads: hooks.threads }) : undefined;
-  const int8Kernel = cfg.precision === 'int8' ? await Int8SimilarityKernel.create({ threads: hooks.threads }) : undefined;
+  const kernel = await SimilarityKernel.create({ precision: cfg.precision, threads: hooks.threads });
   // Progress is weighted by GEMM work: N² · P² · C per (layer, r).
   const work = (n: number, l: number) => {
     const g = features[0].layers[l];
@@ -242,7 +241,6 @@ export async function scoreFeatures(
             intervalLow: cfg.interval[0],
             intervalHigh: cfg.interval[1],
             kernel,
-            int8Kernel,
             precision: cfg.precision,
             signal: hooks.signal,
             maxQueryGroups: hooks.maxQueryGroups,
@@ -257,15 +255,14 @@ export async function scoreFeatures(
       }
     }
   } finally {
-    await kernel?.dispose();
-    await int8Kernel?.dispose();
+    await kernel.dispose();
   }
   const t = performance.now();
   const imageScores = Float64Array.from(maps, imageScore);
   const dim = features[0].embedding.length;
   const emb = new Float32Array(M * dim);
   features.forEach((f, i) => emb.set(f.embedding, i * dim));
-  const kList = cfg.kList.filter((k) => k <= M);
+  const kList = usableKList(cfg.kList, M);
   const rscinScores = rscin(imageScores, emb, dim, kList, { cosine: cfg.embeddingSimilarity === 'cosine' });
   if (hooks.times) hooks.times.rscin += (performance.now() - t) / 1000;
   return { maps, imageScores, rscinScores, width: size.width, height: size.height, kList };

@@ -7,6 +7,9 @@
  * images (itself included), averaged over k ∈ kList. The reference multiplies
  * fp16 embeddings; we use float64 (differences are within fp16 rounding, and ties
  * are broken in favour of the image itself, then by lower index).
+ *
+ * One row function (`rscinRow`) serves a whole batch (`rscin`) and one new image
+ * scored against a bank's frozen scores and embeddings.
  */
 import { ConfigError } from '../errors.js';
 
@@ -14,6 +17,65 @@ import { ConfigError } from '../errors.js';
 export const RSCIN_K_DEFAULT = [1, 2, 3] as const;
 /** RsCIN windows the reference uses for VisA. */
 export const RSCIN_K_VISA = [1, 8, 9] as const;
+
+/** The windows of `kList` that fit a set of `size` images (itself included). */
+export function usableKList(kList: readonly number[], size: number): number[] {
+  return kList.filter((k) => k <= size);
+}
+
+/** Min-max normalisation; all-equal scores become 0 (the reference divides 0/0: every image is equally unremarkable). */
+export function minMaxNormalize(scores: ArrayLike<number>): Float64Array {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < scores.length; i++) {
+    lo = Math.min(lo, scores[i]);
+    hi = Math.max(hi, scores[i]);
+  }
+  const span = hi - lo;
+  return Float64Array.from({ length: scores.length }, (_, i) => (span > 0 ? (scores[i] - lo) / span : 0));
+}
+
+/** One embedding as float64, L2-normalised when `cosine` (a zero vector stays zero). */
+export function embeddingRow(v: ArrayLike<number>, cosine: boolean): Float64Array {
+  let ss = 0;
+  for (let d = 0; d < v.length; d++) ss += v[d] * v[d];
+  const k = !cosine || ss === 0 ? 1 : 1 / Math.sqrt(ss);
+  return Float64Array.from({ length: v.length }, (_, d) => v[d] * k);
+}
+
+/** Inner product of two float64 rows. */
+export function dot(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let d = 0; d < a.length; d++) s += a[d] * b[d];
+  return s;
+}
+
+/**
+ * RsCIN of one image: the similarity-weighted mean of the normalised scores of its k
+ * most similar images, averaged over `kList`.
+ * @param sims similarity of the image to every image of the set, itself at index `self`
+ * @param norm min-max normalised scores of the same set
+ * @param kList windows, each ≤ sims.length (see `usableKList`)
+ */
+export function rscinRow(sims: ArrayLike<number>, norm: ArrayLike<number>, self: number, kList: readonly number[]): number {
+  const kMax = Math.max(...kList);
+  // Ties (near-duplicate images) keep the image itself first, so k = 1 is exactly the identity.
+  const order = Array.from({ length: sims.length }, (_, j) => j)
+    .sort((a, b) => sims[b] - sims[a] || (a === self ? -1 : b === self ? 1 : a - b))
+    .slice(0, kMax);
+  let acc = 0;
+  for (const k of kList) {
+    let num = 0;
+    let den = 0;
+    for (let t = 0; t < k; t++) {
+      const j = order[t];
+      num += sims[j] * norm[j];
+      den += sims[j];
+    }
+    acc += den !== 0 ? num / den : norm[self];
+  }
+  return acc / kList.length;
+}
 
 /**
  * @param scores raw image scores `[M]`
@@ -35,50 +97,11 @@ export function rscin(
   if (kList.length === 0 || kList.includes(0)) return Float64Array.from(scores);
   const kMax = Math.max(...kList);
   if (kMax > M) throw new ConfigError(`RsCIN window k=${kMax} needs at least ${kMax} images (got ${M})`);
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < M; i++) {
-    lo = Math.min(lo, scores[i]);
-    hi = Math.max(hi, scores[i]);
-  }
-  // All-equal scores: the reference divides 0/0; every image is equally (un)remarkable, so 0.
-  const span = hi - lo;
-  const norm = new Float64Array(M);
-  for (let i = 0; i < M; i++) norm[i] = span > 0 ? (scores[i] - lo) / span : 0;
-
-  const e = new Float64Array(M * dim);
-  for (let i = 0; i < M; i++) {
-    let ss = 0;
-    for (let d = 0; d < dim; d++) ss += embeddings[i * dim + d] ** 2;
-    const k = opts.cosine === false || ss === 0 ? 1 : 1 / Math.sqrt(ss);
-    for (let d = 0; d < dim; d++) e[i * dim + d] = embeddings[i * dim + d] * k;
-  }
-  const out = new Float64Array(M);
-  const sim = new Float64Array(M);
-  const order = new Int32Array(M);
-  for (let i = 0; i < M; i++) {
-    for (let j = 0; j < M; j++) {
-      let s = 0;
-      for (let d = 0; d < dim; d++) s += e[i * dim + d] * e[j * dim + d];
-      sim[j] = s;
-      order[j] = j;
-    }
-    // Ties (near-duplicate images) keep the image itself first, so k = 1 is exactly the identity.
-    const sorted = Array.from(order)
-      .sort((a, b) => sim[b] - sim[a] || (a === i ? -1 : b === i ? 1 : a - b))
-      .slice(0, kMax);
-    let acc = 0;
-    for (const k of kList) {
-      let num = 0;
-      let den = 0;
-      for (let t = 0; t < k; t++) {
-        const j = sorted[t];
-        num += sim[j] * norm[j];
-        den += sim[j];
-      }
-      acc += den !== 0 ? num / den : norm[i];
-    }
-    out[i] = acc / kList.length;
-  }
-  return out;
+  const norm = minMaxNormalize(scores);
+  const e = Array.from({ length: M }, (_, i) => embeddingRow(embeddings.subarray(i * dim, (i + 1) * dim), opts.cosine !== false));
+  const sims = new Float64Array(M);
+  return Float64Array.from({ length: M }, (_, i) => {
+    for (let j = 0; j < M; j++) sims[j] = dot(e[i], e[j]);
+    return rscinRow(sims, norm, i, kList);
+  });
 }

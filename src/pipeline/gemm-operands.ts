@@ -1,0 +1,233 @@
+/**
+ * The two sides of mutual scoring's GEMM, in the arithmetic the kernel runs, and
+ * how a kernel value becomes a similarity s = 1 − ‖a − b‖²/2 (for unit vectors the
+ * inner product; √(2 − 2s) is then the Euclidean distance the reference uses).
+ *
+ * - fp32: the unit vectors themselves; s is the kernel's value.
+ * - int8: symmetric codes qa = round(a·sa) (query, uint8 = code + 128) and
+ *   qb = round(b·sb) (reference). Quantised vectors are not unit vectors: with one
+ *   scale per set, channels that share one value (half of a LayerNorm'd ReLU map)
+ *   round alike and ‖qa‖²/sa² drifts to 0.95–1.04, so √(2 − 2·qa·qb/(sa·sb)) is off
+ *   by up to several % of the map range. The distance is therefore taken from the
+ *   quantised vectors' own norms:
+ *       (sa·sb/2)·‖qa/sa − qb/sb‖² = ha + hb − qa·qb,  ha = ‖qa‖²·sb/(2sa), hb = ‖qb‖²·sa/(2sb).
+ *   Max-reductions need the per-vector terms inside the GEMM, so they ride along as
+ *   a few extra channels: the query side carries integer digits of −(ha − Ha) against
+ *   constant reference channels, the reference side digits of −(hb − Hb) against
+ *   constant query channels (Ha, Hb: centres, so 1–2 digit channels per side cover
+ *   the spread). The kernel's exact int32 value is then v = qa·qb − (ha − Ha) − (hb − Hb),
+ *   its row/column maxima are the nearest neighbours by quantised distance, and
+ *   s = 1 − (Ha + Hb − v)/(sa·sb). ha and hb are rounded to integers (error ≤ 1/(sa·sb)
+ *   in s, ~1e-5). The result depends only on the two vectors' codes and the scales,
+ *   so a bank and a batch with the same codes give bit-identical scores.
+ */
+import { quantizeSymmetric } from './quantize.js';
+
+/** Arithmetic of the pairwise similarity GEMMs. */
+export type MsmPrecision = 'fp32' | 'int8';
+
+/** Query and reference rows ready for `SimilarityKernel`, with the map back to similarities. */
+export interface GemmOperands {
+  readonly precision: MsmPrecision;
+  /** Columns of both sides (C, plus the int8 norm channels). */
+  readonly channels: number;
+  /** Query rows `[queryRows, channels]`: float32, or uint8 = int8 code + 128. */
+  readonly query: Float32Array | Uint8Array;
+  /** Reference rows `[referenceRows, channels]`: float32 or int8. */
+  readonly reference: Float32Array | Int8Array;
+  /** int8: Ha + Hb (integer; 0 for fp32). */
+  readonly center: number;
+  /** int8: ‖d‖² of the channel dither (0 without dither or for fp32). */
+  readonly ditherNorm: number;
+  /**
+   * int8 with dither: half the expected squared quantisation noise of a pair, C/24·(1/sa² + 1/sb²),
+   * added back to similarities (0 otherwise). With a subtractive dither the rounding error
+   * of each component is uniform on ±½ step and independent of the signal, so it inflates
+   * every squared distance by C/12·(1/sa² + 1/sb²) on average: a bias, removed here.
+   */
+  readonly noiseBias: number;
+  /** int8: 1/(sa·sb) (0 for fp32). */
+  readonly factor: number;
+}
+
+/** Similarity 1 − d²/2 of one kernel value (see the module comment). */
+export function similarityOf(ops: Pick<GemmOperands, 'precision' | 'center' | 'factor' | 'ditherNorm' | 'noiseBias'>, v: number): number {
+  // (center − v) is an exact integer, so the result depends on the pair's codes and scales alone.
+  return ops.precision === 'fp32' ? v : 1 - (ops.center - v - ops.ditherNorm) * ops.factor + ops.noiseBias;
+}
+
+/** fp32 operands: the unit vectors as they are (no copy). */
+export function fp32Operands(query: Float32Array, reference: Float32Array, channels: number): GemmOperands {
+  return { precision: 'fp32', channels, query, reference, center: 0, factor: 0, ditherNorm: 0, noiseBias: 0 };
+}
+
+/**
+ * One side of an int8 GEMM: codes `[rows, C]` = round(z · scale + d_c), |code| ≤ levels,
+ * standing for (code − d_c)/scale; `dither` null means d = 0 (see quantize.ts).
+ */
+export interface Int8Side {
+  readonly codes: Int8Array;
+  readonly scale: number;
+  readonly levels: number;
+  readonly dither: Float64Array | null;
+}
+
+/** Quantises unit vectors `[rows, C]` for one side of the int8 GEMM. */
+export function int8Side(z: Float32Array, scale: number, levels: number, dither: Float64Array | null): Int8Side {
+  return { codes: quantizeSymmetric(z, scale, levels, undefined, dither ?? undefined), scale, levels, dither };
+}
+
+/**
+ * Per row of codes `[rows, C]`: round(‖q − d‖² · k/2 + q·d), the row's share of
+ * (sa·sb/2)·d² (the q·d part comes from expanding (qa − d)·(qb − d)).
+ */
+function halfNorms(codes: Int8Array, C: number, k: number, dither: Float64Array | null): Float64Array {
+  const rows = codes.length / C;
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    let qd = 0;
+    const o = r * C;
+    if (dither) {
+      for (let c = 0; c < C; c++) {
+        const q = codes[o + c];
+        ss += (q - dither[c]) ** 2;
+        qd += q * dither[c];
+      }
+    } else {
+      for (let c = 0; c < C; c++) ss += codes[o + c] * codes[o + c];
+    }
+    out[r] = Math.round((ss * k) / 2 + qd);
+  }
+  return out;
+}
+
+/** Centre of a set of values, and the deviations from it. */
+function centred(h: Float64Array): { center: number; dev: Float64Array } {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of h) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const center = h.length ? Math.round((lo + hi) / 2) : 0;
+  return { center, dev: Float64Array.from(h, (v) => v - center) };
+}
+
+/**
+ * Splits each −dev into `fine + unit·Σ coarse`, |fine| ≤ ⌊unit/2⌋, every coarse digit
+ * within ±digitMax. Returns the digits `[rows, 1 + m]` and m.
+ */
+function digits(dev: Float64Array, unit: number, digitMax: number): { d: Int32Array; m: number } {
+  let tMax = 0;
+  const t = new Float64Array(dev.length);
+  for (let r = 0; r < dev.length; r++) {
+    t[r] = Math.round(-dev[r] / unit);
+    tMax = Math.max(tMax, Math.abs(t[r]));
+  }
+  const m = Math.ceil(tMax / digitMax);
+  const d = new Int32Array(dev.length * (1 + m));
+  for (let r = 0; r < dev.length; r++) {
+    const o = r * (1 + m);
+    d[o] = -dev[r] - unit * t[r];
+    let rest = t[r];
+    for (let k = 1; k <= m; k++) {
+      const q = Math.max(-digitMax, Math.min(digitMax, rest));
+      d[o + k] = q;
+      rest -= q;
+    }
+  }
+  return { d, m };
+}
+
+/**
+ * The reference side of an int8 GEMM with its norm channels, for queries quantised at
+ * `queryScale`. Reusable for every query batch at that scale whose norm digits fit
+ * `queryDigits` (a bank keeps it between calls).
+ */
+export interface Int8Reference {
+  /** `[rows, width]` int8: codes, constants for the query's digit channels, own digits. */
+  readonly data: Int8Array;
+  readonly rows: number;
+  readonly channels: number;
+  readonly width: number;
+  readonly scale: number;
+  readonly levels: number;
+  readonly queryScale: number;
+  /** Coarse query-digit channels this layout has room for. */
+  readonly queryDigits: number;
+  /** Hb. */
+  readonly center: number;
+  readonly dither: Float64Array | null;
+}
+
+/**
+ * Builds the reference operand (see the module comment).
+ * @param queryDigits coarse digit channels to reserve for the query side (at least what it needs)
+ */
+export function int8ReferenceOperand(reference: Int8Side, channels: number, queryScale: number, queryDigits: number): Int8Reference {
+  const C = channels;
+  const { scale: sb, levels: L, codes } = reference;
+  const rows = codes.length / C;
+  if (!Number.isInteger(rows)) throw new RangeError(`int8 operands: reference codes are not a multiple of ${C} channels`);
+  const b = centred(halfNorms(codes, C, queryScale / sb, reference.dither));
+  // Reference digits of −(hb − Hb) against query constants (1, 127, 127, ...).
+  const db = digits(b.dev, 127, L);
+  const extraA = 1 + queryDigits;
+  const extraB = 1 + db.m;
+  const width = C + extraA + extraB;
+  const data = new Int8Array(rows * width);
+  for (let r = 0; r < rows; r++) {
+    const o = r * width;
+    data.set(codes.subarray(r * C, (r + 1) * C), o);
+    data[o + C] = 1;
+    for (let k = 1; k < extraA; k++) data[o + C + k] = L;
+    for (let k = 0; k < extraB; k++) data[o + C + extraA + k] = db.d[r * extraB + k];
+  }
+  return { data, rows, channels: C, width, scale: sb, levels: L, queryScale, queryDigits, center: b.center, dither: reference.dither };
+}
+
+/** Coarse digit channels the query side needs against a reference of `levels`. */
+function queryDigitsOf(query: Int8Side, channels: number, referenceScale: number, levels: number): { a: ReturnType<typeof centred>; d: ReturnType<typeof digits> } {
+  const a = centred(halfNorms(query.codes, channels, referenceScale / query.scale, query.dither));
+  // Query digits of −(ha − Ha) against reference constants (1, L, L, ...).
+  return { a, d: digits(a.dev, levels, 127) };
+}
+
+/**
+ * int8 operands with norm channels against a prepared reference.
+ * @returns null when the query's norm spread needs more digit channels than the reference reserved
+ */
+export function int8OperandsWith(query: Int8Side, reference: Int8Reference, digitsOfQuery = queryDigitsOf(query, reference.channels, reference.scale, reference.levels)): GemmOperands | null {
+  const { channels: C, width: W } = reference;
+  if (query.scale !== reference.queryScale) throw new RangeError('int8 operands: the reference was prepared for another query scale');
+  if (query.dither !== reference.dither) throw new RangeError('int8 operands: both sides must use the same dither');
+  const rows = query.codes.length / C;
+  if (!Number.isInteger(rows)) throw new RangeError(`int8 operands: query codes are not a multiple of ${C} channels`);
+  const { a, d } = digitsOfQuery;
+  if (d.m > reference.queryDigits) return null;
+  const extraA = 1 + reference.queryDigits;
+  const A = new Uint8Array(rows * W).fill(128); // unused digit channels hold code 0
+  for (let r = 0; r < rows; r++) {
+    const o = r * W;
+    for (let c = 0; c < C; c++) A[o + c] = query.codes[r * C + c] + 128;
+    for (let k = 0; k <= d.m; k++) A[o + C + k] = d.d[r * (1 + d.m) + k] + 128;
+    A[o + C + extraA] = 1 + 128;
+    for (let k = C + extraA + 1; k < W; k++) A[o + k] = 127 + 128;
+  }
+  const ditherNorm = query.dither ? query.dither.reduce((t, d) => t + d * d, 0) : 0;
+  const noiseBias = query.dither ? (C / 24) * (1 / query.scale ** 2 + 1 / reference.scale ** 2) : 0;
+  return { precision: 'int8', channels: W, query: A, reference: reference.data, center: a.center + reference.center, factor: 1 / (query.scale * reference.scale), ditherNorm, noiseBias };
+}
+
+/**
+ * int8 operands with norm channels (see the module comment).
+ * @param query query codes (any levels ≤ 127; sent as uint8 = code + 128)
+ * @param reference reference codes; their `levels` bound every reference-side value
+ *   (63 where the CPU's u8×s8 GEMM could saturate, see util/cpu.ts)
+ * @param channels C of both code arrays
+ */
+export function int8Operands(query: Int8Side, reference: Int8Side, channels: number): GemmOperands {
+  const q = queryDigitsOf(query, channels, reference.scale, reference.levels);
+  return int8OperandsWith(query, int8ReferenceOperand(reference, channels, query.scale, q.d.m), q)!;
+}

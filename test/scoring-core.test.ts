@@ -1,0 +1,253 @@
+/**
+ * The shared scoring core (gemm-operands, pairwise, top-k): int8 distances from the
+ * quantised vectors' own norms, units owned by images (tiles), cross jobs (banks,
+ * refinement) against self jobs (batches). Every check is against a direct
+ * transcription of the definition.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { int8Operands, int8Side } from '../src/pipeline/gemm-operands.js';
+import { intervalBounds, mutualScores, selfOperands, toDistance } from '../src/pipeline/msm.js';
+import { crossBestMatches, crossBlockPlan, selfBlockPlan } from '../src/pipeline/pairwise.js';
+import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../src/pipeline/quantize.js';
+import { SimilarityKernel } from '../src/pipeline/similarity-kernel.js';
+import { LargestK } from '../src/pipeline/top-k.js';
+import { mulberry32 } from '../src/util/random.js';
+
+/**
+ * Unit vectors shaped like LNAMD output of a LayerNorm'd ReLU map: most channels share
+ * one value (the standardised zero), the rest vary, a few spike (they set the int8
+ * scale). One global int8 step rounds the shared channels alike, so quantised squared
+ * norms drift by several % from 1, as measured on ResNet50 layer3 of bottle.
+ */
+function reluLikeUnits(rows: number, C: number, seed: number): Float32Array {
+  const r = mulberry32(seed);
+  const z = new Float32Array(rows * C);
+  for (let k = 0; k < rows; k++) {
+    const shared = -0.4 - 0.2 * r(); // per-vector standardised zero
+    let s = 0;
+    for (let c = 0; c < C; c++) {
+      const u = r();
+      const v = u < 0.6 ? shared : u > 0.995 ? shared + 6 + 4 * r() : shared + 1.5 * r() * r();
+      z[k * C + c] = v;
+      s += v * v;
+    }
+    for (let c = 0; c < C; c++) z[k * C + c] /= Math.sqrt(s);
+  }
+  return z;
+}
+
+/**
+ * The definition, on whatever vectors `vecA`/`vecB` return: for unit u, patch p, each
+ * unit of another owner gives its minimum distance; the interval mean of the sorted minima.
+ */
+function naiveScores(N: number, P: number, C: number, vec: (row: number) => Float64Array, owner: Int32Array, high = 0.3, d2Offset = 0): Float64Array {
+  const perOwner = owner.filter((o) => o === owner[0]).length;
+  const others = N - perOwner;
+  const { kMin, kMax } = intervalBounds(others + 1, 0, high);
+  const out = new Float64Array(N * P);
+  for (let u = 0; u < N; u++)
+    for (let p = 0; p < P; p++) {
+      const a = vec(u * P + p);
+      const mins: number[] = [];
+      for (let v = 0; v < N; v++) {
+        if (owner[v] === owner[u]) continue;
+        let best = Infinity;
+        for (let q = 0; q < P; q++) {
+          const b = vec(v * P + q);
+          let d = 0;
+          for (let c = 0; c < C; c++) d += (a[c] - b[c]) ** 2;
+          best = Math.min(best, Math.sqrt(Math.max(0, d - d2Offset)));
+        }
+        mins.push(best);
+      }
+      mins.sort((x, y) => x - y);
+      out[u * P + p] = mins.slice(kMin, kMax).reduce((x, y) => x + y, 0) / (kMax - kMin);
+    }
+  return out;
+}
+
+/** Row `row` of `[rows, C]` values as the vector they stand for: (v − d_c)/scale. */
+const rowsOf = (z: ArrayLike<number>, C: number, scale = 1, dither?: Float64Array) => (row: number) =>
+  Float64Array.from({ length: C }, (_, c) => (z[row * C + c] - (dither ? dither[c] : 0)) / scale);
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+
+test('int8 scores are the exact distances of the quantised vectors (norm channels, dither), far closer to fp32 than √(2 − 2s)', async () => {
+  const N = 10;
+  const P = 12;
+  const C = 512;
+  const z = reluLikeUnits(N * P, C, 5);
+  const owner = Int32Array.from({ length: N }, (_, i) => i);
+  const scale = int8Scale(maxAbs(z), 127);
+  const fp32 = naiveScores(N, P, C, rowsOf(z, C), owner);
+  const errors: Record<string, number> = {};
+  for (const dither of [false, true]) {
+    const d = dither ? channelDither(C) : undefined;
+    const codes = quantizeSymmetric(z, scale, 127, undefined, d);
+    const vec = rowsOf(codes, C, scale, d);
+    if (!dither) {
+      // Without dither, quantised squared norms really drift (the flaw being fixed).
+      const drift = Math.max(...Array.from({ length: N * P }, (_, r) => Math.abs(vec(r).reduce((a, v) => a + v * v, 0) - 1)));
+      assert.ok(drift > 0.03, `quantised squared norms drift: max |‖q‖² − 1| = ${drift}`);
+    }
+    // With dither the expected squared quantisation noise, C/12·2/s², is removed from every squared distance.
+    const exactOnCodes = naiveScores(N, P, C, vec, owner, 0.3, dither ? (C / 12) * (2 / scale ** 2) : 0);
+    const int8 = await mutualScores(z, { N, P, C }, { precision: 'int8', int8ReferenceLevels: 127, int8Dither: dither, queryRows: 24, maxBlockColumns: 36 });
+    const err = maxDiff(int8, exactOnCodes);
+    assert.ok(err < 2e-4, `dither ${dither}: int8 vs the exact distance of the codes: ${err}`);
+    errors[dither ? 'dither' : 'plain'] = maxDiff(int8, fp32);
+  }
+  // What √(2 − 2·qa·qb/s²) gives (the old int8 arithmetic, no dither), for comparison.
+  const codes = quantizeSymmetric(z, scale, 127);
+  const innerOnly = (() => {
+    const out = new Float64Array(N * P);
+    const { kMin, kMax } = intervalBounds(N, 0, 0.3);
+    for (let u = 0; u < N; u++)
+      for (let p = 0; p < P; p++) {
+        const mins: number[] = [];
+        for (let v = 0; v < N; v++) {
+          if (v === u) continue;
+          let best = -Infinity;
+          for (let q = 0; q < P; q++) {
+            let s = 0;
+            for (let c = 0; c < C; c++) s += codes[(u * P + p) * C + c] * codes[(v * P + q) * C + c];
+            best = Math.max(best, s / (scale * scale));
+          }
+          mins.push(toDistance(best));
+        }
+        mins.sort((x, y) => x - y);
+        out[u * P + p] = mins.slice(kMin, kMax).reduce((x, y) => x + y, 0) / (kMax - kMin);
+      }
+    return out;
+  })();
+  const errOld = maxDiff(innerOnly, fp32);
+  assert.ok(errors.plain * 2 < errOld, `norm channels must cut the int8 error vs fp32 (${JSON.stringify(errors)}, old ${errOld})`);
+  assert.ok(errors.dither < errors.plain, `the dither must cut it further (${JSON.stringify(errors)})`);
+});
+
+test('int8 with 7-bit reference codes (CPUs without VNNI): still the exact quantised distance, two scales', async () => {
+  const N = 8;
+  const P = 9;
+  const C = 40;
+  const z = reluLikeUnits(N * P, C, 8);
+  const range = maxAbs(z);
+  const sa = int8Scale(range, 127);
+  const sb = int8Scale(range, 63);
+  const d = channelDither(C);
+  const qa = quantizeSymmetric(z, sa, 127, undefined, d);
+  const qb = quantizeSymmetric(z, sb, 63, undefined, d);
+  // The definition with a query side at sa and a reference side at sb.
+  const owner = Int32Array.from({ length: N }, (_, i) => i);
+  const { kMin, kMax } = intervalBounds(N, 0, 0.3);
+  const want = new Float64Array(N * P);
+  for (let u = 0; u < N; u++)
+    for (let p = 0; p < P; p++) {
+      const mins: number[] = [];
+      for (let v = 0; v < N; v++) {
+        if (owner[v] === owner[u]) continue;
+        let best = Infinity;
+        for (let q = 0; q < P; q++) {
+          let d2 = 0;
+          for (let c = 0; c < C; c++) d2 += ((qa[(u * P + p) * C + c] - d[c]) / sa - (qb[(v * P + q) * C + c] - d[c]) / sb) ** 2;
+          best = Math.min(best, Math.sqrt(Math.max(0, d2 - (C / 12) * (1 / sa ** 2 + 1 / sb ** 2))));
+        }
+        mins.push(best);
+      }
+      mins.sort((x, y) => x - y);
+      want[u * P + p] = mins.slice(kMin, kMax).reduce((x, y) => x + y, 0) / (kMax - kMin);
+    }
+  // A self job computes each pair once: the second direction comes from the column maxima of the
+  // same block, i.e. with the roles of the two scales swapped; the bound covers that difference.
+  const got = await mutualScores(z, { N, P, C }, { precision: 'int8', int8ReferenceLevels: 63 });
+  const err = maxDiff(got, want);
+  assert.ok(err < 5e-3, `int8 (63 levels) vs the exact quantised distance: ${err}`);
+});
+
+test('units owned by images (tiles): same-image units are never compared, the interval spans the other images\' units', async () => {
+  const T = 3; // units per image
+  const images = 6;
+  const N = T * images;
+  const P = 5;
+  const C = 16;
+  const z = reluLikeUnits(N * P, C, 21);
+  const owner = Int32Array.from({ length: N }, (_, u) => Math.floor(u / T));
+  const want = naiveScores(N, P, C, rowsOf(z, C), owner);
+  for (const [rows, cols] of [
+    [5, 5],
+    [15, 10],
+    [1568, 1568],
+  ]) {
+    const got = await mutualScores(z, { N, P, C }, { owner, queryRows: rows, maxBlockColumns: cols });
+    assert.ok(maxDiff(got, want) < 2e-5, `fp32, blocks ${rows}x${cols}: ${maxDiff(got, want)}`);
+  }
+  // Unbalanced owners have no single interval: refused.
+  await assert.rejects(mutualScores(z, { N, P, C }, { owner: Int32Array.from({ length: N }, (_, u) => (u === 0 ? 0 : 1 + (u % 5))) }), /same number of units/);
+});
+
+test('a cross job (one image against the others) reproduces that image\'s rows of the self job: int8 bit for bit', async () => {
+  const N = 9;
+  const P = 16;
+  const C = 48;
+  const z = reluLikeUnits(N * P, C, 33);
+  const K = intervalBounds(N).kMax;
+  for (const precision of ['int8', 'fp32'] as const) {
+    const kernel = await SimilarityKernel.create({ precision });
+    try {
+      const batch = await mutualScores(z, { N, P, C }, { precision, kernel, int8ReferenceLevels: 127 });
+      const i = 4;
+      const rows = z.subarray(i * P * C, (i + 1) * P * C);
+      // The batch's quantisation: one scale for the whole set, query side and reference side.
+      const self = selfOperands(z, C, precision, 127);
+      const ops =
+        precision === 'fp32'
+          ? { ...self, query: rows }
+          : int8Operands(int8Side(rows, int8Scale(maxAbs(z), 127), 127, channelDither(C)), int8Side(z, int8Scale(maxAbs(z), 127), 127, channelDither(C)), C);
+      const best = new LargestK(P, K);
+      const owner = new Int32Array(P).fill(i);
+      await crossBestMatches(kernel, ops, { rows: P, owner }, { units: N, patches: P }, best, { queryRows: 7, maxBlockColumns: 40 });
+      const got = best.meanOfRanks(0, K, toDistance);
+      const want = batch.subarray(i * P, (i + 1) * P);
+      if (precision === 'int8') assert.deepEqual(Array.from(got), Array.from(want), 'int8: identical');
+      else assert.ok(maxDiff(got, want) < 1e-6, `fp32: ${maxDiff(got, want)}`);
+    } finally {
+      await kernel.dispose();
+    }
+  }
+});
+
+test('block plans cover every unit pair exactly once (self) and every row x unit once (cross)', () => {
+  for (const [U, P, rows, cols] of [
+    [17, 9, 27, 20],
+    [5, 784, 1568, 1568],
+    [40, 196, 1568, 1568],
+  ]) {
+    const seen = new Map<string, number>();
+    for (const b of selfBlockPlan(U, P, { queryRows: rows, maxBlockColumns: cols })) {
+      for (let q = b.q0; q < b.q1; q++)
+        for (let r = b.r0; r < b.r1; r++) {
+          if (b.q0 === b.r0 && r <= q) continue; // the diagonal block's upper triangle
+          const key = `${Math.min(q, r)},${Math.max(q, r)}`;
+          seen.set(key, (seen.get(key) ?? 0) + 1);
+        }
+    }
+    assert.equal(seen.size, (U * (U - 1)) / 2, `U=${U}: every pair`);
+    assert.ok([...seen.values()].every((n) => n === 1), `U=${U}: each pair once`);
+    let cells = 0;
+    for (const b of crossBlockPlan(U * P, { units: U, patches: P }, { queryRows: rows, maxBlockColumns: cols })) cells += (b.q1 - b.q0) * (b.r1 - b.r0);
+    assert.equal(cells, U * P * U);
+  }
+});
+
+test('the GEMM-only kernel runs the same shapes without reductions (benchmark floor)', async () => {
+  for (const precision of ['fp32', 'int8'] as const) {
+    const kernel = await SimilarityKernel.create({ precision });
+    try {
+      const z = reluLikeUnits(20, 8, 1);
+      const ops = selfOperands(z, 8, precision, 127);
+      await kernel.gemmOnly(ops.query.subarray(0, 10 * ops.channels), ops.reference, { rows: 10, J: 4, Q: 5, C: ops.channels });
+      await assert.rejects(kernel.gemmOnly(ops.query, ops.reference, { rows: 3, J: 4, Q: 5, C: ops.channels }), /do not fit/);
+    } finally {
+      await kernel.dispose();
+    }
+  }
+});
