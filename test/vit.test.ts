@@ -137,12 +137,12 @@ for (const m of index.models) {
         const C = m.width;
         let offset = 0;
         out.layers.forEach((layer, li) => {
-          assert.deepEqual(layer.dims, [m.batch, C, c.grid, c.grid]);
+          // Token-major [B, gh, gw, C], the fixtures' [B, P, C] order.
+          assert.equal(layer.layout, 'hwc');
+          assert.deepEqual(layer.dims, [m.batch, c.grid, c.grid, C]);
           const expected = ref.subarray(offset, offset + m.batch * G2 * C);
           offset += m.batch * G2 * C;
-          const ours = new Float32Array(expected.length); // NCHW -> [B, P, C]
-          for (let b = 0; b < m.batch; b++) for (let ch = 0; ch < C; ch++) for (let p = 0; p < G2; p++) ours[(b * G2 + p) * C + ch] = layer.data[(b * C + ch) * G2 + p];
-          const err = relError(ours, expected);
+          const err = relError(layer.data, expected);
           assert.ok(err <= 1e-4, `block ${m.blocks[li]}: relative error ${err.toExponential(2)}`);
         });
         assert.deepEqual(out.embedding.dims, [m.batch, m.embeddingDim]);

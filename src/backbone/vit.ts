@@ -20,7 +20,7 @@ import { basename } from 'node:path';
 import { ConfigError, ModelError, errorText } from '../errors.js';
 import type { ResizeKernel } from '../image/io.js';
 import { CLIP_MEAN_STD, IMAGENET_MEAN_STD, normalizeBatch, type Normalization } from '../image/normalize.js';
-import type { FeatureMap } from '../tensor.js';
+import type { FeatureMap, LayerBatch } from '../tensor.js';
 import type { Backbone, BackboneOutput } from './backbone.js';
 import { resolveTensorRule } from './graph-surgery.js';
 import { sha256 } from './model-cache.js';
@@ -214,7 +214,8 @@ export async function createVitBackbone(opts: VitBackboneOptions): Promise<Backb
   }
   const normalization = opts.normalization ?? desc.normalization;
   const C = info.width;
-  const G2 = grid * grid;
+  const [gh, gw] = [grid, grid]; // square today; LNAMD and the maps take gh ≠ gw
+  const G2 = gh * gw;
   const vitInfo: VitBackboneInfo = {
     family,
     familyDetected: detected === family,
@@ -244,22 +245,19 @@ export async function createVitBackbone(opts: VitBackboneOptions): Promise<Backb
         { cause: err },
       );
     }
-    const layerMaps: FeatureMap[] = blocks.map((name) => {
+    // Patch tokens go to LNAMD as they come, token-major [B, gh, gw, C]; only CLS/register rows are dropped.
+    const layerMaps: LayerBatch[] = blocks.map((name) => {
       const { data, T } = tokensBtc(out[name], B, C, name);
-      if (T < G2) throw new ModelError(`block output ${name} has ${T} tokens, fewer than the ${grid}x${grid} patch grid at ${S} px`);
+      if (T < G2) throw new ModelError(`block output ${name} has ${T} tokens, fewer than the ${gh}x${gw} patch grid at ${S} px`);
       const prefix = T - G2; // CLS (+ register tokens); patches come last
-      const nchw = new Float32Array(B * C * G2);
-      const row = new Float32Array(C);
+      const tokens = new Float32Array(B * G2 * C);
       for (let b = 0; b < B; b++) {
-        for (let p = 0; p < G2; p++) {
-          const src = data.subarray((b * T + prefix + p) * C, (b * T + prefix + p + 1) * C);
-          if (desc.blockTokens === 'final-norm') layerNormRows(src, 1, finalNorm!, row);
-          else row.set(src);
-          const base = b * C * G2 + p;
-          for (let c = 0; c < C; c++) nchw[base + c * G2] = row[c];
-        }
+        const src = data.subarray((b * T + prefix) * C, (b + 1) * T * C);
+        const dst = tokens.subarray(b * G2 * C, (b + 1) * G2 * C);
+        if (desc.blockTokens === 'final-norm') layerNormRows(src, G2, finalNorm!, dst);
+        else dst.set(src);
       }
-      return { data: nchw, dims: [B, C, grid, grid] };
+      return { data: tokens, dims: [B, gh, gw, C], layout: 'hwc' };
     });
     let embedding: FeatureMap;
     if (embeddingOutput && out[embeddingOutput].dims.length === 2) {
