@@ -2,9 +2,11 @@
  * The one place that defines tensor layouts. Every stage takes and returns
  * row-major Float32Arrays with explicit shapes:
  *
- * - `FeatureMap`       backbone output. CNN stage maps are NCHW `[B, C, H, W]`;
- *                      ViT token maps are `[B, T, C]` (T = 1 + gh*gw when a CLS token leads).
- * - `ChwGrid`          one image, one layer: `[C, gh, gw]` (what LNAMD standardises).
+ * - `FeatureMap`       a dense tensor. ViT block outputs are `[B, T, C]` (T = 1 + gh*gw when a CLS token leads).
+ * - `LayerBatch`       backbone output for one layer: CNN stage maps NCHW `[B, C, gh, gw]` (layout `chw`),
+ *                      ViT patch tokens `[B, gh, gw, C]` (layout `hwc`), each as the model computes it.
+ * - `FeatureGrid`      one image, one layer, what LNAMD standardises: a `ChwGrid` `[C, gh, gw]`
+ *                      or an `HwcGrid` `[gh*gw, C]` (token-major). gh and gw may differ.
  * - `PatchVectors`     one image, one (layer, r): `[P, C]`, P = gh*gw, patch p = u*gw + v
  *                      (u row, v column), each row a unit vector after LNAMD.
  * - `PatchScores`      one image, one (layer, r) or combined: `[P]` in the same patch order.
@@ -17,12 +19,34 @@ export interface FeatureMap {
   readonly dims: readonly number[];
 }
 
-/** One image's feature grid for one layer, channel-major `[C, gh, gw]`. */
+/** One image's feature grid for one layer, channel-major `[C, gh, gw]` (CNN stage maps). */
 export interface ChwGrid {
   readonly data: Float32Array;
   readonly channels: number;
   readonly height: number;
   readonly width: number;
+  /** Channel-major; optional so plain `{ data, channels, height, width }` grids stay valid. */
+  readonly layout?: 'chw';
+}
+
+/** One image's feature grid for one layer, token-major `[gh*gw, C]` (ViT patch tokens), patch p = u*gw + v. */
+export interface HwcGrid {
+  readonly data: Float32Array;
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly layout: 'hwc';
+}
+
+/** A feature grid in either layout; LNAMD gives identical results for both. */
+export type FeatureGrid = ChwGrid | HwcGrid;
+
+/** Memory order of a grid: channel-major or token-major. */
+export type GridLayout = 'chw' | 'hwc';
+
+/** One layer of a backbone batch: NCHW `[B, C, gh, gw]` (`chw`) or `[B, gh, gw, C]` (`hwc`). */
+export interface LayerBatch extends FeatureMap {
+  readonly layout: GridLayout;
 }
 
 /** Unit patch vectors of one image for one (layer, r): `[patches, channels]`. */
@@ -49,12 +73,13 @@ export function assertShape(label: string, data: ArrayLike<number>, dims: readon
   }
 }
 
-/** Slices image `b` of an NCHW batch into a `[C, H, W]` grid (a view, no copy). */
-export function chwOfBatch(map: FeatureMap, b: number): ChwGrid {
-  if (map.dims.length !== 4) throw new RangeError(`expected NCHW feature map, got dims [${map.dims.join(', ')}]`);
-  const [, c, h, w] = map.dims as [number, number, number, number];
-  const size = c * h * w;
-  return { data: map.data.subarray(b * size, (b + 1) * size), channels: c, height: h, width: w };
+/** Image `b` of a layer batch as a grid in the batch's layout (a view, no copy). */
+export function gridOfBatch(map: LayerBatch, b: number): FeatureGrid {
+  if (map.dims.length !== 4) throw new RangeError(`expected a [B, C, gh, gw] or [B, gh, gw, C] layer batch, got dims [${map.dims.join(', ')}]`);
+  const [, d1, d2, d3] = map.dims as [number, number, number, number];
+  const size = d1 * d2 * d3;
+  const data = map.data.subarray(b * size, (b + 1) * size);
+  return map.layout === 'hwc' ? { data, channels: d3, height: d1, width: d2, layout: 'hwc' } : { data, channels: d1, height: d2, width: d3, layout: 'chw' };
 }
 
 /**

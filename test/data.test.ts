@@ -12,7 +12,8 @@ import { binarizeMask, loadMaskBinary, maskValueKind, type DatasetItem } from '.
 import { compareCodePoints, parseCsv, readBtadCategory, readMvtecCategory, readVisaCategory } from '../src/data/mvtec.js';
 import { DatasetError } from '../src/errors.js';
 import { repoRoot } from './helpers.js';
-import { loadMaskGrey } from '../src/image/io.js';
+import { IMAGE_EXTENSIONS, loadImageRgb, loadMaskGrey } from '../src/image/io.js';
+import { collectImages } from '../src/run/files.js';
 
 
 const DATA = path.resolve(repoRoot(), '../shared/data');
@@ -229,6 +230,21 @@ test('MVTec layout: <stem>.png masks, code-point order, other files ignored, ok 
   assert.deepEqual(rel, ['test/Zdefect/10.png', 'test/Zdefect/9.png', 'test/Zdefect/B.jpg', 'test/Zdefect/b.png', 'test/good/000.PNG', 'test/ok/000.png']);
   assert.deepEqual(ds.items.map((i) => i.label), [1, 1, 1, 1, 0, 0]);
   assert.deepEqual(ds.items.map((i) => (i.maskPath === null ? null : path.basename(i.maskPath))), ['10.png', '9_mask.png', 'B.png', 'b.png', null, null]);
+});
+
+test('dataset readers and `musc run` take the same image files (GIF included, hidden files not)', async () => {
+  const dir = path.join(await tmpDir(), 'gifs');
+  await writeGreyPng(path.join(dir, 'test/good/000.png'), 8, 8, img);
+  await mkdir(path.join(dir, 'test/good'), { recursive: true });
+  await sharp(Buffer.alloc(8 * 8 * 3, 120), { raw: { width: 8, height: 8, channels: 3 } }).gif().toFile(path.join(dir, 'test/good/001.GIF'));
+  await writeFile(path.join(dir, 'test/good/._002.gif'), 'AppleDouble junk');
+  await writeFile(path.join(dir, 'test/good/notes.txt'), 'x');
+  const fromDataset = (await readMvtecCategory(dir)).items.map((i) => i.imagePath);
+  const fromRun = await collectImages([path.join(dir, 'test')]);
+  assert.deepEqual(fromDataset.map((f) => path.basename(f)), ['000.png', '001.GIF']);
+  assert.deepEqual([...fromRun].sort(), [...fromDataset].sort());
+  assert.ok(IMAGE_EXTENSIONS.includes('.gif'));
+  assert.equal((await loadImageRgb(fromDataset[1], 8)).data[0], 120, 'GIF decodes');
 });
 
 test('compareCodePoints is Python code-point order, not UTF-16 order', () => {

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError } from '../src/errors.js';
-import { lnamd } from '../src/pipeline/lnamd.js';
+import { lnamd, lnamdStack } from '../src/pipeline/lnamd.js';
 import { anomalyMap, imageScore, upsampleBilinear } from '../src/pipeline/maps.js';
 import { intervalBounds, mutualScores, mutualScoresOf } from '../src/pipeline/msm.js';
 import { rscin } from '../src/pipeline/rscin.js';
 import { resolveConfig, scoreFeatures } from '../src/pipeline/musc.js';
 import { LargestK } from '../src/pipeline/top-k.js';
-import type { ChwGrid } from '../src/tensor.js';
+import { gridOfBatch, type ChwGrid, type HwcGrid } from '../src/tensor.js';
 import { mulberry32 } from '../src/util/random.js';
 
 /** Deterministic pseudo-random numbers so failures reproduce. */
@@ -64,6 +64,36 @@ test('lnamd r=3 equals a zero-padded 3x3 mean of the standardised grid (count_in
   for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got.data[i] - want[i]) < 1e-6, `entry ${i}: ${got.data[i]} vs ${want[i]}`);
   // Corner patch (0,0), channel 0: only 4 in-bounds neighbours, still divided by 9 before normalising.
   assert.throws(() => lnamd(g, 2), ConfigError);
+});
+
+/** The same grid token-major: `[gh*gw, C]`. */
+function toHwc(g: ChwGrid): HwcGrid {
+  const P = g.height * g.width;
+  const data = new Float32Array(g.data.length);
+  for (let c = 0; c < g.channels; c++) for (let p = 0; p < P; p++) data[p * g.channels + c] = g.data[c * P + p];
+  return { data, channels: g.channels, height: g.height, width: g.width, layout: 'hwc' };
+}
+
+test('lnamd gives bit-identical vectors for a grid channel-major and token-major (rectangular grids, any C)', () => {
+  // C = 37 is not a multiple of the 16-channel transposition tile; gh ≠ gw both ways.
+  for (const [C, H, W, seed] of [[37, 5, 7, 3], [64, 9, 4, 4], [3, 1, 6, 5], [16, 3, 3, 6]] as const) {
+    const chw = randomGrid(C, H, W, seed);
+    const hwc = toHwc(chw);
+    for (const r of [1, 3, 5]) {
+      const a = lnamd(chw, r);
+      const b = lnamd(hwc, r);
+      assert.deepEqual([b.patches, b.channels, b.gridHeight, b.gridWidth], [H * W, C, H, W]);
+      assert.deepEqual(b.data, a.data, `C=${C} ${H}x${W} r=${r}`);
+    }
+  }
+  // lnamdStack packs either layout (and a mix) the same way.
+  const grids = [randomGrid(20, 4, 6, 7), randomGrid(20, 4, 6, 8), randomGrid(20, 4, 6, 9)];
+  assert.deepEqual(lnamdStack([grids[0], toHwc(grids[1]), toHwc(grids[2])], 3), lnamdStack(grids, 3));
+  // A backbone batch in either layout slices into the same grids.
+  const batch = { data: Float32Array.from([...toHwc(grids[0]).data, ...toHwc(grids[1]).data]), dims: [2, 4, 6, 20], layout: 'hwc' as const };
+  const second = gridOfBatch(batch, 1);
+  assert.equal(second.layout, 'hwc');
+  assert.deepEqual(lnamd(second, 3).data, lnamd(grids[1], 3).data);
 });
 
 /** Direct transcription of the definition: min Euclidean distance per other image, mean of the K smallest. */

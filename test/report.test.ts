@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { imageCurves } from '../src/run/curves.js';
+import { decisionQuality } from '../src/run/threshold.js';
 import { escapeHtml, renderReportHtml, serializeJsonForScript } from '../src/report/html.js';
 import type { ReportData, ReportImage } from '../src/report/report-data.js';
 import { repoRoot } from './helpers.js';
@@ -141,7 +142,7 @@ async function makeData(): Promise<ReportData> {
       pixel: { auroc: 0.9812, ap: 0.6123, f1max: 0.6345, pro: 0.9377, aupro_mvtec: 0.9012 },
       roc: { fpr, tpr },
       pr: { recall, precision },
-      decisionQuality: { accuracy: 0.8182, f1: 0.8, bestAccuracy: 0.9091, bestF1: 0.9091, bestThreshold: 0.4 },
+      decisionQuality: decisionQuality(lab.map((im) => im.rscin), lab.map((im) => im.label ?? 0), THRESHOLD),
     },
   };
 }
@@ -201,6 +202,23 @@ test('renderReportHtml: self-contained, escaped, data round-trips', async () => 
   const thumbBytes = data.images.reduce((s, im) => s + im.thumb.length + im.heat.length, 0);
   for (const im of data.images) assert.equal(html.split(im.thumb).length - 1, 1);
   assert.ok(html.length < thumbBytes + 60_000, `overhead ${html.length - thumbBytes} bytes`);
+});
+
+test('renderReportHtml shows the confusion counts it is given (computed by decisionQuality, not by the renderer)', async () => {
+  const data = await makeData();
+  const dq = data.metrics!.decisionQuality!;
+  // The fixture's own counts, as decisionQuality computed them from scores, labels and threshold.
+  const labelled = data.images.filter((im) => im.label !== undefined);
+  const count = (label: 0 | 1, decision: string) => labelled.filter((im) => im.label === label && im.decision === decision).length;
+  assert.deepEqual(dq.confusion, { tp: count(1, 'anomalous'), fp: count(0, 'anomalous'), fn: count(1, 'normal'), tn: count(0, 'normal') });
+  const table = (html: string) => /<table class="confusion" data-testid="confusion">[\s\S]*?<\/table>/.exec(html)?.[0] ?? '';
+  const cells = (html: string) => [...table(html).matchAll(/<td class="(?:ok|bad)">(\d+)/g)].map((m) => Number(m[1]));
+  assert.deepEqual(cells(renderReportHtml(data)), [dq.confusion.tp, dq.confusion.fn, dq.confusion.fp, dq.confusion.tn]);
+  // Other counts in the data are shown as they are.
+  const other = { ...data, metrics: { ...data.metrics!, decisionQuality: { ...dq, confusion: { tp: 7, fp: 8, fn: 9, tn: 10 } } } };
+  assert.deepEqual(cells(renderReportHtml(other)), [7, 9, 8, 10]);
+  const noDq = { ...data, metrics: { ...data.metrics!, decisionQuality: undefined } };
+  assert.equal(table(renderReportHtml(noDq)), '', 'no decision quality, no confusion table');
 });
 
 test('renderReportHtml: empty run, no labels, no metrics, odd numbers', () => {

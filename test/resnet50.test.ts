@@ -24,7 +24,8 @@ import { createResNet50Backbone, type BackboneOutput } from '../src/backbone/bac
 import { listTensorCandidates, resolveTensorRule } from '../src/backbone/graph-surgery.js';
 import { cacheDir } from '../src/backbone/model-cache.js';
 import { OnnxFeatureExtractor } from '../src/backbone/onnx-backbone.js';
-import { attr, encodeModel, floatTensor, floatValueInfo, type INodeProto } from '../src/backbone/onnx-proto.js';
+import { OnnxGraph } from '../src/backbone/onnx-graph.js';
+import { attr, decodedModelCount, encodeModel, floatTensor, floatValueInfo, type INodeProto } from '../src/backbone/onnx-proto.js';
 import { ensureResNet50 } from '../src/backbone/resnet50.js';
 import { ImageDecodeError, ModelError } from '../src/errors.js';
 import { loadImageRgb, type LoadedImage } from '../src/image/io.js';
@@ -116,8 +117,11 @@ function relErrors(a: FeatureMap, b: { data: Float32Array; shape: number[] }): {
 // ResNet50: classification and shapes
 // ---------------------------------------------------------------------------
 
-test('converted ResNet50 classifies real photos at 224 px (eagle -> bald_eagle, dog -> malamute)', async () => {
+test('converted ResNet50 classifies real photos at 224 px (eagle -> bald_eagle, dog -> malamute); its model is decoded once', async () => {
+  await ensureResNet50(); // a first run fetches and converts; the open below then reads the cache
+  const decodes = decodedModelCount();
   const bb = await backbone();
+  assert.equal(decodedModelCount() - decodes, 1, 'one decode of resnet50.onnx per open');
   assert.equal(bb.labels.length, 1000);
   const images = [await loadImageRgb(EAGLE, 224, bb.resizeKernel), await loadImageRgb(DOG, 224, bb.resizeKernel)];
   const probs = await bb.classify(images);
@@ -401,6 +405,24 @@ test('graph surgery: internal tensors of a tiny ONNX model, block rules, typed e
     } finally {
       await ex.dispose();
     }
+  });
+
+  await t.test('one decode serves the tensor list, the extra outputs and the session; unchanged weights are not re-encoded', async () => {
+    const before = decodedModelCount();
+    const graph = OnnxGraph.decode(bytes, 'tiny.onnx');
+    const block1 = resolveTensorRule(listTensorCandidates(graph), 'block:1');
+    const ex = await OnnxFeatureExtractor.create(graph, [block1, 'y']);
+    try {
+      assert.equal(decodedModelCount() - before, 1);
+      const out = await ex.run({ data: TINY.x, dims: [1, 3, 4, 4] });
+      assert.ok(Math.abs(out[block1].data[0] - tinyExpected().block1[0]) < 1e-5);
+    } finally {
+      await ex.dispose();
+    }
+    const patched = graph.toBytes();
+    assert.ok(patched.length > bytes.length);
+    assert.equal(Buffer.compare(patched.subarray(0, bytes.length), bytes), 0, 'the original bytes with a small output patch appended');
+    assert.ok(graph.graph.output.some((o) => o.name === block1));
   });
 
   await t.test('asking for a tensor the graph lacks throws ModelError naming it', async () => {

@@ -4,14 +4,17 @@
 import type { LoadedImage, ResizeKernel } from '../image/io.js';
 import { CAFFE_BGR, normalizeBatch, type Normalization } from '../image/normalize.js';
 import { ConfigError } from '../errors.js';
-import type { FeatureMap } from '../tensor.js';
+import type { FeatureMap, LayerBatch } from '../tensor.js';
 import { OnnxFeatureExtractor, type SessionOptions } from './onnx-backbone.js';
 import { ensureResNet50, RESNET50_OUTPUTS } from './resnet50.js';
 
 /** Output of the backbone for one batch. */
 export interface BackboneOutput {
-  /** One NCHW map `[B, C, h, w]` per selected layer, in the order of `Backbone.layers`. */
-  readonly layers: readonly FeatureMap[];
+  /**
+   * One grid batch per selected layer, in the order of `Backbone.layers`, in the layout the
+   * model computes: NCHW `[B, C, h, w]` for CNN stages, `[B, gh, gw, C]` for ViT patch tokens.
+   */
+  readonly layers: readonly LayerBatch[];
   /** Image embeddings `[B, D]` for RsCIN. */
   readonly embedding: FeatureMap;
 }
@@ -64,7 +67,7 @@ export async function createResNet50Backbone(
     labels: files.labels,
     async extract(images) {
       const out = await extractor.run(toInput(images), [...layers, 'embedding']);
-      return { layers: layers.map((l) => out[l]), embedding: out.embedding };
+      return { layers: layers.map((l) => ({ ...out[l], layout: 'chw' as const })), embedding: out.embedding };
     },
     async classify(images) {
       const out = await extractor.run(toInput(images), ['probabilities']);

@@ -1,14 +1,9 @@
 /**
- * Graph surgery: expose internal tensors of any ONNX model as extra outputs,
- * and list the candidates a user can pick.
- *
- * Adding outputs does not re-encode the model: protobuf merges a message that is
- * concatenated to another (repeated fields append, sub-messages merge), so we
- * append a tiny `ModelProto { graph { output: [...] } }`. This keeps fields our
- * schema version does not know and never re-encodes the (possibly gigabyte) weights.
+ * Graph surgery: list the tensors of any ONNX model a user can pick as features,
+ * resolve `block:K` rules, and expose tensors as extra outputs (see `OnnxGraph.addOutputs`).
  */
 import { ModelError } from '../errors.js';
-import { decodeModel, encodeModel, floatValueInfo, type GraphProto } from './onnx-proto.js';
+import { asGraph, type OnnxGraph } from './onnx-graph.js';
 
 /** One tensor of a graph a user could ask for. */
 export interface TensorCandidate {
@@ -24,20 +19,6 @@ export interface TensorCandidate {
   readonly index: number;
 }
 
-/** Decoded graph; protobufjs fills repeated fields with arrays on decode. */
-function parseModel(bytes: Uint8Array, source: string): { graph: GraphProto } {
-  let model: ReturnType<typeof decodeModel>;
-  try {
-    model = decodeModel(bytes);
-  } catch (err) {
-    throw new ModelError(`${source} is not a valid ONNX model (protobuf decode failed)`, { cause: err });
-  }
-  if (!model.graph || !model.graph.node || model.graph.node.length === 0) {
-    throw new ModelError(`${source} is not a valid ONNX model (no graph nodes)`);
-  }
-  return { graph: model.graph as GraphProto };
-}
-
 function shapeOf(info: { type?: { tensorType?: { shape?: { dim?: { dimValue?: unknown; dimParam?: string | null }[] | null } | null } | null } | null }): (number | string | null)[] | null {
   const dims = info.type?.tensorType?.shape?.dim;
   if (!dims) return null;
@@ -45,9 +26,8 @@ function shapeOf(info: { type?: { tensorType?: { shape?: { dim?: { dimValue?: un
 }
 
 /** Lists every node output of the model, in topological order, with op type and known shape. */
-export function listTensorCandidates(bytes: Uint8Array, source = 'model'): TensorCandidate[] {
-  const model = parseModel(bytes, source);
-  const graph = model.graph;
+export function listTensorCandidates(model: OnnxGraph | Uint8Array, source = 'model'): TensorCandidate[] {
+  const graph = asGraph(model, source).graph;
   const shapes = new Map<string, (number | string | null)[] | null>();
   for (const vi of [...graph.valueInfo, ...graph.output]) if (vi.name) shapes.set(vi.name, shapeOf(vi));
   const out: TensorCandidate[] = [];
@@ -58,16 +38,6 @@ export function listTensorCandidates(bytes: Uint8Array, source = 'model'): Tenso
     }
   });
   return out;
-}
-
-/** Names of the graph's declared inputs (excluding initializers) and outputs. */
-export function graphSignature(bytes: Uint8Array, source = 'model'): { inputs: string[]; outputs: string[] } {
-  const model = parseModel(bytes, source);
-  const inits = new Set(model.graph.initializer.map((t) => t.name));
-  return {
-    inputs: model.graph.input.map((i) => i.name ?? '').filter((n) => n && !inits.has(n)),
-    outputs: model.graph.output.map((o) => o.name ?? ''),
-  };
 }
 
 /**
@@ -107,29 +77,8 @@ export function resolveTensorRule(candidates: readonly TensorCandidate[], rule: 
  * Returns model bytes in which `names` are additional graph outputs. Names that are
  * already outputs are skipped. Throws a ModelError naming any tensor that does not exist.
  */
-export function addGraphOutputs(bytes: Uint8Array, names: readonly string[], source = 'model'): Uint8Array {
-  const model = parseModel(bytes, source);
-  const graph = model.graph;
-  const produced = new Set<string>();
-  for (const n of graph.node) for (const o of n.output ?? []) produced.add(o);
-  for (const i of graph.input) if (i.name) produced.add(i.name);
-  const missing = names.filter((n) => !produced.has(n));
-  if (missing.length > 0) {
-    throw new ModelError(
-      `${source} does not contain the expected tensor(s) ${missing.map((m) => JSON.stringify(m)).join(', ')}. ` +
-        'Run `musc models inspect <model.onnx>` to list the available tensors.',
-    );
-  }
-  const existing = new Set(graph.output.map((o) => o.name));
-  const toAdd = [...new Set(names)].filter((n) => !existing.has(n));
-  if (toAdd.length === 0) return bytes;
-  // Keep the element type the exporter recorded (fp16 exports); float when unknown.
-  const known = new Map(graph.valueInfo.filter((v) => v.name && v.type?.tensorType?.elemType).map((v) => [v.name as string, v]));
-  const patch = encodeModel({
-    graph: { output: toAdd.map((n) => known.get(n) ?? floatValueInfo(n)) },
-  });
-  const merged = new Uint8Array(bytes.length + patch.length);
-  merged.set(bytes, 0);
-  merged.set(patch, bytes.length);
-  return merged;
+export function addGraphOutputs(model: OnnxGraph | Uint8Array, names: readonly string[], source = 'model'): Uint8Array {
+  const graph = asGraph(model, source);
+  graph.addOutputs(names);
+  return graph.toBytes();
 }

@@ -6,7 +6,7 @@
 import * as ort from 'onnxruntime-node';
 import { ModelError, errorText } from '../errors.js';
 import type { FeatureMap } from '../tensor.js';
-import { addGraphOutputs, graphSignature } from './graph-surgery.js';
+import { asGraph, type OnnxGraph } from './onnx-graph.js';
 
 /** Options for ONNX Runtime sessions. */
 export interface SessionOptions {
@@ -39,19 +39,20 @@ export class OnnxFeatureExtractor {
   ) {}
 
   /**
-   * Opens `bytes` (an ONNX model) and makes `outputs` (tensor names anywhere in the
-   * graph) available from `run`.
+   * Opens `model` (ONNX bytes, or a graph already decoded for analysis or rewriting) and
+   * makes `outputs` (tensor names anywhere in the graph) available from `run`. A graph
+   * passed in gains those outputs.
    * @throws ModelError when the model is invalid or lacks one of the tensors.
    */
-  static async create(bytes: Uint8Array, outputs: readonly string[], opts: SessionOptions & { source?: string } = {}): Promise<OnnxFeatureExtractor> {
-    const source = opts.source ?? 'model';
-    const sig = graphSignature(bytes, source);
-    if (sig.inputs.length !== 1) {
-      throw new ModelError(`${source} has ${sig.inputs.length} inputs (${sig.inputs.join(', ')}); an image backbone must have exactly one`);
+  static async create(model: OnnxGraph | Uint8Array, outputs: readonly string[], opts: SessionOptions & { source?: string } = {}): Promise<OnnxFeatureExtractor> {
+    const graph = asGraph(model, opts.source);
+    const inputs = graph.inputNames();
+    if (inputs.length !== 1) {
+      throw new ModelError(`${graph.source} has ${inputs.length} inputs (${inputs.join(', ')}); an image backbone must have exactly one`);
     }
-    const patched = addGraphOutputs(bytes, outputs, source);
-    const session = await createSession(patched, opts);
-    return new OnnxFeatureExtractor(session, sig.inputs[0], [...outputs]);
+    graph.addOutputs(outputs);
+    const session = await createSession(graph.toBytes(), opts);
+    return new OnnxFeatureExtractor(session, inputs[0], [...outputs]);
   }
 
   /** Runs a `[B, 3, H, W]` batch and returns the requested tensors. */

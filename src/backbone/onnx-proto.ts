@@ -68,9 +68,20 @@ export function floatValueInfo(name: string, dims?: readonly (number | string | 
   return { name, type: { tensorType: { elemType: FLOAT, shape } } };
 }
 
-/** Decodes ONNX model bytes; throws a readable error for non-ONNX input. */
+let decodedModels = 0;
+
+/**
+ * Decodes ONNX model bytes (protobufjs throws on non-ONNX input). Model files are
+ * decoded through `OnnxGraph.decode`, once per open.
+ */
 export function decodeModel(bytes: Uint8Array): ModelProto {
+  decodedModels++;
   return onnx.ModelProto.decode(bytes);
+}
+
+/** How many models {@link decodeModel} has decoded in this process (lets tests check "once per open"). */
+export function decodedModelCount(): number {
+  return decodedModels;
 }
 
 /** Encodes a model to bytes. */

@@ -17,7 +17,8 @@
 import { ModelError } from '../errors.js';
 import { bicubicResize } from './bicubic.js';
 import { listTensorCandidates, resolveTensorRule, type TensorCandidate } from './graph-surgery.js';
-import { FLOAT, INT64, decodeModel, encodeModel, floatTensor, int64Tensor, type GraphProto, type INodeProto, type ITensorProto, type ModelProto } from './onnx-proto.js';
+import { asGraph, type OnnxGraph } from './onnx-graph.js';
+import { FLOAT, INT64, floatTensor, int64Tensor, type GraphProto, type INodeProto, type ITensorProto } from './onnx-proto.js';
 
 /** Parameters of a LayerNorm over the channel axis. */
 export interface LayerNormParams {
@@ -60,24 +61,6 @@ export interface VitGraphInfo {
   readonly candidates: readonly TensorCandidate[];
 }
 
-type Graph = GraphProto;
-
-function parse(bytes: Uint8Array, source: string): ModelProto {
-  let model: ModelProto;
-  try {
-    model = decodeModel(bytes);
-  } catch (err) {
-    throw new ModelError(`${source} is not a valid ONNX model (protobuf decode failed)`, { cause: err });
-  }
-  if (!model.graph || !model.graph.node?.length) throw new ModelError(`${source} is not a valid ONNX model (no graph nodes)`);
-  for (const t of model.graph.initializer ?? []) {
-    if (t.dataLocation === 1) {
-      throw new ModelError(`${source} keeps its weights in external data files; export a single-file model (models under 2 GB) or merge them with onnx.save_model(..., save_as_external_data=False)`);
-    }
-  }
-  return model;
-}
-
 /** Float32 values of a tensor proto (raw_data or float_data). */
 export function tensorFloats(t: ITensorProto): Float32Array | null {
   if (t.dataType !== FLOAT) return null;
@@ -97,61 +80,21 @@ function tensorInt64s(t: ITensorProto): number[] | null {
   return (t.int64Data ?? []).map(Number);
 }
 
-/**
- * Constant tensors by name: initializers, `Constant` node outputs, and `Identity` of
- * either (torch's exporter stores equal tensors once and aliases them through Identity,
- * e.g. every LayerNorm weight of a freshly initialised model).
- */
-function constants(graph: Graph): Map<string, ITensorProto> {
-  const m = new Map<string, ITensorProto>();
-  for (const t of graph.initializer) if (t.name) m.set(t.name, t);
-  for (const n of graph.node) {
-    const out = n.output?.[0];
-    if (!out) continue;
-    if (n.opType === 'Constant') {
-      const v = n.attribute?.find((a) => a.name === 'value')?.t;
-      if (v) m.set(out, v);
-    } else if (n.opType === 'Identity' && m.has(n.input?.[0] ?? '')) {
-      m.set(out, m.get(n.input![0])!);
-    }
-  }
-  return m;
-}
-
-function consumersOf(graph: Graph): Map<string, INodeProto[]> {
-  const m = new Map<string, INodeProto[]>();
-  for (const n of graph.node) {
-    for (const i of n.input ?? []) {
-      if (!i) continue;
-      const list = m.get(i) ?? [];
-      list.push(n);
-      m.set(i, list);
-    }
-  }
-  return m;
-}
-
-function producersOf(graph: Graph): Map<string, INodeProto> {
-  const m = new Map<string, INodeProto>();
-  for (const n of graph.node) for (const o of n.output ?? []) if (o) m.set(o, n);
-  return m;
-}
-
 const dimsOf = (t: ITensorProto): number[] => (t.dims ?? []).map(Number);
 const intsAttr = (n: INodeProto, name: string): number[] | undefined => n.attribute?.find((a) => a.name === name)?.ints?.map(Number);
 const floatAttr = (n: INodeProto, name: string): number | undefined => n.attribute?.find((a) => a.name === name)?.f ?? undefined;
 
-function scalarOf(consts: Map<string, ITensorProto>, name: string): number | null {
-  const t = consts.get(name);
+function scalarOf(graph: OnnxGraph, name: string): number | null {
+  const t = graph.constant(name);
   if (!t) return null;
   const v = tensorFloats(t);
   return v && v.length === 1 ? v[0] : null;
 }
 
-function findPatchConv(graph: Graph, consts: Map<string, ITensorProto>): { patch: number; width: number } | null {
-  for (const n of graph.node) {
+function findPatchConv(graph: OnnxGraph): { patch: number; width: number } | null {
+  for (const n of graph.nodes) {
     if (n.opType !== 'Conv') continue;
-    const w = consts.get(n.input?.[1] ?? '');
+    const w = graph.constant(n.input?.[1] ?? '');
     if (!w) continue;
     const d = dimsOf(w);
     const strides = intsAttr(n, 'strides');
@@ -162,23 +105,22 @@ function findPatchConv(graph: Graph, consts: Map<string, ITensorProto>): { patch
   return null;
 }
 
-function findPositionEmbedding(graph: Graph, consts: Map<string, ITensorProto>, width: number): PositionEmbeddingInfo | null {
-  const consumers = consumersOf(graph);
+function findPositionEmbedding(graph: OnnxGraph, width: number): PositionEmbeddingInfo | null {
   // A table added to (or gathered into) the token stream; weights of Linear layers feed MatMul/Gemm instead.
   const tokenOps = new Set(['Add', 'Gather', 'Slice', 'Split', 'Concat', 'Reshape', 'Unsqueeze', 'Squeeze', 'Transpose', 'Cast', 'Resize', 'Upsample']);
   let best: { info: PositionEmbeddingInfo; rank: number } | null = null;
-  for (const [name, t] of consts) {
+  for (const [name, t] of graph.constants()) {
     if (t.dataType !== FLOAT) continue;
     const d = dimsOf(t);
     const rows = d.length === 3 && d[0] === 1 ? d[1] : d.length === 2 ? d[0] : -1;
     if (rows < 4 || d[d.length - 1] !== width) continue;
-    const uses = consumers.get(name) ?? [];
+    const uses = graph.consumers(name);
     if (uses.length === 0 || uses.some((n) => !tokenOps.has(n.opType ?? ''))) continue;
     for (const prefix of [1, 0]) {
       const g = Math.round(Math.sqrt(rows - prefix));
       if (g >= 2 && g * g === rows - prefix) {
         const rank = prefix * 1e9 + rows; // a CLS row is the strongest sign, then the larger table
-        if (!best || rank > best.rank) best = { info: { name, dims: d, prefixRows: prefix, grid: g, interpolatedInGraph: reachesResize(name, consumers) }, rank };
+        if (!best || rank > best.rank) best = { info: { name, dims: d, prefixRows: prefix, grid: g, interpolatedInGraph: reachesResize(graph, name) }, rank };
         break;
       }
     }
@@ -187,13 +129,13 @@ function findPositionEmbedding(graph: Graph, consts: Map<string, ITensorProto>, 
 }
 
 /** Whether a `Resize` node is reachable from `name` within a few ops (in-graph positional interpolation). */
-function reachesResize(name: string, consumers: Map<string, INodeProto[]>): boolean {
+function reachesResize(graph: OnnxGraph, name: string): boolean {
   let frontier = [name];
   const seen = new Set<string>(frontier);
   for (let depth = 0; depth < 12 && frontier.length; depth++) {
     const next: string[] = [];
     for (const t of frontier) {
-      for (const n of consumers.get(t) ?? []) {
+      for (const n of graph.consumers(t)) {
         if (n.opType === 'Resize' || n.opType === 'Upsample') return true;
         if (n.opType === 'Add' && depth > 0) continue; // reached the token stream
         for (const o of n.output ?? []) if (o && !seen.has(o)) (seen.add(o), next.push(o));
@@ -205,15 +147,12 @@ function reachesResize(name: string, consumers: Map<string, INodeProto[]>): bool
 }
 
 /** The LayerNorm that consumes `x`, as a fused op or as the decomposed opset < 17 chain. */
-export function traceLayerNorm(graph: Graph, x: string): LayerNormParams | null {
-  const consts = constants(graph);
-  const consumers = consumersOf(graph);
-  const producers = producersOf(graph);
+export function traceLayerNorm(graph: OnnxGraph, x: string): LayerNormParams | null {
   const floats = (name: string | undefined) => {
-    const t = name ? consts.get(name) : undefined;
+    const t = name ? graph.constant(name) : undefined;
     return t ? tensorFloats(t) : null;
   };
-  for (const n of consumers.get(x) ?? []) {
+  for (const n of graph.consumers(x)) {
     if (n.opType === 'LayerNormalization' && n.input?.[0] === x) {
       const scale = floats(n.input[1]);
       if (!scale) continue;
@@ -222,25 +161,25 @@ export function traceLayerNorm(graph: Graph, x: string): LayerNormParams | null 
     }
   }
   // Decomposed: m = ReduceMean(x); d = Sub(x, m); v = ReduceMean(Pow(d, 2)); y = d / Sqrt(v + eps) * w + b
-  const sub = (consumers.get(x) ?? []).find((n) => n.opType === 'Sub' && n.input?.[0] === x && producers.get(n.input?.[1] ?? '')?.opType === 'ReduceMean');
+  const sub = graph.consumers(x).find((n) => n.opType === 'Sub' && n.input?.[0] === x && graph.producer(n.input?.[1] ?? '')?.opType === 'ReduceMean');
   if (!sub?.output?.[0]) return null;
   const d = sub.output[0];
-  const div = (consumers.get(d) ?? []).find((n) => n.opType === 'Div' && n.input?.[0] === d);
+  const div = graph.consumers(d).find((n) => n.opType === 'Div' && n.input?.[0] === d);
   if (!div?.input?.[1] || !div.output?.[0]) return null;
-  const sqrt = producers.get(div.input[1]);
-  const addEps = sqrt?.opType === 'Sqrt' ? producers.get(sqrt.input?.[0] ?? '') : undefined;
+  const sqrt = graph.producer(div.input[1]);
+  const addEps = sqrt?.opType === 'Sqrt' ? graph.producer(sqrt.input?.[0] ?? '') : undefined;
   if (addEps?.opType !== 'Add') return null;
-  const epsilon = scalarOf(consts, addEps.input?.[1] ?? '') ?? scalarOf(consts, addEps.input?.[0] ?? '');
+  const epsilon = scalarOf(graph, addEps.input?.[1] ?? '') ?? scalarOf(graph, addEps.input?.[0] ?? '');
   if (epsilon === null) return null;
   let y = div.output[0];
   let scale: Float32Array | null = null;
   let bias: Float32Array | null = null;
-  const mul = (consumers.get(y) ?? []).find((n) => n.opType === 'Mul');
+  const mul = graph.consumers(y).find((n) => n.opType === 'Mul');
   if (mul?.output?.[0]) {
     scale = floats(mul.input?.find((i) => i !== y));
     if (scale) y = mul.output[0];
   }
-  const add = (consumers.get(y) ?? []).find((n) => n.opType === 'Add');
+  const add = graph.consumers(y).find((n) => n.opType === 'Add');
   if (add) bias = floats(add.input?.find((i) => i !== y));
   const width = scale?.length ?? bias?.length;
   if (!width) return null;
@@ -255,37 +194,33 @@ interface QuickGeluSite {
   readonly x: string;
 }
 
-function findQuickGelu(graph: Graph, consts: Map<string, ITensorProto>): QuickGeluSite[] {
-  const consumers = consumersOf(graph);
-  const producers = producersOf(graph);
+function findQuickGelu(graph: OnnxGraph): QuickGeluSite[] {
   const sites: QuickGeluSite[] = [];
-  for (const sigmoid of graph.node) {
+  for (const sigmoid of graph.nodes) {
     if (sigmoid.opType !== 'Sigmoid') continue;
-    const scaleMul = producers.get(sigmoid.input?.[0] ?? '');
+    const scaleMul = graph.producer(sigmoid.input?.[0] ?? '');
     if (scaleMul?.opType !== 'Mul') continue;
     const [a, b] = scaleMul.input ?? [];
-    const ca = scalarOf(consts, a ?? '');
-    const cb = scalarOf(consts, b ?? '');
+    const ca = scalarOf(graph, a ?? '');
+    const cb = scalarOf(graph, b ?? '');
     const c = ca ?? cb;
     const x = ca !== null ? b : a;
     if (c === null || !x || Math.abs(c - 1.702) > 1e-3) continue;
-    const outMul = (consumers.get(sigmoid.output?.[0] ?? '') ?? []).find((n) => n.opType === 'Mul' && n.input?.includes(x));
+    const outMul = graph.consumers(sigmoid.output?.[0] ?? '').find((n) => n.opType === 'Mul' && n.input?.includes(x));
     if (outMul) sites.push({ scaleMul, sigmoid, outMul, x });
   }
   return sites;
 }
 
-/** Analyses a ViT export. Throws a ModelError when it has no patch embedding or no blocks. */
-export function analyzeVit(bytes: Uint8Array, source = 'model'): VitGraphInfo {
-  const model = parse(bytes, source);
-  const graph = model.graph as Graph;
-  const consts = constants(graph);
-  const inits = new Set(graph.initializer.map((t) => t.name));
-  const inputs = graph.input.map((i) => i.name ?? '').filter((n) => n && !inits.has(n));
+/** Analyses a ViT export (bytes, or a graph decoded once for the whole open). Throws a ModelError when it has no patch embedding or no blocks. */
+export function analyzeVit(model: OnnxGraph | Uint8Array, source = 'model'): VitGraphInfo {
+  const graph = asGraph(model, source);
+  source = graph.source;
+  const inputs = graph.inputNames();
   if (inputs.length !== 1) throw new ModelError(`${source} has ${inputs.length} inputs (${inputs.join(', ')}); export the vision tower alone (one image input)`);
-  const conv = findPatchConv(graph, consts);
+  const conv = findPatchConv(graph);
   if (!conv) throw new ModelError(`${source} has no patch embedding (a Conv with a [C, 3, p, p] weight and stride p); is it a Vision Transformer?`);
-  const candidates = listTensorCandidates(bytes, source);
+  const candidates = listTensorCandidates(graph);
   const blockOutputs: string[] = [];
   for (let k = 0; ; k++) {
     try {
@@ -301,8 +236,8 @@ export function analyzeVit(bytes: Uint8Array, source = 'model'): VitGraphInfo {
         `"layers.K/", "resblocks.K/" or "encoder_layer_K/"). Pass tensor names to --layers instead; the last Add tensors are:\n${adds.join('\n')}`,
     );
   }
-  const pos = findPositionEmbedding(graph, consts, conv.width);
-  const names = [...graph.node.map((n) => n.name ?? ''), ...graph.initializer.map((t) => t.name ?? '')].join('\n');
+  const pos = findPositionEmbedding(graph, conv.width);
+  const names = [...graph.nodes.map((n) => n.name ?? ''), ...graph.graph.initializer.map((t) => t.name ?? '')].join('\n');
   return {
     inputName: inputs[0],
     patchSize: conv.patch,
@@ -311,8 +246,8 @@ export function analyzeVit(bytes: Uint8Array, source = 'model'): VitGraphInfo {
     nativeSize: pos ? pos.grid * conv.patch : null,
     blockOutputs,
     finalNorm: traceLayerNorm(graph, blockOutputs[blockOutputs.length - 1]),
-    quickGeluCount: findQuickGelu(graph, consts).length,
-    outputs: graph.output.map((o) => ({ name: o.name ?? '', rank: o.type?.tensorType?.shape?.dim?.length ?? null })),
+    quickGeluCount: findQuickGelu(graph).length,
+    outputs: graph.graph.output.map((o) => ({ name: o.name ?? '', rank: o.type?.tensorType?.shape?.dim?.length ?? null })),
     namesText: names,
     candidates,
   };
@@ -327,70 +262,77 @@ export interface VitRewrite {
 }
 
 /**
- * Returns a re-encoded model with the positional embedding resized to `grid` (PyTorch
- * bicubic, prefix rows kept) and/or QuickGELU replaced by erf GELU. The input's spatial
- * dims and intermediate shape annotations are made symbolic so ONNX Runtime re-infers them.
+ * Rewrites a decoded ViT export in place: the positional embedding resized to `grid`
+ * (PyTorch bicubic, prefix rows kept) and/or QuickGELU replaced by erf GELU. The input's
+ * spatial dims and intermediate shape annotations are made symbolic so ONNX Runtime
+ * re-infers them. Nothing is encoded here: the graph is encoded once, for the session.
  */
-export function rewriteVit(bytes: Uint8Array, info: VitGraphInfo, rw: VitRewrite, source = 'model'): Uint8Array {
-  const model = parse(bytes, source);
-  const graph = model.graph as Graph;
-  if (rw.grid !== undefined) {
-    const pos = info.positionEmbedding;
-    if (!pos) throw new ModelError(`${source}: cannot find the positional embedding ([1, 1+g², C] constant) to resize for another input size; export the model at the size you need`);
-    const consts = constants(graph);
-    const t = consts.get(pos.name)!;
-    const values = tensorFloats(t)!;
-    const C = info.width;
-    const g0 = pos.grid;
-    const g1 = rw.grid;
-    const grid = new Float32Array(C * g0 * g0);
-    const off = pos.prefixRows * C;
-    for (let p = 0; p < g0 * g0; p++) for (let c = 0; c < C; c++) grid[c * g0 * g0 + p] = values[off + p * C + c];
-    const resized = bicubicResize(grid, C, g0, g0, g1, g1);
-    const rows = pos.prefixRows + g1 * g1;
-    const out = new Float32Array(rows * C);
-    out.set(values.subarray(0, off));
-    for (let p = 0; p < g1 * g1; p++) for (let c = 0; c < C; c++) out[off + p * C + c] = resized[c * g1 * g1 + p];
-    const dims = pos.dims.length === 3 ? [1, rows, C] : [rows, C];
-    const replacement = floatTensor(pos.name, dims, out);
-    Object.assign(t, { dims: replacement.dims, rawData: replacement.rawData, floatData: [] });
-    // HF CLIP gathers rows with a `position_ids` buffer [1, T] = arange(T) (an initializer or a Constant node): extend it too.
-    const T0 = pos.prefixRows + g0 * g0;
-    for (const init of consts.values()) {
-      const d = dimsOf(init);
-      if (init.dataType === INT64 && d.length === 2 && d[0] === 1 && d[1] === T0) {
-        const v = tensorInt64s(init);
-        if (v && v.every((x, i) => x === i)) {
-          const ids = int64Tensor(init.name ?? '', [1, rows], Array.from({ length: rows }, (_, i) => i)); // name may be empty for Constant nodes
-          Object.assign(init, { dims: ids.dims, rawData: ids.rawData, int64Data: [] });
-        }
-      }
+export function rewriteVit(graph: OnnxGraph, info: VitGraphInfo, rw: VitRewrite): void {
+  // Everything is looked up before the edit, which invalidates the graph's indexes.
+  const table = rw.grid !== undefined ? rebakedPositions(graph, info, rw.grid) : null;
+  const sites = rw.erfGelu ? findQuickGelu(graph) : [];
+  graph.edit((g) => {
+    if (table) {
+      Object.assign(table.tensor, { dims: table.replacement.dims, rawData: table.replacement.rawData, floatData: [] });
+      for (const [ids, replacement] of table.positionIds) Object.assign(ids, { dims: replacement.dims, rawData: replacement.rawData, int64Data: [] });
     }
-  }
-  if (rw.erfGelu) {
-    replaceQuickGelu(graph);
-    // The 1.702 scalars are now orphaned; ONNX Runtime would warn about each one.
-    const used = new Set(graph.node.flatMap((n) => n.input ?? []));
-    for (const o of graph.output) used.add(o.name ?? '');
-    graph.initializer = graph.initializer.filter((t) => used.has(t.name ?? ''));
-  }
-  // Shapes recorded at export time (e.g. 197 tokens) no longer hold: let ORT infer them.
-  graph.valueInfo = [];
-  const relax = (vi: (typeof graph.output)[number], keep: number) => {
-    const dims = vi.type?.tensorType?.shape?.dim;
-    if (!dims) return;
-    dims.forEach((d, i) => {
-      if (i >= keep && d.dimValue != null) Object.assign(d, { dimValue: null, dimParam: `musc_d${i}` });
-    });
-  };
-  for (const o of graph.output) relax(o, 1);
-  for (const i of graph.input) if (i.name === info.inputName) relax(i, 2);
-  return encodeModel(model);
+    if (sites.length > 0) {
+      replaceQuickGelu(g, sites);
+      // The 1.702 scalars are now orphaned; ONNX Runtime would warn about each one.
+      const used = new Set(g.node.flatMap((n) => n.input ?? []));
+      for (const o of g.output) used.add(o.name ?? '');
+      g.initializer = g.initializer.filter((t) => used.has(t.name ?? ''));
+      g.node = g.node.filter((n) => n.opType !== 'Constant' || (n.output ?? []).some((o) => used.has(o)));
+    }
+    // Shapes recorded at export time (e.g. 197 tokens) no longer hold: let ORT infer them.
+    g.valueInfo = [];
+    const relax = (vi: (typeof g.output)[number], keep: number) => {
+      const dims = vi.type?.tensorType?.shape?.dim;
+      if (!dims) return;
+      dims.forEach((d, i) => {
+        if (i >= keep && d.dimValue != null) Object.assign(d, { dimValue: null, dimParam: `musc_d${i}` });
+      });
+    };
+    for (const o of g.output) relax(o, 1);
+    for (const i of g.input) if (i.name === info.inputName) relax(i, 2);
+  });
 }
 
-function replaceQuickGelu(graph: Graph): void {
-  const consts = constants(graph);
-  const sites = findQuickGelu(graph, consts);
+/** The positional table resized to `g1`² patches, and HF CLIP's `position_ids` ([1, T] = arange(T)) extended to match. */
+function rebakedPositions(
+  graph: OnnxGraph,
+  info: VitGraphInfo,
+  g1: number,
+): { tensor: ITensorProto; replacement: ITensorProto; positionIds: [ITensorProto, ITensorProto][] } {
+  const pos = info.positionEmbedding;
+  if (!pos) throw new ModelError(`${graph.source}: cannot find the positional embedding ([1, 1+g², C] constant) to resize for another input size; export the model at the size you need`);
+  const tensor = graph.constant(pos.name)!;
+  const values = tensorFloats(tensor)!;
+  const C = info.width;
+  const g0 = pos.grid;
+  const grid = new Float32Array(C * g0 * g0);
+  const off = pos.prefixRows * C;
+  for (let p = 0; p < g0 * g0; p++) for (let c = 0; c < C; c++) grid[c * g0 * g0 + p] = values[off + p * C + c];
+  const resized = bicubicResize(grid, C, g0, g0, g1, g1);
+  const rows = pos.prefixRows + g1 * g1;
+  const out = new Float32Array(rows * C);
+  out.set(values.subarray(0, off));
+  for (let p = 0; p < g1 * g1; p++) for (let c = 0; c < C; c++) out[off + p * C + c] = resized[c * g1 * g1 + p];
+  const replacement = floatTensor(pos.name, pos.dims.length === 3 ? [1, rows, C] : [rows, C], out);
+  // HF CLIP gathers rows with a `position_ids` buffer (an initializer or a Constant node): extend it too.
+  const T0 = pos.prefixRows + g0 * g0;
+  const positionIds: [ITensorProto, ITensorProto][] = [];
+  for (const t of new Set(graph.constants().values())) {
+    const d = dimsOf(t);
+    if (t.dataType !== INT64 || d.length !== 2 || d[0] !== 1 || d[1] !== T0) continue;
+    const v = tensorInt64s(t);
+    // The name may be empty for Constant nodes.
+    if (v && v.every((x, i) => x === i)) positionIds.push([t, int64Tensor(t.name ?? '', [1, rows], Array.from({ length: rows }, (_, i) => i))]);
+  }
+  return { tensor, replacement, positionIds };
+}
+
+function replaceQuickGelu(graph: GraphProto, sites: readonly QuickGeluSite[]): void {
   if (sites.length === 0) return;
   graph.initializer.push(
     floatTensor('musc_gelu_sqrt2', [], new Float32Array([Math.SQRT2])),

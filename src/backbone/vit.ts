@@ -11,18 +11,21 @@
  * | vit     | ImageNet     | bilinear | after the final norm| final-normed CLS, cosine (not in the paper) |
  *
  * At an input size whose patch grid differs from the export's positional embedding,
- * the model is re-baked once (bicubic-resized table, see vit-graph.ts) and cached.
+ * the model is re-baked in memory when it is opened (bicubic-resized table, see vit-graph.ts):
+ * the file is decoded once, analysed, rewritten and encoded once for ONNX Runtime, which
+ * costs less than reading and checksumming a cached copy would.
  */
 import { readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { ConfigError, ModelError, errorText } from '../errors.js';
 import type { ResizeKernel } from '../image/io.js';
 import { CLIP_MEAN_STD, IMAGENET_MEAN_STD, normalizeBatch, type Normalization } from '../image/normalize.js';
-import type { FeatureMap } from '../tensor.js';
+import type { FeatureMap, LayerBatch } from '../tensor.js';
 import type { Backbone, BackboneOutput } from './backbone.js';
 import { resolveTensorRule } from './graph-surgery.js';
-import { cacheDir, readVerified, sha256, writeVerified } from './model-cache.js';
+import { sha256 } from './model-cache.js';
 import { OnnxFeatureExtractor, type SessionOptions } from './onnx-backbone.js';
+import { OnnxGraph } from './onnx-graph.js';
 import { analyzeVit, rewriteVit, type LayerNormParams, type VitGraphInfo } from './vit-graph.js';
 
 /** ViT families MuSc knows how to read. */
@@ -88,12 +91,9 @@ export interface VitBackboneInfo {
   readonly rebaked: boolean;
   readonly erfGelu: boolean;
   readonly modelSha256: string;
-  /** The model actually run (the re-baked cache file, or the export itself). */
+  /** The export that was opened (re-baking happens in memory, see `rebaked`). */
   readonly modelPath: string;
 }
-
-/** Bump when re-baking changes, so cached re-baked models are rebuilt. */
-export const VIT_REBAKE_VERSION = 'vit-rebake-v1';
 
 /** The reference's block choice: four evenly spaced blocks, e.g. 24 → [5, 11, 17, 23], 12 → [2, 5, 8, 11]. */
 export function defaultVitLayers(depth: number): string[] {
@@ -114,28 +114,6 @@ export function detectVitFamily(info: Pick<VitGraphInfo, 'namesText' | 'quickGel
   if (/(^|[/._])dino([/._]|$)/im.test(t)) return 'dino';
   if (/(^|[/._])(vit|encoder_layer_\d+)([/._]|$)/m.test(t)) return 'vit';
   return null;
-}
-
-async function loadOrRebake(
-  bytes: Uint8Array,
-  digest: string,
-  info: VitGraphInfo,
-  grid: number | undefined,
-  erfGelu: boolean,
-  source: string,
-  log: (msg: string) => void,
-): Promise<{ bytes: Uint8Array; path: string }> {
-  if (grid === undefined && !erfGelu) return { bytes, path: source };
-  const file = join(cacheDir(), 'vit', `${digest.slice(0, 24)}-g${grid ?? 'native'}-${erfGelu ? 'erf' : 'asis'}.onnx`);
-  const cached = await readVerified(file, VIT_REBAKE_VERSION);
-  if (cached) return { bytes: cached, path: file };
-  log(
-    `re-baking ${basename(source)}: ${grid !== undefined ? `positional embedding ${info.positionEmbedding?.grid}² → ${grid}² (bicubic)` : ''}` +
-      `${grid !== undefined && erfGelu ? ', ' : ''}${erfGelu ? `${info.quickGeluCount} QuickGELU → erf GELU` : ''}; cached at ${file}`,
-  );
-  const out = rewriteVit(bytes, info, { grid, erfGelu }, source);
-  await writeVerified(file, out, VIT_REBAKE_VERSION);
-  return { bytes: out, path: file };
 }
 
 function layerNormRows(data: Float32Array, rows: number, norm: LayerNormParams, out: Float32Array): void {
@@ -179,7 +157,8 @@ export async function createVitBackbone(opts: VitBackboneOptions): Promise<Backb
   } catch (err) {
     throw new ModelError(`cannot read the backbone model ${JSON.stringify(source)}: ${errorText(err)}`, { cause: err });
   }
-  const info = analyzeVit(bytes, source);
+  const graph = OnnxGraph.decode(bytes, source);
+  const info = analyzeVit(graph);
   const detected = detectVitFamily(info);
   const family = opts.family && opts.family !== 'auto' ? opts.family : detected;
   if (!family) {
@@ -212,8 +191,13 @@ export async function createVitBackbone(opts: VitBackboneOptions): Promise<Backb
   const gelu = opts.gelu ?? 'auto';
   const erfGelu = info.quickGeluCount > 0 && (gelu === 'erf' || (gelu === 'auto' && family === 'clip' && info.nativeSize !== S));
   const digest = sha256(bytes);
-  const run = await loadOrRebake(bytes, digest, info, rebakeGrid, erfGelu, source, log);
-  bytes = new Uint8Array(0); // the export can be large: do not keep a second copy alive
+  if (rebakeGrid !== undefined || erfGelu) {
+    log(
+      `re-baking ${basename(source)} in memory: ${rebakeGrid !== undefined ? `positional embedding ${pos?.grid}² → ${rebakeGrid}² (bicubic)` : ''}` +
+        `${rebakeGrid !== undefined && erfGelu ? ', ' : ''}${erfGelu ? `${info.quickGeluCount} QuickGELU → erf GELU` : ''}`,
+    );
+    rewriteVit(graph, info, { grid: rebakeGrid, erfGelu });
+  }
 
   const lastBlock = info.blockOutputs[depth - 1];
   const rank2Outputs = info.outputs.filter((o) => o.name && o.rank !== 3 && !info.blockOutputs.includes(o.name)).map((o) => o.name);
@@ -224,13 +208,14 @@ export async function createVitBackbone(opts: VitBackboneOptions): Promise<Backb
   const fetches = [...new Set([...blocks, ...(desc.embedding === 'normed-cls' || !embeddingOutput ? [lastBlock] : []), ...(embeddingOutput ? [embeddingOutput] : [])])];
   let extractor: OnnxFeatureExtractor;
   try {
-    extractor = await OnnxFeatureExtractor.create(run.bytes, fetches, { ...opts.session, source });
+    extractor = await OnnxFeatureExtractor.create(graph, fetches, { ...opts.session, source });
   } catch (err) {
     throw new ModelError(`${source}: ${errorText(err)}`, { cause: err });
   }
   const normalization = opts.normalization ?? desc.normalization;
   const C = info.width;
-  const G2 = grid * grid;
+  const [gh, gw] = [grid, grid]; // square today; LNAMD and the maps take gh ≠ gw
+  const G2 = gh * gw;
   const vitInfo: VitBackboneInfo = {
     family,
     familyDetected: detected === family,
@@ -244,7 +229,7 @@ export async function createVitBackbone(opts: VitBackboneOptions): Promise<Backb
     rebaked: rebakeGrid !== undefined,
     erfGelu,
     modelSha256: digest,
-    modelPath: run.path,
+    modelPath: source,
   };
   let warnedFallback = false;
 
@@ -260,22 +245,19 @@ export async function createVitBackbone(opts: VitBackboneOptions): Promise<Backb
         { cause: err },
       );
     }
-    const layerMaps: FeatureMap[] = blocks.map((name) => {
+    // Patch tokens go to LNAMD as they come, token-major [B, gh, gw, C]; only CLS/register rows are dropped.
+    const layerMaps: LayerBatch[] = blocks.map((name) => {
       const { data, T } = tokensBtc(out[name], B, C, name);
-      if (T < G2) throw new ModelError(`block output ${name} has ${T} tokens, fewer than the ${grid}x${grid} patch grid at ${S} px`);
+      if (T < G2) throw new ModelError(`block output ${name} has ${T} tokens, fewer than the ${gh}x${gw} patch grid at ${S} px`);
       const prefix = T - G2; // CLS (+ register tokens); patches come last
-      const nchw = new Float32Array(B * C * G2);
-      const row = new Float32Array(C);
+      const tokens = new Float32Array(B * G2 * C);
       for (let b = 0; b < B; b++) {
-        for (let p = 0; p < G2; p++) {
-          const src = data.subarray((b * T + prefix + p) * C, (b * T + prefix + p + 1) * C);
-          if (desc.blockTokens === 'final-norm') layerNormRows(src, 1, finalNorm!, row);
-          else row.set(src);
-          const base = b * C * G2 + p;
-          for (let c = 0; c < C; c++) nchw[base + c * G2] = row[c];
-        }
+        const src = data.subarray((b * T + prefix) * C, (b + 1) * T * C);
+        const dst = tokens.subarray(b * G2 * C, (b + 1) * G2 * C);
+        if (desc.blockTokens === 'final-norm') layerNormRows(src, G2, finalNorm!, dst);
+        else dst.set(src);
       }
-      return { data: nchw, dims: [B, C, grid, grid] };
+      return { data: tokens, dims: [B, gh, gw, C], layout: 'hwc' };
     });
     let embedding: FeatureMap;
     if (embeddingOutput && out[embeddingOutput].dims.length === 2) {

@@ -11,10 +11,8 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DatasetError, errorText } from '../errors.js';
+import { IMAGE_EXTENSIONS, isImageFileName } from '../image/io.js';
 import { RSCIN_K_MVTEC, RSCIN_K_VISA, type Dataset, type DatasetItem, type MaskRule } from './dataset.js';
-
-/** Image file extensions the readers pick up (compared case-insensitively). */
-export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'];
 
 /** Options shared by the folder readers. */
 export interface ReadOptions {
@@ -41,11 +39,6 @@ export function compareCodePoints(a: string, b: string): number {
 function codePointRank(unit: number): number {
   if (unit < 0xd800) return unit;
   return unit <= 0xdfff ? unit + 0x2000 : unit - 0x800;
-}
-
-function isImageName(name: string): boolean {
-  // Hidden files are skipped: macOS AppleDouble files (`._000.png`) carry image extensions but are not images.
-  return !name.startsWith('.') && IMAGE_EXTENSIONS.includes(path.extname(name).toLowerCase());
 }
 
 function stemOf(name: string): string {
@@ -82,7 +75,7 @@ async function listImages(dir: string): Promise<string[]> {
   }
   const out: string[] = [];
   for (const e of entries) {
-    if (!isImageName(e.name)) continue;
+    if (!isImageFileName(e.name)) continue;
     if (e.isFile() || (e.isSymbolicLink() && !(await isDirectory(path.join(dir, e.name))))) out.push(e.name);
   }
   return out.sort(compareCodePoints);

@@ -6,9 +6,24 @@
  * size W x H (S x S by default, as the reference does: the aspect ratio is not kept).
  */
 import { readFile, stat } from 'node:fs/promises';
+import { extname } from 'node:path';
 import sharp, { type Sharp } from 'sharp';
 import { ImageDecodeError, errorText } from '../errors.js';
 import { size2d, type SizeLike } from '../tensor.js';
+
+/**
+ * File extensions read as images when walking folders (compared case-insensitively): the
+ * formats sharp decodes, plus BMP, which this module decodes itself.
+ */
+export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.gif'];
+
+/**
+ * Whether a file name has an image extension. Hidden files are skipped: macOS AppleDouble
+ * files (`._000.png`) carry image extensions but are not images.
+ */
+export function isImageFileName(name: string): boolean {
+  return !name.startsWith('.') && IMAGE_EXTENSIONS.includes(extname(name).toLowerCase());
+}
 
 /** An 8-bit RGB image, HWC interleaved. */
 export interface RgbImage {

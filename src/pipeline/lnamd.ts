@@ -2,7 +2,8 @@
  * LNAMD — Local Neighbourhood Aggregation with Multiple Degrees (MuSc §3.1, spec §3).
  * Hand-written: it is MuSc-specific math with no library equivalent.
  *
- * For one image and one layer grid `[C, gh, gw]` and an odd degree r:
+ * For one image and one layer grid (channel-major `[C, gh, gw]` or token-major
+ * `[gh*gw, C]`, bit-identical results) and an odd degree r:
  *  1. standardise the whole tensor (one mean and population variance over all
  *     C*gh*gw entries, eps 1e-5; an affine-free LayerNorm over [C, gh, gw]);
  *  2. average every patch with its r x r neighbourhood per channel, zero padding
@@ -11,40 +12,71 @@
  * Output layout `[P, C]` (patch p = u*gw + v), rows of unit length.
  */
 import { ConfigError } from '../errors.js';
-import type { ChwGrid, PatchVectors } from '../tensor.js';
+import type { FeatureGrid, PatchVectors } from '../tensor.js';
 
 /** LayerNorm epsilon of the reference. */
 export const LNAMD_EPS = 1e-5;
 
+/** Channels gathered per pass over a token-major grid: a tile of 16 floats is one 64-byte cache line per token. */
+const HWC_TILE = 16;
+
 /**
- * Applies LNAMD of degree `r` to one image's layer grid.
- * @param grid channel-major `[C, gh, gw]` features of one image
- * @param r odd aggregation degree (1 = no aggregation)
- * @param out optional `[P, C]` destination to avoid allocation
+ * Calls `visit` with every channel plane `[gh*gw]` of the grid, in channel order. Channel-major
+ * grids hand out views; token-major grids are transposed 16 channels at a time into a small tile.
  */
-export function lnamd(grid: ChwGrid, r: number, out?: Float32Array): PatchVectors {
-  if (!Number.isInteger(r) || r < 1 || r % 2 === 0) {
-    throw new ConfigError(`LNAMD degree r must be a positive odd integer (got ${r}); even r shrinks the grid in the reference`);
+function forEachChannel(grid: FeatureGrid, visit: (plane: Float32Array) => void): void {
+  const { channels: C, data } = grid;
+  const P = grid.height * grid.width;
+  if (grid.layout !== 'hwc') {
+    for (let c = 0; c < C; c++) visit(data.subarray(c * P, (c + 1) * P));
+    return;
   }
-  const { channels: C, height: H, width: W, data } = grid;
-  const P = H * W;
-  const n = C * P;
-  // Standardisation in float64: the mean of ~1e6 entries loses bits in float32.
+  const tile = new Float32Array(HWC_TILE * P);
+  for (let c0 = 0; c0 < C; c0 += HWC_TILE) {
+    const k = Math.min(HWC_TILE, C - c0);
+    for (let p = 0; p < P; p++) {
+      const row = p * C + c0;
+      for (let j = 0; j < k; j++) tile[j * P + p] = data[row + j];
+    }
+    for (let j = 0; j < k; j++) visit(tile.subarray(j * P, (j + 1) * P));
+  }
+}
+
+/**
+ * Mean and 1/std (eps added) of all entries. Float64: the mean of ~1e6 entries loses bits in
+ * float32. One running sum in channel-major order whatever the layout, so both layouts give the
+ * same bits (the local copies keep the hot loops off the closure).
+ */
+function standardisation(grid: FeatureGrid): { mean: number; inv: number } {
+  const P = grid.height * grid.width;
+  const n = grid.channels * P;
   let sum = 0;
-  for (let i = 0; i < n; i++) sum += data[i];
+  forEachChannel(grid, (src) => {
+    let s = sum;
+    for (let i = 0; i < P; i++) s += src[i];
+    sum = s;
+  });
   const mean = sum / n;
   let sq = 0;
-  for (let i = 0; i < n; i++) {
-    const d = data[i] - mean;
-    sq += d * d;
-  }
-  const inv = 1 / Math.sqrt(sq / n + LNAMD_EPS);
+  forEachChannel(grid, (src) => {
+    let s = sq;
+    for (let i = 0; i < P; i++) {
+      const d = src[i] - mean;
+      s += d * d;
+    }
+    sq = s;
+  });
+  return { mean, inv: 1 / Math.sqrt(sq / n + LNAMD_EPS) };
+}
+
+/**
+ * Zero-padded r x r box mean of the standardised channel-major grid, written as `[P, C]`.
+ * Separable: rows first into `rows`, then columns, one channel plane at a time.
+ */
+function boxMeanChw(data: Float32Array, C: number, H: number, W: number, mean: number, inv: number, r: number, result: Float32Array): void {
+  const P = H * W;
   const norm = 1 / (r * r);
   const half = (r - 1) >> 1;
-  const result = out ?? new Float32Array(P * C);
-  if (result.length !== P * C) throw new RangeError(`lnamd: out has ${result.length} elements, need ${P * C}`);
-
-  // Separable box sum with zero padding: rows first into `rows`, then columns while writing [P, C].
   const plane = new Float64Array(P);
   const rows = new Float64Array(P);
   for (let c = 0; c < C; c++) {
@@ -74,6 +106,66 @@ export function lnamd(grid: ChwGrid, r: number, out?: Float32Array): PatchVector
       }
     }
   }
+}
+
+/**
+ * The same box mean over a token-major grid: every output is the same float64 sum, over the
+ * same terms in the same order, as in {@link boxMeanChw}, so both layouts give identical bits.
+ * Here the sums run across neighbouring tokens for each channel, reading and writing whole
+ * token rows of C values.
+ */
+function boxMeanHwc(data: Float32Array, C: number, H: number, W: number, mean: number, inv: number, r: number, result: Float32Array): void {
+  const P = H * W;
+  if (r === 1) {
+    for (let i = 0; i < P * C; i++) result[i] = (data[i] - mean) * inv;
+    return;
+  }
+  const norm = 1 / (r * r);
+  const half = (r - 1) >> 1;
+  const rows = new Float64Array(P * C);
+  for (let u = 0; u < H; u++) {
+    for (let v = 0; v < W; v++) {
+      const lo = Math.max(0, v - half);
+      const hi = Math.min(W - 1, v + half);
+      const o = (u * W + v) * C;
+      for (let c = 0; c < C; c++) {
+        let s = 0;
+        for (let x = lo; x <= hi; x++) s += (data[(u * W + x) * C + c] - mean) * inv;
+        rows[o + c] = s;
+      }
+    }
+  }
+  for (let u = 0; u < H; u++) {
+    const lo = Math.max(0, u - half);
+    const hi = Math.min(H - 1, u + half);
+    for (let v = 0; v < W; v++) {
+      const o = (u * W + v) * C;
+      for (let c = 0; c < C; c++) {
+        let s = 0;
+        for (let y = lo; y <= hi; y++) s += rows[(y * W + v) * C + c];
+        result[o + c] = s * norm;
+      }
+    }
+  }
+}
+
+/**
+ * Applies LNAMD of degree `r` to one image's layer grid.
+ * @param grid features of one image, channel-major `[C, gh, gw]` or token-major `[gh*gw, C]`
+ * @param r odd aggregation degree (1 = no aggregation)
+ * @param out optional `[P, C]` destination to avoid allocation
+ */
+export function lnamd(grid: FeatureGrid, r: number, out?: Float32Array): PatchVectors {
+  if (!Number.isInteger(r) || r < 1 || r % 2 === 0) {
+    throw new ConfigError(`LNAMD degree r must be a positive odd integer (got ${r}); even r shrinks the grid in the reference`);
+  }
+  const { channels: C, height: H, width: W } = grid;
+  const P = H * W;
+  const result = out ?? new Float32Array(P * C);
+  if (result.length !== P * C) throw new RangeError(`lnamd: out has ${result.length} elements, need ${P * C}`);
+  const { mean, inv } = standardisation(grid);
+  if (grid.layout === 'hwc') boxMeanHwc(grid.data, C, H, W, mean, inv, r, result);
+  else boxMeanChw(grid.data, C, H, W, mean, inv, r, result);
   // L2 normalisation per patch; a zero vector (constant input) stays zero rather than NaN.
   for (let p = 0; p < P; p++) {
     const o = p * C;
@@ -92,7 +184,7 @@ export function lnamd(grid: ChwGrid, r: number, out?: Float32Array): PatchVector
  * (the layout mutual scoring takes). All grids must share one shape.
  * @param out optional destination of N·P·C values, reused across r
  */
-export function lnamdStack(grids: readonly ChwGrid[], r: number, out?: Float32Array): Float32Array {
+export function lnamdStack(grids: readonly FeatureGrid[], r: number, out?: Float32Array): Float32Array {
   const g0 = grids[0];
   const size = g0.height * g0.width * g0.channels;
   const z = out ?? new Float32Array(grids.length * size);

@@ -9,7 +9,7 @@ import type { Backbone, BackboneOutput } from '../backbone/backbone.js';
 import { splitSubsets } from '../data/subsets.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
 import { loadImageRgb, type LoadedImage } from '../image/io.js';
-import type { ChwGrid, Size2D } from '../tensor.js';
+import { gridOfBatch, type FeatureGrid, type Size2D } from '../tensor.js';
 import { lnamdStack } from './lnamd.js';
 import { anomalyMap, imageScore, upsampleAccumulate } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision } from './msm.js';
@@ -64,8 +64,8 @@ export interface ImageFeatures {
   readonly file: string;
   readonly originalWidth: number;
   readonly originalHeight: number;
-  /** One `[C, gh, gw]` grid per configured layer. */
-  readonly layers: readonly ChwGrid[];
+  /** One grid per configured layer, `[C, gh, gw]` (CNN) or `[gh*gw, C]` (ViT). */
+  readonly layers: readonly FeatureGrid[];
   readonly embedding: Float32Array;
 }
 
@@ -108,9 +108,8 @@ export function featuresOfBatch(images: readonly LoadedImage[], out: BackboneOut
     originalWidth: img.originalWidth,
     originalHeight: img.originalHeight,
     layers: out.layers.map((m) => {
-      const [, c, h, w] = m.dims as [number, number, number, number];
-      const size = c * h * w;
-      return { data: m.data.slice(i * size, (i + 1) * size), channels: c, height: h, width: w };
+      const g = gridOfBatch(m, i);
+      return { ...g, data: g.data.slice() };
     }),
     embedding: out.embedding.data.slice(i * d, (i + 1) * d),
   }));

@@ -2,7 +2,9 @@
  * The data contract between the pipeline (`musc run`, `musc eval --report`) and
  * the self-contained HTML report. Everything the page shows comes from one
  * {@link ReportData}; the renderer computes nothing that needs the images
- * themselves, so the caller decides thumbnail size and therefore file size.
+ * themselves, so the caller decides thumbnail size and therefore file size, and
+ * nothing another module computes (metrics, curves, threshold, decision quality
+ * and confusion counts arrive ready).
  */
 
 /** An axis-aligned box in the original image's pixel coordinates. */
@@ -80,6 +82,20 @@ export interface ReportDecisionQuality {
   bestF1: number;
   /** The oracle threshold on the RsCIN score (chosen with the labels). */
   bestThreshold: number;
+  /** Image counts of the automatic decisions against the labels (anomalous = positive). */
+  confusion: ConfusionCounts;
+}
+
+/** A confusion matrix of binary decisions, anomalous = positive. */
+export interface ConfusionCounts {
+  /** Labelled anomalous, decided anomalous. */
+  tp: number;
+  /** Labelled normal, decided anomalous (false alarms). */
+  fp: number;
+  /** Labelled anomalous, decided normal (missed). */
+  fn: number;
+  /** Labelled normal, decided normal. */
+  tn: number;
 }
 
 /** Metrics for a labelled run (`musc eval --report`). */

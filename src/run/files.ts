@@ -5,11 +5,7 @@ import { readdir, realpath, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { glob } from 'tinyglobby';
 import { DatasetError } from '../errors.js';
-
-/** Extensions treated as images when walking folders. */
-export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.gif'];
-
-const isImageName = (name: string) => !name.startsWith('.') && IMAGE_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e));
+import { IMAGE_EXTENSIONS, isImageFileName } from '../image/io.js';
 
 async function walk(dir: string, out: string[], seen: Set<string>): Promise<void> {
   // Symlinked folders are followed once (real path), so link cycles cannot loop forever.
@@ -23,7 +19,7 @@ async function walk(dir: string, out: string[], seen: Set<string>): Promise<void
     const kind = e.isSymbolicLink() ? await stat(p).catch(() => null) : e;
     if (!kind) continue; // dangling link
     if (kind.isDirectory()) await walk(p, out, seen);
-    else if (kind.isFile() && isImageName(e.name)) out.push(p);
+    else if (kind.isFile() && isImageFileName(e.name)) out.push(p);
   }
 }
 
@@ -45,7 +41,7 @@ export async function collectImages(inputs: readonly string[]): Promise<string[]
     } else {
       const matches = await glob(input, { absolute: true, onlyFiles: true, dot: false });
       if (matches.length === 0) throw new DatasetError(`${input} is not a file or folder and matches no files`);
-      matches.filter((m) => isImageName(m.split(sep).pop() ?? m)).forEach((m) => found.add(resolve(m)));
+      matches.filter((m) => isImageFileName(m.split(sep).pop() ?? m)).forEach((m) => found.add(resolve(m)));
     }
   }
   if (found.size === 0) throw new DatasetError(`no images found in ${inputs.join(', ')} (looked for ${IMAGE_EXTENSIONS.join(' ')})`);

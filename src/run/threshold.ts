@@ -4,6 +4,7 @@
  * each rule states its own so the report can show it.
  */
 import { ConfigError } from '../errors.js';
+import type { ReportDecisionQuality } from '../report/report-data.js';
 
 /** How the decision threshold is chosen. */
 export type ThresholdRule =
@@ -107,12 +108,15 @@ export function chooseThreshold(scores: ArrayLike<number>, rule: ThresholdRule):
   }
 }
 
-/** Accuracy and F1 of `score > t` against labels, and the best achievable over all cuts. */
+/**
+ * Accuracy, F1 and confusion counts of `score > t` against labels (anomalous = 1 = positive),
+ * and the best accuracy achievable over all cuts with its F1 and threshold.
+ */
 export function decisionQuality(
   scores: ArrayLike<number>,
   labels: ArrayLike<number>,
   t: number,
-): { accuracy: number; f1: number; bestAccuracy: number; bestF1: number; bestThreshold: number } {
+): ReportDecisionQuality {
   const n = scores.length;
   const at = (thr: number) => {
     let tp = 0;
@@ -124,7 +128,7 @@ export function decisionQuality(
       if (labels[i]) pred ? tp++ : fn++;
       else pred ? fp++ : tn++;
     }
-    return { accuracy: (tp + tn) / n, f1: tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn) };
+    return { accuracy: (tp + tn) / n, f1: tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn), confusion: { tp, fp, fn, tn } };
   };
   const here = at(t);
   const s = sortedCopy(scores);
@@ -134,5 +138,5 @@ export function decisionQuality(
     const q = at(c);
     if (q.accuracy > best.accuracy) best = { accuracy: q.accuracy, f1: q.f1, thr: c };
   }
-  return { accuracy: here.accuracy, f1: here.f1, bestAccuracy: best.accuracy, bestF1: best.f1, bestThreshold: best.thr };
+  return { accuracy: here.accuracy, f1: here.f1, bestAccuracy: best.accuracy, bestF1: best.f1, bestThreshold: best.thr, confusion: here.confusion };
 }

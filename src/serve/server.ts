@@ -24,6 +24,7 @@ import type { MuscScorer } from '../bank/scorer.js';
 import { MuscError } from '../errors.js';
 import { decodeImageOriginal } from '../image/io.js';
 import { heatLayer, type HeatScale } from '../run/overlay.js';
+import type { BankSummary, ErrorResponse, ScoreResponse } from './api.js';
 import { renderPage } from './page.js';
 import { bankHeatScale } from '../bank/score.js';
 import type { Size2D } from '../tensor.js';
@@ -53,31 +54,15 @@ export const DEFAULT_MAX_QUEUE = 64;
 export const DEFAULT_HEATMAP_CACHE_SIZE = 256;
 export const DEFAULT_HEATMAP_CACHE_BYTES = 256 * 2 ** 20;
 
-/** The JSON answer of `POST /score`. */
-export interface ScoreResponse {
-  readonly name: string;
-  readonly score: number;
-  readonly imageScore: number;
-  readonly decision: 'normal' | 'anomalous';
-  readonly threshold: number;
-  readonly heatmapUrl: string;
-  readonly width: number;
-  readonly height: number;
-}
+export type { BankSummary, ErrorResponse, ScoreResponse } from './api.js';
 
 /** The JSON answer of `GET /health`. */
 export interface HealthResponse {
   readonly status: 'ok';
-  readonly bank: { readonly images: number; readonly reference: string; readonly backbone: string; readonly imageSize: number; readonly threshold: number };
+  readonly bank: BankSummary;
   readonly queue: { readonly running: number; readonly waiting: number; readonly limit: number };
   /** The fixed colour scale of heatmaps (raw map units). */
   readonly heatScale: HeatScale;
-}
-
-/** Every error body: a human message and a stable code. */
-export interface ErrorResponse {
-  readonly error: string;
-  readonly code: string;
 }
 
 /** An error with the HTTP status and code to answer with. */
