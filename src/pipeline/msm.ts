@@ -140,6 +140,20 @@ export async function mutualScores(z: Float32Array, dims: { N: number; P: number
   return best.meanOfRanks(kMin, kMax, toDistance);
 }
 
+/** Names one mutual-scoring set of a run: which subset, layer and aggregation degree. */
+export interface ScoringSetId {
+  readonly subset: number;
+  readonly layer: string;
+  readonly r: number;
+}
+
+/**
+ * Where mutual scoring of one set runs: `mutualScores` in this process (the default),
+ * or an executor that farms the same blocks out (e.g. to workers on a job queue) and
+ * must return the same scores.
+ */
+export type MutualScoring = (z: Float32Array, dims: { N: number; P: number; C: number }, opts: MsmOptions, set: ScoringSetId) => Promise<Float32Array>;
+
 /** Convenience wrapper over per-image `PatchVectors` (all with the same P and C). */
 export async function mutualScoresOf(images: readonly PatchVectors[], opts: MsmOptions = {}): Promise<Float32Array[]> {
   if (images.length === 0) throw new ConfigError('mutualScores: no images');

@@ -12,7 +12,7 @@ import { loadImageRgb, type LoadedImage } from '../image/io.js';
 import { gridOfBatch, type FeatureGrid, type Size2D } from '../tensor.js';
 import { lnamdStack } from './lnamd.js';
 import { anomalyMap, imageScore, upsampleAccumulate } from './maps.js';
-import { MIN_IMAGES, mutualScores, type MsmPrecision } from './msm.js';
+import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
 import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
 import { SimilarityKernel } from './similarity-kernel.js';
 
@@ -191,6 +191,8 @@ export async function scoreFeatures(
     maxQueryGroups?: number;
     /** ONNX Runtime intra-op threads for mutual scoring (default: all cores). */
     threads?: number;
+    /** Runs mutual scoring of each set (default: `mutualScores` in this process). */
+    mutualScoring?: MutualScoring;
   } = {},
 ): Promise<MuscScores> {
   const M = features.length;
@@ -222,7 +224,7 @@ export async function scoreFeatures(
   const total = subsets.reduce((a, s) => a + cfg.layers.reduce((b, _, l) => b + work(s.length, l) * cfg.rList.length, 0), 0);
   let done = 0;
   try {
-    for (const subset of subsets) {
+    for (const [subsetIndex, subset] of subsets.entries()) {
       const N = subset.length;
       for (let l = 0; l < cfg.layers.length; l++) {
         const g0 = features[subset[0]].layers[l];
@@ -236,15 +238,20 @@ export async function scoreFeatures(
           const w = work(N, l);
           if (hooks.times) hooks.times.lnamd += (performance.now() - t) / 1000;
           t = performance.now();
-          const scores = await mutualScores(z, { N, P, C }, {
-            intervalLow: cfg.interval[0],
-            intervalHigh: cfg.interval[1],
-            kernel,
-            precision: cfg.precision,
-            signal: hooks.signal,
-            maxQueryGroups: hooks.maxQueryGroups,
-            onProgress: (f) => hooks.onProgress?.('scoring', (done + f * w) / total),
-          });
+          const scores = await (hooks.mutualScoring ?? mutualScores)(
+            z,
+            { N, P, C },
+            {
+              intervalLow: cfg.interval[0],
+              intervalHigh: cfg.interval[1],
+              kernel,
+              precision: cfg.precision,
+              signal: hooks.signal,
+              maxQueryGroups: hooks.maxQueryGroups,
+              onProgress: (f) => hooks.onProgress?.('scoring', (done + f * w) / total),
+            },
+            { subset: subsetIndex, layer: cfg.layers[l], r },
+          );
           done += w;
           if (hooks.times) hooks.times.msm += (performance.now() - t) / 1000;
           t = performance.now();
