@@ -54,7 +54,7 @@ if (failures.length) throw new Error(`unexpected unreadable bench images: ${fail
 // FLOPs of MSM with each unordered pair once: sum over (layer, r) of N(N-1)/2 * 2 P^2 C.
 let flops = 0;
 for (let l = 0; l < cfg.layers.length; l++) {
-  const g = features[0].layers[l];
+  const g = features[0].units[0][l];
   flops += cfg.rList.length * ((n * (n - 1)) / 2) * 2 * (g.height * g.width) ** 2 * g.channels;
 }
 
@@ -67,12 +67,12 @@ if (baseline) {
   let diff = 0;
   const { mutualScores } = await import('../src/pipeline/msm.js');
   for (let l = 0; l < cfg.layers.length; l++) {
-    const g0 = features[0].layers[l];
+    const g0 = features[0].units[0][l];
     const P = g0.height * g0.width;
     const C = g0.channels;
     for (const r of cfg.rList) {
       const z = new Float32Array(n * P * C);
-      features.forEach((f, i) => lnamd(f.layers[l], r, z.subarray(i * P * C, (i + 1) * P * C)));
+      features.forEach((f, i) => lnamd(f.units[0][l], r, z.subarray(i * P * C, (i + 1) * P * C)));
       const t = performance.now();
       const ref = await baselineMutualScores(z, n, P, C);
       tb += performance.now() - t;
@@ -96,11 +96,11 @@ async function gemmFloorSeconds(): Promise<number> {
   let seconds = 0;
   try {
     for (let l = 0; l < cfg.layers.length; l++) {
-      const g = features[0].layers[l];
+      const g = features[0].units[0][l];
       const P = g.height * g.width;
       const C = g.channels;
       for (const r of cfg.rList) {
-        const ops = selfOperands(lnamdStack(features.map((f) => f.layers[l]), r), C, precision);
+        const ops = selfOperands(lnamdStack(features.map((f) => f.units[0][l]), r), C, precision);
         const W = ops.channels;
         let blocks = selfBlockPlan(n, P);
         if (maxQueryGroups !== undefined) {

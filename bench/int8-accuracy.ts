@@ -15,7 +15,7 @@ import type { GemmOperands } from '../src/pipeline/gemm-operands.js';
 import { lnamdStack } from '../src/pipeline/lnamd.js';
 import { upsampleBilinear } from '../src/pipeline/maps.js';
 import { intervalBounds, mutualScores, selfOperands, toDistance } from '../src/pipeline/msm.js';
-import { extractFeatures, resolveConfig, workingSize } from '../src/pipeline/musc.js';
+import { extractFeatures, resolveConfig } from '../src/pipeline/musc.js';
 import { selfBestMatches } from '../src/pipeline/pairwise.js';
 import { SimilarityKernel } from '../src/pipeline/similarity-kernel.js';
 import { LargestK } from '../src/pipeline/top-k.js';
@@ -25,10 +25,10 @@ const dir = process.argv[2] ?? resolve(here, '../../../shared/data/mvtec_ad/bott
 const cfg = resolveConfig({ precision: 'fp32' });
 const backbone = await createResNet50Backbone({ layers: cfg.layers });
 const ds = await readCategory(dir);
-const { features } = await extractFeatures(ds.items.map((i) => i.imagePath), backbone, cfg);
+const { features, geometry } = await extractFeatures(ds.items.map((i) => i.imagePath), backbone, cfg);
 await backbone.dispose();
 const N = features.length;
-const size = workingSize(cfg);
+const size = geometry.map;
 const kernel = await SimilarityKernel.create({ precision: 'int8' });
 
 /** The former int8 arithmetic: similarity = qa·qb / s², no norm channels. */
@@ -52,11 +52,11 @@ async function formerInt8(z: Float32Array, P: number, C: number): Promise<Float3
 
 const rows: Record<string, unknown>[] = [];
 for (let l = 0; l < cfg.layers.length; l++) {
-  const g = features[0].layers[l];
+  const g = features[0].units[0][l];
   const P = g.height * g.width;
   const C = g.channels;
   for (const r of cfg.rList) {
-    const z = lnamdStack(features.map((f) => f.layers[l]), r);
+    const z = lnamdStack(features.map((f) => f.units[0][l]), r);
     const fp32 = await mutualScores(z, { N, P, C }, { precision: 'fp32' });
     const int8 = await mutualScores(z, { N, P, C }, { precision: 'int8', kernel });
     const plain = await mutualScores(z, { N, P, C }, { precision: 'int8', kernel, int8Dither: false });

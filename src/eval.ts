@@ -12,7 +12,7 @@ import { splitSubsets } from './data/subsets.js';
 import { ConfigError, DatasetError } from './errors.js';
 import { imageMetrics, pixelMetrics } from './metrics/index.js';
 import { MIN_IMAGES } from './pipeline/msm.js';
-import { extractFeatures, scoreFeatures, workingSize, type Failure, type MuscConfig, type MuscScores, type ProgressFn, type StageTimes } from './pipeline/musc.js';
+import { extractFeatures, planGeometry, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn, type StageTimes } from './pipeline/musc.js';
 
 /** Image-level metrics in [0, 1]. */
 export interface ImageLevelMetrics {
@@ -78,15 +78,13 @@ export async function evaluateCategory(
     while (keep.length > hooks.maxImages) keep = splitSubsets(dataset.items, ++parts, 42)[0];
     dataset = { ...dataset, items: keep.map((i) => dataset.items[i]) };
   }
-  // Masks are read before the expensive part so a corrupt mask costs seconds, not the scoring.
-  const allMasks = await Promise.all(dataset.items.map((it) => loadMaskBinary(it, workingSize(cfg), dataset.maskRule)));
+  // Masks are read before the expensive part so a corrupt mask costs seconds, not the scoring;
+  // they are resized to the maps' working size, exactly as the images are.
+  const files = dataset.items.map((i) => i.imagePath);
+  const geometry = await planGeometry(files, backbone, cfg);
+  const allMasks = await Promise.all(dataset.items.map((it) => loadMaskBinary(it, geometry.map, dataset.maskRule)));
   let t = performance.now();
-  const { features, failures } = await extractFeatures(
-    dataset.items.map((i) => i.imagePath),
-    backbone,
-    cfg,
-    hooks,
-  );
+  const { features, failures } = await extractFeatures(files, backbone, cfg, { ...hooks, geometry });
   const ok = new Set(features.map((f) => f.file));
   const items = dataset.items.filter((i) => ok.has(i.imagePath));
   const masks = allMasks.filter((_, k) => ok.has(dataset.items[k].imagePath));

@@ -5,6 +5,7 @@ import { lnamd, lnamdStack } from '../src/pipeline/lnamd.js';
 import { anomalyMap, imageScore, upsampleBilinear } from '../src/pipeline/maps.js';
 import { intervalBounds, mutualScores, mutualScoresOf } from '../src/pipeline/msm.js';
 import { rscin } from '../src/pipeline/rscin.js';
+import { planBatch } from '../src/pipeline/geometry.js';
 import { resolveConfig, scoreFeatures } from '../src/pipeline/musc.js';
 import { LargestK } from '../src/pipeline/top-k.js';
 import { gridOfBatch, type ChwGrid, type HwcGrid } from '../src/tensor.js';
@@ -276,14 +277,17 @@ test('int8 with 7-bit reference codes (CPUs without VNNI) also stays close to fp
 
 test('divideNum without explicit subsets splits by parent folder and scores within each subset', async () => {
   const r = rng(11);
+  const cfg = resolveConfig({ imageSize: 32, layers: ['x'], divideNum: 2, precision: 'fp32' });
+  const geometry = planBatch(cfg, []);
   const features = Array.from({ length: 12 }, (_, i) => ({
     file: `/batch/${i % 2 ? 'a' : 'b'}/${i}.png`,
     originalWidth: 10,
     originalHeight: 10,
-    layers: [{ data: Float32Array.from({ length: 8 * 3 * 3 }, () => r()), channels: 8, height: 3, width: 3 }],
+    geometry,
+    units: [[{ data: Float32Array.from({ length: 8 * 3 * 3 }, () => r()), channels: 8, height: 3, width: 3 }]],
+    fine: null,
     embedding: Float32Array.from({ length: 4 }, () => r()),
   }));
-  const cfg = resolveConfig({ imageSize: 32, layers: ['x'], divideNum: 2, precision: 'fp32' });
   const split = await scoreFeatures(features, cfg);
   const whole = await scoreFeatures(features, { ...cfg, divideNum: 1 });
   assert.equal(split.maps.length, 12);

@@ -4,7 +4,7 @@
 import type { LoadedImage, ResizeKernel } from '../image/io.js';
 import { CAFFE_BGR, normalizeBatch, type Normalization } from '../image/normalize.js';
 import { ConfigError } from '../errors.js';
-import type { FeatureMap, LayerBatch } from '../tensor.js';
+import type { FeatureMap, LayerBatch, Size2D } from '../tensor.js';
 import { OnnxFeatureExtractor, type SessionOptions } from './onnx-backbone.js';
 import { ensureResNet50, RESNET50_OUTPUTS } from './resnet50.js';
 
@@ -29,6 +29,10 @@ export interface Backbone {
   readonly resizeKernel: ResizeKernel;
   /** How RsCIN compares image embeddings: cosine (CNNs, CLIP) or raw dot products (DINO, DINOv2, as the reference). */
   readonly embeddingSimilarity: 'cosine' | 'dot';
+  /** Working sizes are rounded to multiples of this (the network's stride or patch size). */
+  readonly sizeMultiple: number;
+  /** Set when the backbone takes one input size only (a ViT prepared for S x S). */
+  readonly fixedInput?: Size2D;
   /** Runs one batch of equally sized images. */
   extract(images: readonly LoadedImage[]): Promise<BackboneOutput>;
   dispose(): Promise<void>;
@@ -64,6 +68,7 @@ export async function createResNet50Backbone(
     normalization: CAFFE_BGR,
     resizeKernel: 'cubic',
     embeddingSimilarity: 'cosine',
+    sizeMultiple: 32,
     labels: files.labels,
     async extract(images) {
       const out = await extractor.run(toInput(images), [...layers, 'embedding']);

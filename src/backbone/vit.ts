@@ -295,6 +295,9 @@ export async function createVitBackbone(opts: VitBackboneOptions): Promise<Backb
     normalization,
     resizeKernel: desc.resizeKernel,
     embeddingSimilarity: desc.embeddingSimilarity,
+    // The positional table is prepared for S x S: other inputs would need another table.
+    sizeMultiple: P,
+    fixedInput: { width: S, height: S },
     info: vitInfo,
     extract,
     dispose: () => extractor.dispose(),

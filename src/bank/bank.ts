@@ -8,8 +8,9 @@ import { lnamdStack } from '../pipeline/lnamd.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
 import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../pipeline/quantize.js';
 import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
+import type { BatchGeometry } from '../pipeline/geometry.js';
 import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
-import { BANK_VERSION, BankError, toHalf, type Bank, type BankBackbone, type BankConfig, type BankEncoding, type BankImage, type BankReference, type BankSet } from './format.js';
+import { BANK_VERSION, BankError, toHalf, unitsPerImage, type Bank, type BankBackbone, type BankConfig, type BankEncoding, type BankImage, type BankReference, type BankSet } from './format.js';
 import { scoreAgainstBank } from './score.js';
 
 /** Options of `buildBank`. */
@@ -25,9 +26,11 @@ export interface BuildBankOptions {
   readonly signal?: AbortSignal;
 }
 
-function bankConfig(cfg: MuscConfig): BankConfig {
+function bankConfig(cfg: MuscConfig, geometry: BatchGeometry): BankConfig {
   return {
     imageSize: cfg.imageSize,
+    geometry,
+    ...(geometry.coarse.boxes.length > 1 ? { tileMatch: cfg.tiles?.match ?? 'position' } : {}),
     layers: [...cfg.layers],
     rList: [...cfg.rList],
     interval: [cfg.interval[0], cfg.interval[1]],
@@ -47,10 +50,10 @@ function encode(z: Float32Array, encoding: BankEncoding, range: number, channels
   return quantizeSymmetric(z, int8Scale(range, 127), 127, undefined, dither ? channelDither(channels) : undefined);
 }
 
-/** LNAMD unit vectors `[n, P, C]` of one (layer, r) for `features`. */
+/** LNAMD unit vectors `[n·T, P, C]` of one (layer, r) for `features` (T units per image, image-major). */
 function unitVectors(features: readonly ImageFeatures[], li: number, r: number): { z: Float32Array; P: number; C: number; gh: number; gw: number } {
-  const g0 = features[0].layers[li];
-  const z = lnamdStack(features.map((f) => f.layers[li]), r);
+  const g0 = features[0].units[0][li];
+  const z = lnamdStack(features.flatMap((f) => f.units.map((u) => u[li])), r);
   return { z, P: g0.height * g0.width, C: g0.channels, gh: g0.height, gw: g0.width };
 }
 
@@ -66,6 +69,7 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   if (features.length < minImages) {
     throw new ConfigError(`a ${reference} bank needs at least ${minImages} readable images (got ${features.length})`);
   }
+  if (features[0].geometry.fine) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
   const sets: BankSet[] = [];
   cfg.layers.forEach((layer, li) => {
     for (const r of cfg.rList) {
@@ -84,7 +88,7 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
     createdAt: now,
     updatedAt: now,
     backbone: opts.backbone,
-    config: bankConfig(cfg),
+    config: bankConfig(cfg, features[0].geometry),
     reference,
     encoding,
     threshold: { value: NaN, method: 'pending' },
@@ -137,7 +141,7 @@ export function appendToBank(bank: Bank, features: readonly ImageFeatures[], raw
     const li = bank.config.layers.indexOf(set.layer);
     const { z } = unitVectors(features, li, set.r);
     const added = encode(z, bank.encoding, set.maxAbs, set.channels, set.int8Dither === true);
-    const per = set.patches * set.channels;
+    const per = unitsPerImage(bank) * set.patches * set.channels;
     const Ctor = set.data.constructor as new (n: number) => Int8Array | Uint16Array | Float32Array;
     const all = new Ctor(keepN * per);
     const old = set.data.subarray(Math.min(N, drop) * per);

@@ -16,6 +16,7 @@ import { readFile } from 'node:fs/promises';
 import { MuscError } from '../errors.js';
 import { sha256 } from '../backbone/model-cache.js';
 import { writeAtomic } from '../run/atomic.js';
+import type { BatchGeometry } from '../pipeline/geometry.js';
 
 export const BANK_MAGIC = 'MUSCBANK';
 export const BANK_VERSION = 1;
@@ -37,6 +38,13 @@ export type BankReference = 'unlabeled' | 'good';
 /** Everything that must match between the bank and the images scored against it. */
 export interface BankConfig {
   readonly imageSize: number;
+  /**
+   * The geometry new images are cut with (canvas, tiles); absent in banks written before
+   * geometries existed (an imageSize x imageSize square).
+   */
+  readonly geometry?: BatchGeometry;
+  /** Tiles: how they are matched (absent: untiled). */
+  readonly tileMatch?: 'position' | 'any';
   readonly layers: readonly string[];
   readonly rList: readonly number[];
   readonly interval: readonly [number, number];
@@ -83,6 +91,11 @@ export interface BankSet {
   readonly int8Dither?: boolean;
   /** `[N, P, C]`: Int8Array (int8), Uint16Array of fp16 bits (fp16) or Float32Array (fp32). */
   readonly data: Int8Array | Uint16Array | Float32Array;
+}
+
+/** Units (tiles) stored per bank image: 1 unless the bank was built with tiles. */
+export function unitsPerImage(bank: { readonly config: BankConfig }): number {
+  return bank.config.geometry?.coarse.boxes.length ?? 1;
 }
 
 /** A bank in memory. */
@@ -177,7 +190,7 @@ export function decodeBank(bytes: Uint8Array, source = 'bank'): Bank {
   const sets: BankSet[] = header.sets.map(({ offset, byteLength, ...meta }) => {
     const buf = copy(offset, byteLength);
     const data = header.encoding === 'int8' ? new Int8Array(buf) : header.encoding === 'fp16' ? new Uint16Array(buf) : new Float32Array(buf);
-    if (data.length !== header.images.length * meta.patches * meta.channels) throw new BankError(`${source}: set ${meta.layer}/r${meta.r} has the wrong size`);
+    if (data.length !== header.images.length * unitsPerImage(header) * meta.patches * meta.channels) throw new BankError(`${source}: set ${meta.layer}/r${meta.r} has the wrong size`);
     return { ...meta, data };
   });
   const embeddings = new Float32Array(copy(header.embeddingsOffset, header.embeddingsByteLength));

@@ -10,17 +10,18 @@
  * Cost per new image: O(N·P²·C) instead of the O(N²·P²·C) of a full re-run.
  */
 import { ConfigError } from '../errors.js';
-import { workingSize, type ImageFeatures } from '../pipeline/musc.js';
+import type { ImageFeatures } from '../pipeline/musc.js';
+import { planBatch, type BatchGeometry } from '../pipeline/geometry.js';
 import { fp32Operands, int8OperandsWith, int8ReferenceOperand, int8Side, type GemmOperands, type Int8Reference, type MsmPrecision } from '../pipeline/gemm-operands.js';
 import { lnamdStack } from '../pipeline/lnamd.js';
-import { imageScore, upsampleAccumulate } from '../pipeline/maps.js';
+import { coverage, imageScore, upsampleIntoBox } from '../pipeline/maps.js';
 import { int8ReferenceLevels, intervalBounds, toDistance } from '../pipeline/msm.js';
 import { crossBestMatches } from '../pipeline/pairwise.js';
 import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../pipeline/quantize.js';
 import { dot, embeddingRow, minMaxNormalize, rscinRow, usableKList } from '../pipeline/rscin.js';
 import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK } from '../pipeline/top-k.js';
-import { fromHalf, type Bank, type BankSet } from './format.js';
+import { fromHalf, unitsPerImage, type Bank, type BankSet } from './format.js';
 
 /** Result of scoring images against a bank. */
 export interface BankScores {
@@ -106,8 +107,10 @@ export function bankHeatScale(bank: Bank): { low: number; high: number } {
 export function bankRanks(bank: Bank): { kMin: number; kMax: number } {
   const n = bank.images.length;
   if (bank.reference === 'good') return { kMin: 0, kMax: 1 };
-  // A new image in a batch with the bank's n images has n others: the reference's bounds for n + 1 images.
-  return intervalBounds(n + 1, bank.config.interval[0], bank.config.interval[1]);
+  // A new image in a batch with the bank's n images has n others (n·T units with tiles matched
+  // anywhere): the reference's bounds for one more.
+  const others = bank.config.tileMatch === 'any' ? n * unitsPerImage(bank) : n;
+  return intervalBounds(others + 1, bank.config.interval[0], bank.config.interval[1]);
 }
 
 /**
@@ -162,21 +165,51 @@ function bankOperands(zq: Float32Array, set: BankSet, precision: MsmPrecision): 
   }
 }
 
+/** The geometry new images are cut with for `bank` (banks written before geometries: a square). */
+export function bankGeometry(bank: Pick<Bank, 'config'>): BatchGeometry {
+  return bank.config.geometry ?? planBatch({ imageSize: bank.config.imageSize }, []);
+}
+
+const positionSets = new WeakMap<BankSet, BankSet[]>();
+
+/** The bank units of tile position t of every image, as a set of its own (cached, so its operand caches hold). */
+function positionSet(set: BankSet, t: number, T: number, N: number): BankSet {
+  let all = positionSets.get(set);
+  if (!all) {
+    const per = set.patches * set.channels;
+    all = Array.from({ length: T }, (_, k) => {
+      const Ctor = set.data.constructor as new (n: number) => Int8Array | Uint16Array | Float32Array;
+      const data = new Ctor(N * per);
+      for (let n = 0; n < N; n++) data.set(set.data.subarray((n * T + k) * per, (n * T + k + 1) * per) as never, n * per);
+      return { ...set, data };
+    });
+    positionSets.set(set, all);
+  }
+  return all[t];
+}
+
 /**
  * Scores `queries` against `bank`. The queries' features must come from the bank's
- * backbone and config (`Musc.open` and `musc score` guarantee it).
+ * backbone, config and geometry (`Musc.open` and `musc score` guarantee it). Tiled banks
+ * compare tile t with bank tiles t (`position`) or with every bank tile (`any`).
  */
 export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: Bank, opts: BankScoreOptions = {}): Promise<BankScores> {
   const N = bank.images.length;
-  const size = workingSize(bank.config);
+  const geometry = bankGeometry(bank);
+  const { boxes } = geometry.coarse;
+  const T = boxes.length;
+  const matchAny = T > 1 && bank.config.tileMatch === 'any';
+  const size = geometry.map;
   const precision = opts.precision ?? (bank.encoding === 'int8' ? 'int8' : 'fp32');
-  if (queries.length === 0) return { maps: [], imageScores: new Float64Array(0), scores: new Float64Array(0), ...size };
+  if (queries.length === 0) return { maps: [], imageScores: new Float64Array(0), scores: new Float64Array(0), width: size.width, height: size.height };
   const minBank = bank.reference === 'good' ? 1 : 4;
-  const usable = N - (opts.excludeBankIndex ? 1 : 0);
-  if (usable < minBank) throw new ConfigError(`the bank has ${N} images; scoring against it needs at least ${minBank + (opts.excludeBankIndex ? 1 : 0)}`);
-  const { kMin, kMax } = opts.excludeBankIndex && bank.reference !== 'good' ? intervalBounds(N, bank.config.interval[0], bank.config.interval[1]) : bankRanks(bank);
+  const exclude = opts.excludeBankIndex;
+  const usable = N - (exclude ? 1 : 0);
+  if (usable < minBank) throw new ConfigError(`the bank has ${N} images; scoring against it needs at least ${minBank + (exclude ? 1 : 0)}`);
+  const { kMin, kMax } = exclude && bank.reference !== 'good' ? intervalBounds((N - 1) * (matchAny ? T : 1) + 1, bank.config.interval[0], bank.config.interval[1]) : bankRanks(bank);
   if (opts.kernel && opts.kernel.precision !== precision) throw new RangeError(`scoreAgainstBank: the kernel runs ${opts.kernel.precision}, not ${precision}`);
   const kernel = opts.kernel ?? (await SimilarityKernel.create({ precision, threads: opts.threads }));
+  const n = queries.length;
   const maps = queries.map(() => new Float32Array(size.width * size.height));
   const nMaps = bank.sets.length;
   try {
@@ -184,24 +217,36 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
       const { patches: P, channels: C } = set;
       const li = bank.config.layers.indexOf(set.layer);
       for (const q of queries) {
-        const g = q.layers[li];
-        if (!g || g.channels !== C || g.height * g.width !== P) {
-          throw new ConfigError(`image ${q.file} has ${g?.channels}x${g ? g.height * g.width : 0} features for layer ${set.layer}; the bank holds ${C}x${P}: was it built with another backbone or image size?`);
+        const g = q.units[0]?.[li];
+        if (q.units.length !== T || !g || g.channels !== C || g.height * g.width !== P) {
+          throw new ConfigError(`image ${q.file} has ${q.units.length} units of ${g?.channels}x${g ? g.height * g.width : 0} features for layer ${set.layer}; the bank holds ${T} of ${C}x${P}: was it built with another backbone, image size or tiling?`);
         }
       }
-      const zq = lnamdStack(queries.map((q) => q.layers[li]), set.r);
-      const best = new LargestK(queries.length * P, kMax);
-      // Leave-one-out: the rows of query i skip bank image excludeBankIndex[i].
-      const exclude = opts.excludeBankIndex;
-      const owner = exclude ? Int32Array.from({ length: queries.length * P }, (_, row) => exclude[Math.floor(row / P)]) : undefined;
-      await crossBestMatches(kernel, bankOperands(zq, set, precision), { rows: queries.length * P, owner }, { units: N, patches: P }, best, { signal: opts.signal });
-      const scores = best.meanOfRanks(kMin, kMax, toDistance);
-      queries.forEach((_, n) => upsampleAccumulate(scores.subarray(n * P, (n + 1) * P), set.gridHeight, set.gridWidth, size, maps[n], 1 / nMaps));
+      // Unit scores `[n, T, P]`, image-major like the query units.
+      const unitScores = new Float32Array(n * T * P);
+      const jobs = matchAny || T === 1 ? [{ tiles: Array.from({ length: T }, (_, t) => t), ref: set, units: N * T }] : Array.from({ length: T }, (_, t) => ({ tiles: [t], ref: positionSet(set, t, T, N), units: N }));
+      for (const job of jobs) {
+        const k = job.tiles.length;
+        const zq = lnamdStack(queries.flatMap((q) => job.tiles.map((t) => q.units[t][li])), set.r);
+        const rows = n * k * P;
+        const best = new LargestK(rows, kMax);
+        // Leave-one-out: the rows of query i skip bank image exclude[i].
+        const owner = exclude ? Int32Array.from({ length: rows }, (_, row) => exclude[Math.floor(row / (k * P))]) : undefined;
+        const refOwner = Int32Array.from({ length: job.units }, (_, u) => Math.floor(u / k));
+        await crossBestMatches(kernel, bankOperands(zq, job.ref, precision), { rows, owner }, { units: job.units, patches: P, owner: refOwner }, best, { signal: opts.signal });
+        const scores = best.meanOfRanks(kMin, kMax, toDistance);
+        for (let i = 0; i < n; i++) job.tiles.forEach((t, j) => unitScores.set(scores.subarray((i * k + j) * P, (i * k + j + 1) * P), (i * T + t) * P));
+      }
+      for (let i = 0; i < n; i++) {
+        for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((i * T + t) * P, (i * T + t + 1) * P), set.gridHeight, set.gridWidth, boxes[t], size.width, maps[i], 1 / nMaps);
+      }
     }
   } finally {
     if (!opts.kernel) await kernel.dispose();
   }
+  const cover = coverage(boxes, size);
+  if (cover) for (const m of maps) for (let i = 0; i < m.length; i++) if (cover[i] > 0) m[i] /= cover[i];
   const imageScores = Float64Array.from(maps, imageScore);
   const scores = bank.reference === 'good' ? Float64Array.from(imageScores) : Float64Array.from(queries, (q, i) => rscinAgainstBank(imageScores[i], q.embedding, bank));
-  return { maps, imageScores, scores, ...size };
+  return { maps, imageScores, scores, width: size.width, height: size.height };
 }

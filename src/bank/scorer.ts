@@ -9,14 +9,13 @@ import type { Backbone } from '../backbone/backbone.js';
 import { openBackbone } from '../backbone/open.js';
 import type { GeluMode, VitFamily } from '../backbone/vit.js';
 import { MuscError, errorText } from '../errors.js';
-import { decodeImageRgb, type LoadedImage } from '../image/io.js';
 import type { Normalization } from '../image/normalize.js';
-import { featuresOfBatch, resolveConfig, workingSize, type Failure, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
+import { featuresOfViews, loadViews, resolveConfig, type ImageViews, type Failure, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { MsmPrecision } from '../pipeline/msm.js';
 import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { appendToBank } from './bank.js';
 import { BankError, readBank, writeBank, type Bank, type BankBackbone } from './format.js';
-import { scoreAgainstBank } from './score.js';
+import { bankGeometry, scoreAgainstBank } from './score.js';
 
 /** An image to score: a file path, or encoded bytes (PNG, JPEG, ...) with a name for messages. */
 export type ScoreInput = string | { readonly name: string; readonly bytes: Uint8Array };
@@ -142,25 +141,26 @@ export class MuscScorer {
   }
 
   private async scoreNow(images: readonly ScoreInput[], opts: { update?: boolean; maxBank?: number; signal?: AbortSignal }) {
-    const size = workingSize(this.config);
+    // New images are cut exactly as the bank's images were.
+    const geometry = bankGeometry(this.current);
     const failures: Failure[] = [];
-    const loaded: LoadedImage[] = [];
+    const loaded: ImageViews[] = [];
     await Promise.all(
       images.map(async (img, i) => {
         const name = typeof img === 'string' ? img : img.name;
         try {
-          loaded[i] = await decodeImageRgb(name, typeof img === 'string' ? null : img.bytes, size, this.backbone.resizeKernel);
+          loaded[i] = await loadViews(name, typeof img === 'string' ? null : img.bytes, geometry, this.backbone);
         } catch (err) {
           failures.push({ file: name, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' });
         }
       }),
     );
-    const ok = loaded.filter((x): x is LoadedImage => x !== undefined);
+    const ok = loaded.filter((x): x is ImageViews => x !== undefined);
     const features: ImageFeatures[] = [];
-    for (let i = 0; i < ok.length; i += this.config.batchSize) {
+    const perStep = Math.max(1, Math.floor(this.config.batchSize / geometry.coarse.boxes.length));
+    for (let i = 0; i < ok.length; i += perStep) {
       opts.signal?.throwIfAborted();
-      const batch = ok.slice(i, i + this.config.batchSize);
-      features.push(...featuresOfBatch(batch, await this.backbone.extract(batch)));
+      features.push(...(await featuresOfViews(ok.slice(i, i + perStep), this.backbone, geometry, this.config.batchSize)));
     }
     const res = await scoreAgainstBank(features, this.current, { precision: this.precision, kernel: this.kernel, signal: opts.signal });
     const t = this.threshold;

@@ -14,7 +14,7 @@ import { writeSyntheticBatch } from '../demo/synthetic.js';
 import { MuscError, errorText } from '../errors.js';
 import { loadImageRgb } from '../image/io.js';
 import { evaluateCategory, meanMetrics, type CategoryResult } from '../eval.js';
-import { DEFAULT_CONFIG, extractFeatures, resolveConfig, workingSize, type MuscConfig } from '../pipeline/musc.js';
+import { DEFAULT_CONFIG, extractFeatures, resolveConfig, type MuscConfig } from '../pipeline/musc.js';
 import { imageCurves } from '../run/curves.js';
 import { ensureWritableDir, runBatch, scoresCsv, writeRunOutputs, type ScoreRow } from '../run/run.js';
 import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
@@ -29,7 +29,7 @@ import { strongestRegion } from '../run/region.js';
 import { writeAtomic } from '../run/atomic.js';
 import { addServeCommand } from './serve.js';
 
-import { interval, intList, positiveInt, triple } from './parsers.js';
+import { fraction, gridSpec, interval, intList, positiveInt, sizeSpec, triple } from './parsers.js';
 
 /** Options shared by the scoring commands. */
 function addScoringOptions(cmd: Command): Command {
@@ -39,7 +39,14 @@ function addScoringOptions(cmd: Command): Command {
     .addOption(new Option('--clip-gelu <mode>', 'CLIP activation: auto = erf GELU at non-native sizes like the paper, quick = keep QuickGELU, erf = always erf').choices(['auto', 'quick', 'erf']).default('auto'))
     .addOption(new Option('--mean <r,g,b>', 'override the ViT input normalisation mean (e.g. 0.5,0.5,0.5)').argParser(triple))
     .addOption(new Option('--std <r,g,b>', 'override the ViT input normalisation std').argParser(triple))
-    .addOption(new Option('--image-size <px>', `working resolution S (images resized to S x S; default ${RESNET50_IMAGE_SIZE} for ResNet50, 518 for patch-14 ViTs, 512 for others)`).argParser(positiveInt))
+    .addOption(new Option('--image-size <S|WxH>', `working resolution: S (images resized to S x S; default ${RESNET50_IMAGE_SIZE} for ResNet50, 518 for patch-14 ViTs, 512 for others), or a fixed WxH`).argParser(sizeSpec))
+    .addOption(new Option('--keep-aspect', 'keep the aspect ratio: long side S, the other side from the batch (median aspect of its images)'))
+    .addOption(new Option('--tiles <RxC>', 'cut each image into R x C overlapping tiles of S x S px, each a unit of mutual scoring').argParser(gridSpec).conflicts('tileSize'))
+    .addOption(new Option('--tile-size <px>', 'square tiles of px pixels at the images\' native resolution').argParser(positiveInt))
+    .addOption(new Option('--tile-overlap <fraction>', 'share of a tile\'s side overlapping its neighbour').argParser(fraction(0, 0.75)).default(0.25))
+    .addOption(new Option('--tile-match <mode>', 'position: tile t against tile t of the other images (aligned parts); any: against every tile of the other images (surfaces)').choices(['position', 'any']).default('position'))
+    .addOption(new Option('--refine <q>', 'coarse-to-fine: re-score the top fraction q of patches at --refine-size against all patches').argParser(fraction(0, 1, true)))
+    .addOption(new Option('--refine-size <px>', 'S of the fine pass (default 2 S)').argParser(positiveInt))
     .addOption(new Option('--layers <names>', `backbone layers, comma-separated (ResNet50: layer1..layer4, default ${DEFAULT_CONFIG.layers.join(',')}; ViT: 0-based blocks, default four evenly spaced, e.g. 5,11,17,23)`))
     .addOption(new Option('--r-list <degrees>', 'LNAMD aggregation degrees').argParser(intList('--r-list')).default([...DEFAULT_CONFIG.rList]))
     .addOption(new Option('--interval <low,high>', 'MSM interval of sorted minima, fractions of N-1').argParser(interval).default([...DEFAULT_CONFIG.interval]))
@@ -51,12 +58,19 @@ function addScoringOptions(cmd: Command): Command {
 }
 
 interface ScoringOpts {
+  keepAspect?: boolean;
+  tiles?: { rows: number; cols: number };
+  tileSize?: number;
+  tileOverlap: number;
+  tileMatch: 'position' | 'any';
+  refine?: number;
+  refineSize?: number;
   backbone?: string;
   backboneType?: VitFamily | 'auto';
   clipGelu: GeluMode;
   mean?: [number, number, number];
   std?: [number, number, number];
-  imageSize?: number;
+  imageSize?: number | { width: number; height: number };
   layers?: string;
   rList: number[];
   interval: [number, number];
@@ -67,9 +81,20 @@ interface ScoringOpts {
   threads?: number;
 }
 
+/** S of `--image-size` (the long side of a fixed WxH). */
+function sideOf(o: ScoringOpts): number | undefined {
+  return typeof o.imageSize === 'object' ? Math.max(o.imageSize.width, o.imageSize.height) : o.imageSize;
+}
+
 function configFrom(o: ScoringOpts): MuscConfig {
+  const S = sideOf(o) ?? RESNET50_IMAGE_SIZE;
+  const tiles = o.tiles ? { grid: o.tiles } : o.tileSize ? { size: o.tileSize } : null;
   return resolveConfig({
-    imageSize: o.imageSize ?? RESNET50_IMAGE_SIZE,
+    imageSize: S,
+    imageShape: typeof o.imageSize === 'object' ? o.imageSize : null,
+    keepAspect: o.keepAspect ?? false,
+    tiles: tiles && { ...tiles, overlap: o.tileOverlap, match: o.tileMatch },
+    refine: o.refine !== undefined ? { fraction: o.refine, imageSize: o.refineSize ?? 2 * S } : null,
     layers: o.layers ? o.layers.split(',').map((s) => s.trim()) : DEFAULT_CONFIG.layers,
     rList: o.rList,
     interval: o.interval,
@@ -92,13 +117,14 @@ async function prepare(o: ScoringOpts): Promise<{ backbone: Backbone; cfg: MuscC
     model: o.backbone,
     family: o.backboneType,
     layers: o.layers ? base.layers : undefined,
-    imageSize: o.imageSize,
+    imageSize: sideOf(o),
     gelu: o.clipGelu,
     normalization,
     session: { threads: o.threads },
     log: (m) => process.stderr.write(`${m}\n`),
   });
-  return { backbone, vit, normalization, cfg: resolveConfig({ ...base, imageSize, layers: backbone.layers, embeddingSimilarity: backbone.embeddingSimilarity }) };
+  const refine = base.refine && o.refineSize === undefined ? { ...base.refine, imageSize: 2 * imageSize } : base.refine;
+  return { backbone, vit, normalization, cfg: resolveConfig({ ...base, imageSize, refine, layers: backbone.layers, embeddingSimilarity: backbone.embeddingSimilarity }) };
 }
 
 const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(2) : '  n/a');
@@ -327,7 +353,7 @@ export function buildProgram(): Command {
     const { backbone, cfg } = await prepare(o);
     try {
       const t1 = performance.now();
-      const probe = await loadImageRgb(join(data, 'test', 'good', `${String(batch.defective).padStart(3, '0')}.png`), workingSize(cfg), backbone.resizeKernel);
+      const probe = await loadImageRgb(join(data, 'test', 'good', `${String(batch.defective).padStart(3, '0')}.png`), cfg.imageSize, backbone.resizeKernel);
       const out = await backbone.extract([probe]);
       process.stderr.write(
         `backbone ${backbone.id}: ${cfg.layers.map((l, i) => `${l} [${out.layers[i].dims.join('x')}]`).join(', ')}, ` +

@@ -134,8 +134,15 @@ export async function loadImageRgb(file: string, size: SizeLike, kernel: ResizeK
  * @throws ImageDecodeError for empty, truncated or non-image bytes.
  */
 export async function decodeImageRgb(label: string, bytes: Uint8Array | null, size: SizeLike, kernel: ResizeKernel = 'cubic'): Promise<LoadedImage> {
+  return (await decodeImageRgbSizes(label, bytes, [size], kernel))[0];
+}
+
+/**
+ * Decodes once and resizes to each of `sizes` (e.g. a coarse and a fine working size).
+ * @throws ImageDecodeError for unreadable, empty, truncated or non-image files.
+ */
+export async function decodeImageRgbSizes(label: string, bytes: Uint8Array | null, sizes: readonly SizeLike[], kernel: ResizeKernel = 'cubic'): Promise<LoadedImage[]> {
   const file = label;
-  const { width, height } = size2d(size);
   try {
     const img = bytes ? openImageBytes(file, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) : await openImage(file);
     const meta = await img.metadata();
@@ -143,24 +150,36 @@ export async function decodeImageRgb(label: string, bytes: Uint8Array | null, si
     // Alpha is dropped before resizing: sharp premultiplies alpha while resampling, which would
     // darken transparent pixels, whereas the reference (PIL convert('RGB')) keeps their RGB.
     const flat = await img.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels } })
-      .resize(width, height, { fit: 'fill', kernel })
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width !== width || info.height !== height) {
-      throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${info.channels}`);
+    const out: LoadedImage[] = [];
+    for (const size of sizes) {
+      const { width, height } = size2d(size);
+      const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels } })
+        .resize(width, height, { fit: 'fill', kernel })
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true });
+      if (info.channels !== 3 || info.width !== width || info.height !== height) {
+        throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${info.channels}`);
+      }
+      out.push({ file, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height, originalWidth: meta.width, originalHeight: meta.height });
     }
-    return {
-      file,
-      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-      width,
-      height,
-      originalWidth: meta.width,
-      originalHeight: meta.height,
-    };
+    return out;
   } catch (err) {
     throw decodeError(file, err);
   }
+}
+
+/** A copy of the pixels of `box` (a tile) of an RGB image, as an image of the box's size. */
+export function cropRgb(img: LoadedImage, box: { x: number; y: number; width: number; height: number }): LoadedImage {
+  if (box.x < 0 || box.y < 0 || box.x + box.width > img.width || box.y + box.height > img.height) {
+    throw new RangeError(`crop ${box.width}x${box.height}+${box.x}+${box.y} outside a ${img.width}x${img.height} image`);
+  }
+  if (box.x === 0 && box.y === 0 && box.width === img.width && box.height === img.height) return img;
+  const data = new Uint8Array(box.width * box.height * 3);
+  for (let y = 0; y < box.height; y++) {
+    const src = ((box.y + y) * img.width + box.x) * 3;
+    data.set(img.data.subarray(src, src + box.width * 3), y * box.width * 3);
+  }
+  return { ...img, data, width: box.width, height: box.height };
 }
 
 /** Decodes `file` at its original size as 8-bit RGB (for overlays). */

@@ -5,6 +5,7 @@
  * Grids and maps may be rectangular: a map is `[height, width]` row-major.
  */
 import { size2d, type SizeLike } from '../tensor.js';
+import type { Box } from './geometry.js';
 
 /** Source coordinates of align_corners=True sampling along one axis: floor index and fraction. */
 function axisSamples(n: number, grid: number): { i0: Int32Array; t: Float64Array } {
@@ -28,8 +29,21 @@ function axisSamples(n: number, grid: number): { i0: Int32Array; t: Float64Array
  */
 export function upsampleAccumulate(grid: Float32Array, gh: number, gw: number, size: SizeLike, out: Float32Array, w = 1): void {
   const { width, height } = size2d(size);
-  if (grid.length !== gh * gw) throw new RangeError(`upsample: grid has ${grid.length} elements, expected ${gh}x${gw}`);
   if (out.length !== width * height) throw new RangeError(`upsample: out has ${out.length} elements, expected ${height}x${width}`);
+  upsampleIntoBox(grid, gh, gw, { x: 0, y: 0, width, height }, width, out, w);
+}
+
+/**
+ * `upsampleAccumulate` into a box of a larger map (a tile of a stitched map): the grid
+ * is upsampled to the box's size and added, with weight `w`, at the box's place.
+ * @param mapWidth row length of `out`
+ */
+export function upsampleIntoBox(grid: Float32Array, gh: number, gw: number, box: Box, mapWidth: number, out: Float32Array, w = 1): void {
+  const { width, height } = box;
+  if (grid.length !== gh * gw) throw new RangeError(`upsample: grid has ${grid.length} elements, expected ${gh}x${gw}`);
+  if (box.x < 0 || box.y < 0 || box.x + width > mapWidth || (box.y + height) * mapWidth > out.length) {
+    throw new RangeError(`upsample: box ${width}x${height}+${box.x}+${box.y} does not fit a map ${mapWidth} wide with ${out.length} elements`);
+  }
   const xs = axisSamples(width, gw);
   const ys = axisSamples(height, gh);
   for (let y = 0; y < height; y++) {
@@ -38,7 +52,7 @@ export function upsampleAccumulate(grid: Float32Array, gh: number, gw: number, s
     const ty = ys.t[y];
     const r0 = y0 * gw;
     const r1 = y1 * gw;
-    const o = y * width;
+    const o = (box.y + y) * mapWidth + box.x;
     for (let x = 0; x < width; x++) {
       const x0 = xs.i0[x];
       const x1 = Math.min(x0 + 1, gw - 1);
@@ -71,6 +85,18 @@ export function anomalyMap(grids: readonly ScoreGrid[], size: SizeLike): Float32
   const out = new Float32Array(width * height);
   for (const g of grids) upsampleAccumulate(g.scores, g.gridHeight, g.gridWidth, size, out, 1 / grids.length);
   return out;
+}
+
+/**
+ * How many boxes cover each pixel of a `[height, width]` map (stitched maps divide by it,
+ * so overlapping tiles are averaged); null when one box covers the whole map once.
+ */
+export function coverage(boxes: readonly Box[], size: SizeLike): Float32Array | null {
+  const { width, height } = size2d(size);
+  if (boxes.length === 1 && boxes[0].x === 0 && boxes[0].y === 0 && boxes[0].width === width && boxes[0].height === height) return null;
+  const c = new Float32Array(width * height);
+  for (const b of boxes) for (let y = b.y; y < b.y + b.height; y++) for (let x = b.x; x < b.x + b.width; x++) c[y * width + x] += 1;
+  return c;
 }
 
 /** Image score: the maximum of the upsampled map (not of the grid; see spec §6.1). */

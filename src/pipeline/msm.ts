@@ -40,6 +40,12 @@ export interface MsmOptions extends BlockSizes {
   readonly int8ReferenceLevels?: 127 | 63;
   /** int8 only: quantise with the channel dither (default true; see quantize.ts). */
   readonly int8Dither?: boolean;
+  /**
+   * int8 only: the range (max |z|) that sets the quantisation scale (default: that of z).
+   * Sets scored separately that belong together (tile positions of one (layer, r)) share
+   * one scale, as a bank of them does.
+   */
+  readonly int8Range?: number;
   /** ONNX Runtime intra-op threads for a kernel created here (default: all cores). */
   readonly threads?: number;
   /** Reuse an open kernel of the same precision. */
@@ -91,9 +97,8 @@ export function int8ReferenceLevels(override?: 127 | 63): 127 | 63 {
  * GEMM operands of a batch scored against itself: the vectors as they are (fp32), or
  * quantised with one scale per set (int8; the query side always at 127 levels).
  */
-export function selfOperands(z: Float32Array, C: number, precision: MsmPrecision, referenceLevels: 127 | 63 = int8ReferenceLevels(), dither = true): GemmOperands {
+export function selfOperands(z: Float32Array, C: number, precision: MsmPrecision, referenceLevels: 127 | 63 = int8ReferenceLevels(), dither = true, range = maxAbs(z)): GemmOperands {
   if (precision === 'fp32') return fp32Operands(z, z, C);
-  const range = maxAbs(z);
   const d = dither ? channelDither(C) : null;
   const query = int8Side(z, int8Scale(range, 127), 127, d);
   const reference = referenceLevels === 127 ? query : int8Side(z, int8Scale(range, referenceLevels), referenceLevels, d);
@@ -126,7 +131,7 @@ export async function mutualScores(z: Float32Array, dims: { N: number; P: number
   const kernel = opts.kernel ?? (await SimilarityKernel.create({ precision, threads: opts.threads }));
   const best = new LargestK(N * P, kMax);
   try {
-    const ops = selfOperands(z, C, precision, int8ReferenceLevels(opts.int8ReferenceLevels), opts.int8Dither ?? true);
+    const ops = selfOperands(z, C, precision, int8ReferenceLevels(opts.int8ReferenceLevels), opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z));
     let blocks = selfBlockPlan(N, P, opts);
     if (opts.maxQueryGroups !== undefined) {
       const starts = [...new Set(blocks.map((b) => b.q0))].slice(0, opts.maxQueryGroups);
@@ -145,6 +150,8 @@ export interface ScoringSetId {
   readonly subset: number;
   readonly layer: string;
   readonly r: number;
+  /** Tiles matched by position: which tile position the set holds. */
+  readonly tile?: number;
 }
 
 /**

@@ -8,18 +8,32 @@ import { basename, dirname } from 'node:path';
 import type { Backbone, BackboneOutput } from '../backbone/backbone.js';
 import { splitSubsets } from '../data/subsets.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
-import { loadImageRgb, type LoadedImage } from '../image/io.js';
+import { cropRgb, decodeImageRgbSizes, imageSize, type LoadedImage } from '../image/io.js';
 import { gridOfBatch, type FeatureGrid, type Size2D } from '../tensor.js';
+import { needsOriginalSizes, planBatch, type BatchGeometry, type RefineConfig, type TilingConfig } from './geometry.js';
 import { lnamdStack } from './lnamd.js';
-import { anomalyMap, imageScore, upsampleAccumulate } from './maps.js';
+import { anomalyMap, coverage, imageScore, upsampleIntoBox } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
+import { maxAbs } from './quantize.js';
+import { refineScores } from './refine.js';
 import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
 import { SimilarityKernel } from './similarity-kernel.js';
 
 /** Every hyper-parameter of the method, with the defaults used by `musc run/eval`. */
 export interface MuscConfig {
-  /** Working resolution S: images are resized to S x S; maps and pixel metrics live at S x S. */
+  /**
+   * Working resolution S: images are resized to S x S (the reference), or to a long side S
+   * with `keepAspect`; with a tile grid, the tile side. See geometry.ts.
+   */
   readonly imageSize: number;
+  /** A fixed working size W x H instead (`--image-size WxH`). */
+  readonly imageShape: Size2D | null;
+  /** Long side S with the batch's aspect ratio (`--keep-aspect`). */
+  readonly keepAspect: boolean;
+  /** Tiles as units of mutual scoring (`--tiles RxC` / `--tile-size PX`), or null. */
+  readonly tiles: TilingConfig | null;
+  /** Coarse-to-fine scoring (`--refine q`), or null. */
+  readonly refine: RefineConfig | null;
   /** Backbone layers whose patch features are scored (each on its own grid). */
   readonly layers: readonly string[];
   /** LNAMD aggregation degrees (odd). */
@@ -48,6 +62,10 @@ export interface MuscConfig {
  */
 export const DEFAULT_CONFIG: MuscConfig = {
   imageSize: 224,
+  imageShape: null,
+  keepAspect: false,
+  tiles: null,
+  refine: null,
   layers: ['layer2', 'layer3'],
   rList: [1, 3, 5],
   interval: [0, 0.3],
@@ -64,8 +82,16 @@ export interface ImageFeatures {
   readonly file: string;
   readonly originalWidth: number;
   readonly originalHeight: number;
-  /** One grid per configured layer, `[C, gh, gw]` (CNN) or `[gh*gw, C]` (ViT). */
-  readonly layers: readonly FeatureGrid[];
+  /** The batch's geometry (one object shared by the batch). */
+  readonly geometry: BatchGeometry;
+  /**
+   * Per unit (one, or one per tile in `geometry.coarse.boxes` order), one grid per configured
+   * layer, `[C, gh, gw]` (CNN) or `[gh*gw, C]` (ViT).
+   */
+  readonly units: readonly (readonly FeatureGrid[])[];
+  /** Coarse-to-fine: the grids of the whole image at the fine canvas (null otherwise). */
+  readonly fine: readonly FeatureGrid[] | null;
+  /** Image embedding for RsCIN (the fine pass's when refining; the mean of the units' embeddings when tiled). */
   readonly embedding: Float32Array;
 }
 
@@ -79,9 +105,19 @@ export interface Failure {
 /** Progress callback: stage name and fraction done in [0, 1]. */
 export type ProgressFn = (stage: 'features' | 'scoring' | 'outputs', fraction: number) => void;
 
-/** The working size images are resized to, and maps and pixel metrics live at. */
-export function workingSize(cfg: Pick<MuscConfig, 'imageSize'>): Size2D {
-  return { width: cfg.imageSize, height: cfg.imageSize };
+/**
+ * The geometry of a batch of `files` under `cfg` for `backbone` (reads image headers when
+ * the working size depends on the images' sizes). Unreadable files are left to the decoder.
+ */
+export async function planGeometry(files: readonly string[], backbone: Pick<Backbone, 'sizeMultiple'>, cfg: MuscConfig): Promise<BatchGeometry> {
+  const sizes: Size2D[] = [];
+  if (needsOriginalSizes(cfg)) {
+    for (const f of files) {
+      const s = await imageSize(f).catch(() => null);
+      if (s) sizes.push(s);
+    }
+  }
+  return planBatch(cfg, sizes, backbone.sizeMultiple);
 }
 
 /** Checks ranges of a config and fills defaults. */
@@ -97,58 +133,145 @@ export function resolveConfig(partial: Partial<MuscConfig> = {}): MuscConfig {
   if (!Number.isInteger(cfg.batchSize) || cfg.batchSize < 1) throw new ConfigError(`batch size must be a positive integer (got ${cfg.batchSize})`);
   if (cfg.precision !== 'fp32' && cfg.precision !== 'int8') throw new ConfigError(`precision must be fp32 or int8 (got ${String(cfg.precision)})`);
   if (cfg.embeddingSimilarity !== 'cosine' && cfg.embeddingSimilarity !== 'dot') throw new ConfigError(`embedding similarity must be cosine or dot (got ${String(cfg.embeddingSimilarity)})`);
+  if (cfg.imageShape && ![cfg.imageShape.width, cfg.imageShape.height].every((v) => Number.isInteger(v) && v >= 32 && v <= 4096)) {
+    throw new ConfigError(`image width and height must be integers in 32..4096 (got ${cfg.imageShape.width}x${cfg.imageShape.height})`);
+  }
+  if (cfg.imageShape && (cfg.keepAspect || cfg.tiles)) throw new ConfigError('a fixed WxH image size does not combine with --keep-aspect or tiles');
+  if (cfg.keepAspect && cfg.tiles) throw new ConfigError('--keep-aspect applies to whole images; tiles keep the aspect through their grid');
+  planBatch(cfg, [{ width: cfg.imageSize, height: cfg.imageSize }]); // range checks of tiles and refinement
   return cfg;
 }
 
-/** Splits one backbone batch into per-image features (copies, so the batch can be freed). */
-export function featuresOfBatch(images: readonly LoadedImage[], out: BackboneOutput): ImageFeatures[] {
-  const d = out.embedding.dims[1];
-  return images.map((img, i) => ({
-    file: img.file,
-    originalWidth: img.originalWidth,
-    originalHeight: img.originalHeight,
-    layers: out.layers.map((m) => {
+/** One image decoded into what its geometry needs: the units (whole canvas or tiles) and the fine canvas. */
+export interface ImageViews {
+  readonly file: string;
+  readonly originalWidth: number;
+  readonly originalHeight: number;
+  readonly units: readonly LoadedImage[];
+  readonly fine: LoadedImage | null;
+}
+
+/**
+ * Decodes one image (a file, or bytes with a label) once into its views.
+ * @throws ImageDecodeError for unreadable images
+ */
+export async function loadViews(label: string, bytes: Uint8Array | null, geometry: BatchGeometry, backbone: Pick<Backbone, 'resizeKernel'>): Promise<ImageViews> {
+  const sizes = geometry.fine ? [geometry.coarse.canvas, geometry.fine.canvas] : [geometry.coarse.canvas];
+  const [canvas, fine] = await decodeImageRgbSizes(label, bytes, sizes, backbone.resizeKernel);
+  return {
+    file: label,
+    originalWidth: canvas.originalWidth,
+    originalHeight: canvas.originalHeight,
+    units: geometry.coarse.boxes.map((b) => cropRgb(canvas, b)),
+    fine: fine ?? null,
+  };
+}
+
+/** Per image of a backbone batch, its grids (copies, so the batch can be freed). */
+function gridsOfBatch(out: BackboneOutput, n: number): FeatureGrid[][] {
+  return Array.from({ length: n }, (_, i) =>
+    out.layers.map((m) => {
       const g = gridOfBatch(m, i);
       return { ...g, data: g.data.slice() };
     }),
-    embedding: out.embedding.data.slice(i * d, (i + 1) * d),
-  }));
+  );
+}
+
+/**
+ * Runs the backbone over decoded views (units in batches of `batchSize`, fine canvases
+ * likewise) and assembles each image's features; a tiled image's embedding is the mean
+ * of its tiles' embeddings.
+ */
+export async function featuresOfViews(views: readonly ImageViews[], backbone: Backbone, geometry: BatchGeometry, batchSize: number): Promise<ImageFeatures[]> {
+  const T = geometry.coarse.boxes.length;
+  const units = views.flatMap((v) => v.units);
+  const unitGrids: FeatureGrid[][] = [];
+  const unitEmb: Float32Array[] = [];
+  for (let i = 0; i < units.length; i += batchSize) {
+    const batch = units.slice(i, i + batchSize);
+    const out = await backbone.extract(batch);
+    const d = out.embedding.dims[1];
+    unitGrids.push(...gridsOfBatch(out, batch.length));
+    batch.forEach((_, b) => unitEmb.push(out.embedding.data.slice(b * d, (b + 1) * d)));
+  }
+  const fineGrids: FeatureGrid[][] = [];
+  const fineEmb: Float32Array[] = [];
+  if (geometry.fine) {
+    const fines = views.map((v) => v.fine!);
+    for (let i = 0; i < fines.length; i += batchSize) {
+      const batch = fines.slice(i, i + batchSize);
+      const out = await backbone.extract(batch);
+      const d = out.embedding.dims[1];
+      fineGrids.push(...gridsOfBatch(out, batch.length));
+      batch.forEach((_, b) => fineEmb.push(out.embedding.data.slice(b * d, (b + 1) * d)));
+    }
+  }
+  return views.map((v, i) => {
+    const emb = unitEmb.slice(i * T, (i + 1) * T);
+    // The finest view of the whole image describes it best: the fine pass when refining.
+    let embedding = geometry.fine ? fineEmb[i] : emb[0];
+    if (T > 1) {
+      embedding = new Float32Array(emb[0].length);
+      for (const e of emb) for (let d = 0; d < e.length; d++) embedding[d] += e[d] / T;
+    }
+    return {
+      file: v.file,
+      originalWidth: v.originalWidth,
+      originalHeight: v.originalHeight,
+      geometry,
+      units: unitGrids.slice(i * T, (i + 1) * T),
+      fine: geometry.fine ? fineGrids[i] : null,
+      embedding,
+    };
+  });
 }
 
 /**
  * Runs the backbone over `files`. Unreadable images are reported in `failures`
  * and skipped; decoding of the next batch overlaps the current forward pass.
+ * @param hooks.geometry the batch's geometry when already planned (e.g. by `evaluateCategory`)
  */
 export async function extractFeatures(
   files: readonly string[],
   backbone: Backbone,
   cfg: MuscConfig,
-  hooks: { onProgress?: ProgressFn; signal?: AbortSignal } = {},
-): Promise<{ features: ImageFeatures[]; failures: Failure[] }> {
+  hooks: { onProgress?: ProgressFn; signal?: AbortSignal; geometry?: BatchGeometry } = {},
+): Promise<{ features: ImageFeatures[]; failures: Failure[]; geometry: BatchGeometry }> {
+  const geometry = hooks.geometry ?? (await planGeometry(files, backbone, cfg));
+  if (backbone.fixedInput) {
+    const { width, height } = backbone.fixedInput;
+    const inputs = [geometry.coarse.input, ...(geometry.fine ? [geometry.fine.input] : [])];
+    if (inputs.some((s) => s.width !== width || s.height !== height)) {
+      throw new ConfigError(`backbone ${backbone.id} takes ${width}x${height} inputs only; this geometry needs ${inputs.map((s) => `${s.width}x${s.height}`).join(' and ')} (${geometry.rule})`);
+    }
+  }
   const features: ImageFeatures[] = [];
   const failures: Failure[] = [];
   const load = (batch: readonly string[]) =>
     Promise.all(
       batch.map((f) =>
-        loadImageRgb(f, workingSize(cfg), backbone.resizeKernel).catch((err: unknown) => {
+        loadViews(f, null, geometry, backbone).catch((err: unknown) => {
           failures.push({ file: f, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' });
           return null;
         }),
       ),
     );
+  // Images per step: about `batchSize` backbone inputs.
+  const perStep = Math.max(1, Math.floor(cfg.batchSize / geometry.coarse.boxes.length));
   const batches: string[][] = [];
-  for (let i = 0; i < files.length; i += cfg.batchSize) batches.push(files.slice(i, i + cfg.batchSize));
+  for (let i = 0; i < files.length; i += perStep) batches.push(files.slice(i, i + perStep));
   let next = batches.length > 0 ? load(batches[0]) : null;
   for (let b = 0; b < batches.length; b++) {
     hooks.signal?.throwIfAborted();
-    const images = (await next!).filter((x): x is LoadedImage => x !== null);
+    const views = (await next!).filter((x): x is ImageViews => x !== null);
     next = b + 1 < batches.length ? load(batches[b + 1]) : null;
-    if (images.length > 0) {
-      features.push(...featuresOfBatch(images, await backbone.extract(images)));
-    }
+    if (views.length > 0) features.push(...(await featuresOfViews(views, backbone, geometry, cfg.batchSize)));
     hooks.onProgress?.('features', (b + 1) / batches.length);
   }
-  return { features, failures };
+  // Failures in input order, whatever order decoding finished in.
+  const order = new Map(files.map((f, i) => [f, i]));
+  failures.sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0));
+  return { features, failures, geometry };
 }
 
 /** Wall-clock seconds spent per stage of `scoreFeatures` (filled in when passed). */
@@ -172,6 +295,8 @@ export interface MuscScores {
   /** Working size of the maps. */
   readonly width: number;
   readonly height: number;
+  /** The batch's geometry (how the working size and units were chosen). */
+  readonly geometry: BatchGeometry;
 }
 
 /**
@@ -212,57 +337,100 @@ export async function scoreFeatures(
   for (const s of subsets) {
     if (s.length < MIN_IMAGES) throw new ConfigError(`every subset needs at least ${MIN_IMAGES} images (one has ${s.length}); use fewer subsets`);
   }
-  const size = workingSize(cfg);
-  const maps = features.map(() => new Float32Array(size.width * size.height));
+  const geometry = features[0].geometry;
+  if (features.some((f) => f.geometry !== geometry)) throw new ConfigError('all images of a batch must share one geometry (extract them together)');
+  const { coarse, fine, map } = geometry;
+  const T = coarse.boxes.length;
+  const tiled = T > 1;
+  const matchAny = tiled && cfg.tiles?.match === 'any';
+  const maps = features.map(() => new Float32Array(map.width * map.height));
   const nMaps = cfg.layers.length * cfg.rList.length;
   const kernel = await SimilarityKernel.create({ precision: cfg.precision, threads: hooks.threads });
-  // Progress is weighted by GEMM work: N² · P² · C per (layer, r).
-  const work = (n: number, l: number) => {
-    const g = features[0].layers[l];
-    return n * n * (g.height * g.width) ** 2 * g.channels;
+  // Progress is weighted by GEMM work: units² · P² · C per (layer, r), plus the fine pass.
+  const layerWork = (n: number, l: number) => {
+    const g = features[0].units[0][l];
+    const coarseWork = (matchAny ? (n * T) ** 2 : n * n * T) * (g.height * g.width) ** 2 * g.channels;
+    const f = features[0].fine?.[l];
+    const fineWork = f && cfg.refine ? Math.min(1, 2 * cfg.refine.fraction) * n * n * (f.height * f.width) ** 2 * f.channels : 0;
+    return coarseWork + fineWork;
   };
-  const total = subsets.reduce((a, s) => a + cfg.layers.reduce((b, _, l) => b + work(s.length, l) * cfg.rList.length, 0), 0);
+  const total = subsets.reduce((a, s) => a + cfg.layers.reduce((b, _, l) => b + layerWork(s.length, l) * cfg.rList.length, 0), 0);
   let done = 0;
+  const time = (stage: keyof StageTimes, t0: number) => {
+    if (hooks.times) hooks.times[stage] += (performance.now() - t0) / 1000;
+  };
+  const msmOptions = (w: number) => ({
+    intervalLow: cfg.interval[0],
+    intervalHigh: cfg.interval[1],
+    kernel,
+    precision: cfg.precision,
+    signal: hooks.signal,
+    maxQueryGroups: hooks.maxQueryGroups,
+    onProgress: (f: number) => hooks.onProgress?.('scoring', (done + f * w) / total),
+  });
+  const mutual = hooks.mutualScoring ?? mutualScores;
   try {
     for (const [subsetIndex, subset] of subsets.entries()) {
       const N = subset.length;
       for (let l = 0; l < cfg.layers.length; l++) {
-        const g0 = features[subset[0]].layers[l];
+        const g0 = features[subset[0]].units[0][l];
         const P = g0.height * g0.width;
         const C = g0.channels;
-        const z = new Float32Array(N * P * C);
+        const w = layerWork(N, l);
         for (const r of cfg.rList) {
           hooks.signal?.throwIfAborted();
-          let t = performance.now();
-          lnamdStack(subset.map((idx) => features[idx].layers[l]), r, z);
-          const w = work(N, l);
-          if (hooks.times) hooks.times.lnamd += (performance.now() - t) / 1000;
-          t = performance.now();
-          const scores = await (hooks.mutualScoring ?? mutualScores)(
-            z,
-            { N, P, C },
-            {
-              intervalLow: cfg.interval[0],
-              intervalHigh: cfg.interval[1],
-              kernel,
-              precision: cfg.precision,
-              signal: hooks.signal,
-              maxQueryGroups: hooks.maxQueryGroups,
-              onProgress: (f) => hooks.onProgress?.('scoring', (done + f * w) / total),
-            },
-            { subset: subsetIndex, layer: cfg.layers[l], r },
-          );
+          const set = { subset: subsetIndex, layer: cfg.layers[l], r };
+          // Unit vectors and coarse scores of every unit, `[N, T, P, ·]` (image-major).
+          let t0 = performance.now();
+          const zAll = lnamdStack(subset.flatMap((idx) => features[idx].units.map((u) => u[l])), r);
+          time('lnamd', t0);
+          const unitScores = new Float32Array(N * T * P);
+          if (!tiled || matchAny) {
+            t0 = performance.now();
+            const owner = tiled ? Int32Array.from({ length: N * T }, (_, u) => Math.floor(u / T)) : undefined;
+            unitScores.set(await mutual(zAll, { N: N * T, P, C }, { ...msmOptions(w), owner }, set));
+            time('msm', t0);
+          } else {
+            // Tiles matched by position: one mutual-scoring set per tile position, one int8 scale for all
+            // (as a bank of these tiles has).
+            const int8Range = maxAbs(zAll);
+            const per = P * C;
+            for (let t = 0; t < T; t++) {
+              const z = new Float32Array(N * per);
+              for (let n = 0; n < N; n++) z.set(zAll.subarray((n * T + t) * per, (n * T + t + 1) * per), n * per);
+              t0 = performance.now();
+              const scores = await mutual(z, { N, P, C }, { ...msmOptions(w), int8Range }, { ...set, tile: t });
+              time('msm', t0);
+              for (let n = 0; n < N; n++) unitScores.set(scores.subarray(n * P, (n + 1) * P), (n * T + t) * P);
+            }
+          }
+          t0 = performance.now();
+          if (fine && cfg.refine) {
+            const gf = features[subset[0]].fine![l];
+            const zFine = lnamdStack(subset.map((idx) => features[idx].fine![l]), r);
+            time('lnamd', t0);
+            t0 = performance.now();
+            const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, cfg.refine.fraction, msmOptions(w));
+            time('msm', t0);
+            t0 = performance.now();
+            const Pf = gf.height * gf.width;
+            subset.forEach((idx, n) => upsampleIntoBox(scores.subarray(n * Pf, (n + 1) * Pf), gf.height, gf.width, fine.boxes[0], map.width, maps[idx], 1 / nMaps));
+          } else {
+            subset.forEach((idx, n) => {
+              for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((n * T + t) * P, (n * T + t + 1) * P), g0.height, g0.width, coarse.boxes[t], map.width, maps[idx], 1 / nMaps);
+            });
+          }
+          time('maps', t0);
           done += w;
-          if (hooks.times) hooks.times.msm += (performance.now() - t) / 1000;
-          t = performance.now();
-          subset.forEach((idx, n) => upsampleAccumulate(scores.subarray(n * P, (n + 1) * P), g0.height, g0.width, size, maps[idx], 1 / nMaps));
-          if (hooks.times) hooks.times.maps += (performance.now() - t) / 1000;
         }
       }
     }
   } finally {
     await kernel.dispose();
   }
+  // Overlapping tiles are averaged.
+  const cover = fine ? null : coverage(coarse.boxes, map);
+  if (cover) for (const m of maps) for (let i = 0; i < m.length; i++) if (cover[i] > 0) m[i] /= cover[i];
   const t = performance.now();
   const imageScores = Float64Array.from(maps, imageScore);
   const dim = features[0].embedding.length;
@@ -271,7 +439,7 @@ export async function scoreFeatures(
   const kList = usableKList(cfg.kList, M);
   const rscinScores = rscin(imageScores, emb, dim, kList, { cosine: cfg.embeddingSimilarity === 'cosine' });
   if (hooks.times) hooks.times.rscin += (performance.now() - t) / 1000;
-  return { maps, imageScores, rscinScores, width: size.width, height: size.height, kList };
+  return { maps, imageScores, rscinScores, width: map.width, height: map.height, kList, geometry };
 }
 
 export { anomalyMap };

@@ -1,0 +1,155 @@
+/**
+ * Working sizes, tiles and coarse-to-fine scoring (issue #13), against the plain path
+ * where they must agree: keep-aspect on square images, 1x1 position tiles and refine
+ * q = 1 are today's paths exactly; tiled banks score a new image as the tiled batch
+ * does. Synthetic plates (no ../shared needed), the bundled ResNet50 at small sizes.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import sharp from 'sharp';
+import type { Backbone } from '../src/backbone/backbone.js';
+import { openBackbone } from '../src/backbone/open.js';
+import { buildBank } from '../src/bank/bank.js';
+import { bankBackboneOf } from '../src/bank/scorer.js';
+import { scoreAgainstBank } from '../src/bank/score.js';
+import { writeSyntheticBatch } from '../src/demo/synthetic.js';
+import { planBatch, resolveGeometry } from '../src/pipeline/geometry.js';
+import { coverage, upsampleIntoBox } from '../src/pipeline/maps.js';
+import { extractFeatures, resolveConfig, scoreFeatures, type MuscConfig } from '../src/pipeline/musc.js';
+import { refineScores } from '../src/pipeline/refine.js';
+import { lnamdStack } from '../src/pipeline/lnamd.js';
+import { mutualScores } from '../src/pipeline/msm.js';
+
+let backbone: Backbone;
+let tmp = '';
+let square: string[] = [];
+let wide: string[] = [];
+
+before(async () => {
+  tmp = await mkdtemp(join(os.tmpdir(), 'musc-resolution-'));
+  backbone = (await openBackbone()).backbone;
+  await writeSyntheticBatch(join(tmp, 'plates'), { count: 9, seed: 3, defectRate: 0.34, size: 128 });
+  const list = async (d: string) => (await readdir(d, { recursive: true })).filter((f) => f.endsWith('.png') && !f.includes('mask')).map((f) => join(d, f)).sort();
+  square = await list(join(tmp, 'plates', 'test'));
+  // The same plates stretched to 2:1, as an elongated part would be.
+  await mkdir(join(tmp, 'wide'));
+  for (const f of square) await sharp(f).resize(192, 96, { fit: 'fill' }).toFile(join(tmp, 'wide', f.split('/').slice(-2).join('_')));
+  wide = await list(join(tmp, 'wide'));
+  assert.equal(square.length, 9);
+});
+after(async () => {
+  await backbone?.dispose();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+const cfgOf = (p: Partial<MuscConfig>) => resolveConfig({ imageSize: 64, ...p });
+async function run(files: string[], p: Partial<MuscConfig>) {
+  const cfg = cfgOf(p);
+  const { features } = await extractFeatures(files, backbone, cfg);
+  return { cfg, features, scores: await scoreFeatures(features, cfg) };
+}
+
+test('geometry: keep-aspect rounds the short side, tile grids cover the canvas, native tiles are flush with the border', () => {
+  const g = resolveGeometry({ imageSize: 224, keepAspect: true }, [{ width: 1600, height: 500 }, { width: 1590, height: 510 }, { width: 800, height: 800 }]);
+  // Median aspect 1590/510 = 3.118: 224 / 3.118 = 71.8, rounded to a multiple of 32.
+  assert.deepEqual(g.canvas, { width: 224, height: 64 });
+  const t = resolveGeometry({ imageSize: 64, tiles: { grid: { rows: 2, cols: 3 }, overlap: 0.25, match: 'position' } }, []);
+  assert.deepEqual(t.canvas, { width: 64 + 2 * 48, height: 64 + 48 });
+  assert.equal(t.boxes.length, 6);
+  assert.ok(coverage(t.boxes, t.canvas)!.every((c) => c >= 1), 'every canvas pixel is covered');
+  const n = resolveGeometry({ imageSize: 224, tiles: { size: 200, overlap: 0.1, match: 'any' } }, [{ width: 1000, height: 450 }]);
+  assert.deepEqual([n.rows, n.cols], [3, 6]);
+  assert.equal(Math.max(...n.boxes.map((b) => b.x + b.width)), 1000);
+  assert.equal(Math.max(...n.boxes.map((b) => b.y + b.height)), 450);
+  assert.throws(() => planBatch({ imageSize: 64, tiles: { grid: { rows: 2, cols: 2 }, overlap: 0, match: 'any' }, refine: { fraction: 0.1, imageSize: 128 } }, []), /does not combine with tiles/);
+});
+
+test('stitching: overlapping tiles are averaged (coverage), each tile upsampled into its box', () => {
+  const boxes = [
+    { x: 0, y: 0, width: 3, height: 2 },
+    { x: 2, y: 0, width: 3, height: 2 },
+  ];
+  const out = new Float32Array(5 * 2);
+  upsampleIntoBox(Float32Array.from([1]), 1, 1, boxes[0], 5, out);
+  upsampleIntoBox(Float32Array.from([3]), 1, 1, boxes[1], 5, out);
+  const c = coverage(boxes, { width: 5, height: 2 })!;
+  const map = Array.from(out, (v, i) => v / c[i]);
+  assert.deepEqual(map, [1, 1, 2, 3, 3, 1, 1, 2, 3, 3]);
+});
+
+test('keep-aspect on square images and 1x1 position tiles are exactly the plain path', async () => {
+  const plain = await run(square, {});
+  const aspect = await run(square, { keepAspect: true });
+  const tile1 = await run(square, { tiles: { grid: { rows: 1, cols: 1 }, overlap: 0, match: 'position' } });
+  for (const other of [aspect, tile1]) {
+    assert.equal(other.scores.width, plain.scores.width);
+    assert.deepEqual(Array.from(other.scores.rscinScores), Array.from(plain.scores.rscinScores));
+    other.scores.maps.forEach((m, i) => assert.deepEqual(m, plain.scores.maps[i], `map ${i}`));
+  }
+});
+
+test('keep-aspect on elongated images: a rectangular canvas, grids, maps and masks of the same shape', async () => {
+  const { scores, features } = await run(wide, { keepAspect: true });
+  assert.deepEqual([scores.width, scores.height], [64, 32]);
+  const g = features[0].units[0][0];
+  assert.equal(g.width, 2 * g.height, 'feature grid keeps the 2:1 aspect');
+  assert.ok(scores.maps.every((m) => m.length === 64 * 32));
+});
+
+test('tiles: position and any both score every tile and stitch a map at the canvas size; any compares more references', async () => {
+  const tiles = { grid: { rows: 1, cols: 2 }, overlap: 0.25 };
+  const pos = await run(wide, { tiles: { ...tiles, match: 'position' } });
+  const any = await run(wide, { tiles: { ...tiles, match: 'any' } });
+  assert.deepEqual([pos.scores.width, pos.scores.height], [64 + 48, 64]);
+  assert.equal(pos.features[0].units.length, 2);
+  for (const s of [pos.scores, any.scores]) assert.ok(s.maps.every((m) => m.every(Number.isFinite)) && s.imageScores.every(Number.isFinite));
+  assert.notDeepEqual(Array.from(pos.scores.imageScores), Array.from(any.scores.imageScores));
+  // Tiles of one image are never compared with each other: identical tiles would score 0 otherwise.
+  assert.ok(any.scores.imageScores.every((v) => v > 0));
+});
+
+test('refine q = 1 is full fine scoring; q < ½ re-scores the top coarse patches exactly and keeps the rest', async () => {
+  const fine = await run(square, { imageSize: 128 });
+  const full = await run(square, { refine: { fraction: 1, imageSize: 128 } });
+  assert.deepEqual([full.scores.width, full.scores.height], [128, 128]);
+  full.scores.maps.forEach((m, i) => assert.deepEqual(m, fine.scores.maps[i], `map ${i}`));
+  assert.deepEqual(Array.from(full.scores.rscinScores), Array.from(fine.scores.rscinScores));
+
+  // One (layer, r) set directly: refined rows equal the full fine pass bit for bit (int8).
+  const { features } = await run(square, { refine: { fraction: 0.2, imageSize: 128 } });
+  const N = features.length;
+  const l = 1;
+  const gc = features[0].units[0][l];
+  const gf = features[0].fine![l];
+  const Pc = gc.height * gc.width;
+  const Pf = gf.height * gf.width;
+  const zc = lnamdStack(features.map((f) => f.units[0][l]), 3);
+  const zf = lnamdStack(features.map((f) => f.fine![l]), 3);
+  const coarse = await mutualScores(zc, { N, P: Pc, C: gc.channels }, { precision: 'int8' });
+  const fullFine = await mutualScores(zf, { N, P: Pf, C: gf.channels }, { precision: 'int8' });
+  const { scores, refined } = await refineScores(zf, { N, P: Pf, C: gf.channels }, { scores: coarse, gridHeight: gc.height, gridWidth: gc.width }, { gridHeight: gf.height, gridWidth: gf.width }, 0.2, { precision: 'int8' });
+  assert.equal(refined, Math.ceil(0.2 * N * Pf));
+  let same = 0;
+  for (let k = 0; k < scores.length; k++) if (scores[k] === fullFine[k]) same++;
+  assert.ok(same >= refined, `${same} of ${refined} refined patches equal the full fine pass`);
+  assert.ok(same < scores.length, 'the other patches keep the coarse scores');
+});
+
+for (const match of ['position', 'any'] as const) {
+  test(`a tiled bank (${match}) scores one of its images, left out, exactly as the tiled batch does (int8)`, async () => {
+    const cfg = cfgOf({ tiles: { grid: { rows: 1, cols: 2 }, overlap: 0.25, match } });
+    const { features } = await extractFeatures(wide, backbone, cfg);
+    const batch = await scoreFeatures(features, cfg);
+    // The bank holds the whole batch (so its int8 scale is the batch's); image q is scored without itself.
+    const bank = await buildBank(features, cfg, { backbone: bankBackboneOf(backbone, {}, null) });
+    for (const q of [0, features.length - 1]) {
+      const res = await scoreAgainstBank([features[q]], bank, { excludeBankIndex: [q] });
+      assert.deepEqual([res.width, res.height], [batch.width, batch.height]);
+      assert.deepEqual(res.maps[0], batch.maps[q], `image ${q}`);
+      assert.equal(res.imageScores[0], batch.imageScores[q]);
+    }
+  });
+}
