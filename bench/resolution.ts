@@ -10,6 +10,7 @@
  *   size=224,tiles=2x2,overlap=0.25,match=position|any
  *   size=224,tilesize=224,overlap=0.25,match=any
  *   size=224,refine=0.1,fine=448
+ *   size=224,auto             --resolution auto
  * Prints one line per config (all metrics in %, seconds per stage) and, with --json,
  * one JSON object.
  */
@@ -38,6 +39,7 @@ export function parseSpec(spec: string): Partial<MuscConfig> {
     keepAspect: kv.has('aspect'),
     tiles: grid ? { grid: { rows: grid[0], cols: grid[1] }, overlap, match } : kv.has('tilesize') ? { size: num('tilesize'), overlap, match } : null,
     refine: kv.has('refine') ? { fraction: num('refine')!, imageSize: num('fine', 2 * S)! } : null,
+    auto: kv.has('auto'),
   };
 }
 

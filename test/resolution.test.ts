@@ -16,7 +16,7 @@ import { buildBank } from '../src/bank/bank.js';
 import { bankBackboneOf } from '../src/bank/scorer.js';
 import { scoreAgainstBank } from '../src/bank/score.js';
 import { writeSyntheticBatch } from '../src/demo/synthetic.js';
-import { planBatch, resolveGeometry } from '../src/pipeline/geometry.js';
+import { autoPlan, planBatch, resolveGeometry } from '../src/pipeline/geometry.js';
 import { coverage, upsampleIntoBox } from '../src/pipeline/maps.js';
 import { extractFeatures, resolveConfig, scoreFeatures, type MuscConfig } from '../src/pipeline/musc.js';
 import { refineScores } from '../src/pipeline/refine.js';
@@ -65,6 +65,18 @@ test('geometry: keep-aspect rounds the short side, tile grids cover the canvas, 
   assert.equal(Math.max(...n.boxes.map((b) => b.x + b.width)), 1000);
   assert.equal(Math.max(...n.boxes.map((b) => b.y + b.height)), 450);
   assert.throws(() => planBatch({ imageSize: 64, tiles: { grid: { rows: 2, cols: 2 }, overlap: 0, match: 'any' }, refine: { fraction: 0.1, imageSize: 128 } }, []), /does not combine with tiles/);
+});
+
+test('--resolution auto: elongated batches keep their aspect at the area of S², detailed ones are refined, small ones stay square', () => {
+  const long = autoPlan(224, Array.from({ length: 3 }, () => ({ width: 1600, height: 500 })));
+  assert.deepEqual(long.coarse.canvas, { width: 416, height: 128 });
+  assert.deepEqual(long.fine?.canvas, { width: 832, height: 256 });
+  assert.match(long.rule, /aspect kept/);
+  const big = autoPlan(224, [{ width: 900, height: 900 }]);
+  assert.deepEqual([big.coarse.canvas, big.fine?.canvas], [{ width: 224, height: 224 }, { width: 448, height: 448 }]);
+  const small = autoPlan(224, [{ width: 300, height: 250 }, { width: 200, height: 180 }, { width: 410, height: 400 }]);
+  assert.deepEqual([small.coarse.canvas, small.fine], [{ width: 224, height: 224 }, null]);
+  assert.match(small.rule, /no refinement/);
 });
 
 test('stitching: overlapping tiles are averaged (coverage), each tile upsampled into its box', () => {

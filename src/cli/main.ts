@@ -47,6 +47,7 @@ function addScoringOptions(cmd: Command): Command {
     .addOption(new Option('--tile-match <mode>', 'position: tile t against tile t of the other images (aligned parts); any: against every tile of the other images (surfaces)').choices(['position', 'any']).default('position'))
     .addOption(new Option('--refine <q>', 'coarse-to-fine: re-score the top fraction q of patches at --refine-size against all patches').argParser(fraction(0, 1, true)))
     .addOption(new Option('--refine-size <px>', 'S of the fine pass (default 2 S)').argParser(positiveInt))
+    .addOption(new Option('--resolution <mode>', 'auto: keep the aspect of elongated batches and refine detailed ones (see README); fixed: exactly the size options given').choices(['auto', 'fixed']).default('fixed'))
     .addOption(new Option('--layers <names>', `backbone layers, comma-separated (ResNet50: layer1..layer4, default ${DEFAULT_CONFIG.layers.join(',')}; ViT: 0-based blocks, default four evenly spaced, e.g. 5,11,17,23)`))
     .addOption(new Option('--r-list <degrees>', 'LNAMD aggregation degrees').argParser(intList('--r-list')).default([...DEFAULT_CONFIG.rList]))
     .addOption(new Option('--interval <low,high>', 'MSM interval of sorted minima, fractions of N-1').argParser(interval).default([...DEFAULT_CONFIG.interval]))
@@ -65,6 +66,7 @@ interface ScoringOpts {
   tileMatch: 'position' | 'any';
   refine?: number;
   refineSize?: number;
+  resolution: 'auto' | 'fixed';
   backbone?: string;
   backboneType?: VitFamily | 'auto';
   clipGelu: GeluMode;
@@ -95,6 +97,7 @@ function configFrom(o: ScoringOpts): MuscConfig {
     keepAspect: o.keepAspect ?? false,
     tiles: tiles && { ...tiles, overlap: o.tileOverlap, match: o.tileMatch },
     refine: o.refine !== undefined ? { fraction: o.refine, imageSize: o.refineSize ?? 2 * S } : null,
+    auto: o.resolution === 'auto',
     layers: o.layers ? o.layers.split(',').map((s) => s.trim()) : DEFAULT_CONFIG.layers,
     rList: o.rList,
     interval: o.interval,

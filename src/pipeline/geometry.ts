@@ -143,8 +143,8 @@ export function resolveGeometry(cfg: GeometryConfig, sizes: readonly Size2D[], s
 }
 
 /** Whether the geometry needs the images' original sizes before decoding. */
-export function needsOriginalSizes(cfg: GeometryConfig): boolean {
-  return !cfg.imageShape && (cfg.keepAspect === true || (cfg.tiles?.size !== undefined && !cfg.tiles.grid));
+export function needsOriginalSizes(cfg: GeometryConfig & { readonly auto?: boolean }): boolean {
+  return !cfg.imageShape && (cfg.auto === true || cfg.keepAspect === true || (cfg.tiles?.size !== undefined && !cfg.tiles.grid));
 }
 
 /** Coarse-to-fine scoring: which share of patches is re-scored at which size. */
@@ -171,7 +171,8 @@ export interface BatchGeometry {
  * The geometry of a batch (see `resolveGeometry`), plus the fine canvas of coarse-to-fine
  * scoring: the coarse canvas scaled by refine.imageSize / imageSize.
  */
-export function planBatch(cfg: GeometryConfig & { readonly refine?: RefineConfig | null }, sizes: readonly Size2D[], sizeMultiple = 32): BatchGeometry {
+export function planBatch(cfg: GeometryConfig & { readonly refine?: RefineConfig | null; readonly auto?: boolean }, sizes: readonly Size2D[], sizeMultiple = 32): BatchGeometry {
+  if (cfg.auto && !cfg.imageShape && !cfg.keepAspect && !cfg.tiles && !cfg.refine) return autoPlan(cfg.imageSize, sizes, sizeMultiple);
   const coarse = resolveGeometry(cfg, sizes, sizeMultiple);
   const refine = cfg.refine;
   if (!refine) return { coarse, fine: null, map: coarse.canvas, rule: coarse.rule };
@@ -183,4 +184,37 @@ export function planBatch(cfg: GeometryConfig & { readonly refine?: RefineConfig
   const fineCanvas = { width: roundTo(c.width * k, sizeMultiple), height: roundTo(c.height * k, sizeMultiple) };
   const fine: Geometry = { canvas: fineCanvas, input: fineCanvas, boxes: [{ x: 0, y: 0, ...fineCanvas }], rows: 1, cols: 1, rule: `fine ${fineCanvas.width}x${fineCanvas.height}` };
   return { coarse, fine, map: fineCanvas, rule: `${coarse.rule}; top ${refine.fraction} of patches re-scored at ${fineCanvas.width}x${fineCanvas.height}` };
+}
+
+/** Thresholds of `--resolution auto` (chosen by measurement, see BENCHMARKS.md "Resolution"). */
+export const AUTO_RESOLUTION = {
+  /** Keep the aspect ratio when the batch's median aspect is at least this far from square. */
+  elongated: 1.5,
+  /** Refine when the median short side holds at least this many times the coarse side. */
+  detail: 2,
+  /** Share of patches re-scored at the fine size. */
+  fraction: 0.1,
+} as const;
+
+/**
+ * `--resolution auto`: from the images' median size and aspect.
+ * - elongated batches (aspect ≥ 1.5) keep their aspect at the area of S × S (same patch
+ *   count, so the same mutual-scoring cost as the square);
+ * - batches with detail to spare (median short side ≥ 2 S) are refined: the top 10 % of
+ *   patches re-scored at twice the size;
+ * - otherwise the reference's S × S square.
+ */
+export function autoPlan(S: number, sizes: readonly Size2D[], sizeMultiple = 32): BatchGeometry {
+  const aspect = batchAspect(sizes);
+  const short = sizes.length ? [...sizes].map((s) => Math.min(s.width, s.height)).sort((a, b) => a - b)[sizes.length >> 1] : S;
+  const elongated = Math.max(aspect, 1 / aspect) >= AUTO_RESOLUTION.elongated;
+  const detailed = short >= AUTO_RESOLUTION.detail * S;
+  // Same area as S x S: sides S·√a and S/√a.
+  const long = elongated ? roundTo(S * Math.sqrt(Math.max(aspect, 1 / aspect)), sizeMultiple) : S;
+  const plan = planBatch({ imageSize: long, keepAspect: elongated, refine: detailed ? { fraction: AUTO_RESOLUTION.fraction, imageSize: 2 * long } : null }, sizes, sizeMultiple);
+  const why = [
+    `median aspect ${aspect.toFixed(2)}${elongated ? ` ≥ ${AUTO_RESOLUTION.elongated}: aspect kept at the area of ${S}x${S}` : ': square'}`,
+    `median short side ${short} px${detailed ? ` ≥ ${AUTO_RESOLUTION.detail}x${S}: top ${AUTO_RESOLUTION.fraction} of patches refined at 2x` : ` < ${AUTO_RESOLUTION.detail}x${S}: no refinement`}`,
+  ];
+  return { ...plan, rule: `auto (${why.join('; ')}): ${plan.rule}` };
 }

@@ -34,6 +34,11 @@ export interface MuscConfig {
   readonly tiles: TilingConfig | null;
   /** Coarse-to-fine scoring (`--refine q`), or null. */
   readonly refine: RefineConfig | null;
+  /**
+   * `--resolution auto`: choose keep-aspect and refinement from the batch's sizes (see
+   * `autoPlan`); ignored when a geometry option is given explicitly.
+   */
+  readonly auto: boolean;
   /** Backbone layers whose patch features are scored (each on its own grid). */
   readonly layers: readonly string[];
   /** LNAMD aggregation degrees (odd). */
@@ -66,6 +71,7 @@ export const DEFAULT_CONFIG: MuscConfig = {
   keepAspect: false,
   tiles: null,
   refine: null,
+  auto: false,
   layers: ['layer2', 'layer3'],
   rList: [1, 3, 5],
   interval: [0, 0.3],
