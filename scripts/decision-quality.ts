@@ -6,7 +6,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { sep } from 'node:path';
-import { chooseThreshold, decisionQuality, type ThresholdRule } from '../src/run/threshold.js';
+import { decisionQuality } from '../src/outputs/decisions.js';
+import { chooseThreshold, type ThresholdRule } from '../src/outputs/thresholds.js';
 
 interface Row {
   path: string;

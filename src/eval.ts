@@ -10,29 +10,16 @@ import { loadMaskBinary, type Dataset } from './data/dataset.js';
 import { readBtadCategory, readMvtecCategory, readVisaCategory } from './data/mvtec.js';
 import { splitSubsets } from './data/subsets.js';
 import { ConfigError, DatasetError } from './errors.js';
-import { imageMetrics, pixelMetrics } from './metrics/index.js';
+import { imageMetrics, pixelMetrics, type ImageMetrics, type PixelMetrics } from './metrics/index.js';
 import { MIN_IMAGES } from './pipeline/msm.js';
 import { extractFeatures, planGeometry, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn, type StageTimes } from './pipeline/musc.js';
-
-/** Image-level metrics in [0, 1]. */
-export interface ImageLevelMetrics {
-  readonly auroc: number;
-  readonly ap: number;
-  readonly f1max: number;
-}
-
-/** Pixel-level metrics in [0, 1]. `pro` is the reference's PRO, `aupro_mvtec` the official MVTec AUPRO@0.3. */
-export interface PixelLevelMetrics extends ImageLevelMetrics {
-  readonly pro: number;
-  readonly aupro_mvtec: number;
-}
 
 /** Evaluation of one category. */
 export interface CategoryResult {
   readonly name: string;
   readonly n: number;
-  readonly image: ImageLevelMetrics;
-  readonly pixel: PixelLevelMetrics;
+  readonly image: ImageMetrics;
+  readonly pixel: PixelMetrics;
   readonly seconds: number;
   /** Wall-clock seconds per stage: backbone (decode + forward), then scoring stages. */
   readonly times: { readonly features: number; readonly metrics: number } & Readonly<StageTimes>;
@@ -60,16 +47,35 @@ export async function readCategory(dir: string): Promise<Dataset> {
   return readMvtecCategory(abs);
 }
 
-/** Scores one category zero-shot and computes its metrics. */
-export async function evaluateCategory(
-  dir: string,
-  backbone: Backbone,
-  cfg: MuscConfig,
-  hooks: { onProgress?: ProgressFn; signal?: AbortSignal; maxImages?: number; kList?: readonly number[]; threads?: number } = {},
-): Promise<CategoryResult> {
+/** Hooks and options of `evaluateCategory` / `evaluateDataset`. */
+export interface EvaluateHooks {
+  readonly onProgress?: ProgressFn;
+  readonly signal?: AbortSignal;
+  /** Score a stratified, deterministic subset of at most this many images (≥ 5). */
+  readonly maxImages?: number;
+  /** RsCIN windows (default: the dataset family's, as the reference). */
+  readonly kList?: readonly number[];
+  readonly threads?: number;
+}
+
+/** Scores one category folder zero-shot and computes its metrics (`readCategory` + `evaluateDataset`). */
+export async function evaluateCategory(dir: string, backbone: Backbone, cfg: MuscConfig, hooks: EvaluateHooks = {}): Promise<CategoryResult> {
+  checkMaxImages(hooks.maxImages);
+  return evaluateDataset(await readCategory(dir), backbone, cfg, hooks);
+}
+
+/** Fails for a `maxImages` below what mutual scoring needs. */
+export function checkMaxImages(maxImages: number | undefined): void {
+  if (maxImages !== undefined && !(Number.isInteger(maxImages) && maxImages >= MIN_IMAGES)) {
+    throw new ConfigError(`--max-images must be an integer of at least ${MIN_IMAGES} (got ${maxImages}): MuSc scores images against each other`);
+  }
+}
+
+/** Scores a dataset read by `readCategory` zero-shot and computes its metrics. */
+export async function evaluateDataset(full: Dataset, backbone: Backbone, cfg: MuscConfig, hooks: EvaluateHooks = {}): Promise<CategoryResult> {
   const start = performance.now();
-  if (hooks.maxImages !== undefined && hooks.maxImages < MIN_IMAGES) throw new ConfigError(`--max-images must be at least ${MIN_IMAGES} (got ${hooks.maxImages}): MuSc scores images against each other`);
-  let dataset = await readCategory(dir);
+  checkMaxImages(hooks.maxImages);
+  let dataset = full;
   if (hooks.maxImages && dataset.items.length > hooks.maxImages) {
     // A stratified, deterministic subset: the reference's own subset split, first part.
     // Per-type rounding can overshoot by a few images: add parts until the first subset fits.
@@ -114,7 +120,7 @@ export async function evaluateCategory(
 }
 
 /** Arithmetic mean over categories of every metric. */
-export function meanMetrics(results: readonly Pick<CategoryResult, 'image' | 'pixel'>[]): { image: ImageLevelMetrics; pixel: PixelLevelMetrics } {
+export function meanMetrics(results: readonly Pick<CategoryResult, 'image' | 'pixel'>[]): { image: ImageMetrics; pixel: PixelMetrics } {
   const m = (f: (r: Pick<CategoryResult, 'image' | 'pixel'>) => number) => results.reduce((a, r) => a + f(r), 0) / results.length;
   return {
     image: { auroc: m((r) => r.image.auroc), ap: m((r) => r.image.ap), f1max: m((r) => r.image.f1max) },

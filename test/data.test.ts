@@ -13,7 +13,7 @@ import { compareCodePoints, parseCsv, readBtadCategory, readMvtecCategory, readV
 import { DatasetError } from '../src/errors.js';
 import { repoRoot } from './helpers.js';
 import { IMAGE_EXTENSIONS, loadImageRgb, loadMaskGrey } from '../src/image/io.js';
-import { collectImages } from '../src/run/files.js';
+import { collectImages } from '../src/inputs/collect.js';
 
 
 const DATA = path.resolve(repoRoot(), '../shared/data');
@@ -240,7 +240,7 @@ test('dataset readers and `musc run` take the same image files (GIF included, hi
   await writeFile(path.join(dir, 'test/good/._002.gif'), 'AppleDouble junk');
   await writeFile(path.join(dir, 'test/good/notes.txt'), 'x');
   const fromDataset = (await readMvtecCategory(dir)).items.map((i) => i.imagePath);
-  const fromRun = await collectImages([path.join(dir, 'test')]);
+  const fromRun = (await collectImages([path.join(dir, 'test')])).files;
   assert.deepEqual(fromDataset.map((f) => path.basename(f)), ['000.png', '001.GIF']);
   assert.deepEqual([...fromRun].sort(), [...fromDataset].sort());
   assert.ok(IMAGE_EXTENSIONS.includes('.gif'));

@@ -9,7 +9,7 @@ import { MIN_IMAGES } from '../pipeline/msm.js';
 import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../pipeline/quantize.js';
 import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { BatchGeometry } from '../pipeline/geometry.js';
-import { chooseThreshold, type ThresholdRule } from '../run/threshold.js';
+import { chooseThreshold, type ThresholdRule } from '../outputs/thresholds.js';
 import { BANK_VERSION, BankError, toHalf, unitsPerImage, type Bank, type BankBackbone, type BankConfig, type BankEncoding, type BankImage, type BankReference, type BankSet } from './format.js';
 import { scoreAgainstBank } from './score.js';
 

@@ -15,7 +15,7 @@
 import { readFile } from 'node:fs/promises';
 import { MuscError } from '../errors.js';
 import { sha256 } from '../backbone/model-cache.js';
-import { writeAtomic } from '../run/atomic.js';
+import writeFileAtomic from 'write-file-atomic';
 import type { BatchGeometry } from '../pipeline/geometry.js';
 
 export const BANK_MAGIC = 'MUSCBANK';
@@ -201,7 +201,7 @@ export function decodeBank(bytes: Uint8Array, source = 'bank'): Bank {
 /** Writes a bank atomically (a crash leaves the previous file intact). */
 export async function writeBank(file: string, bank: Bank): Promise<number> {
   const bytes = encodeBank(bank);
-  await writeAtomic(file, bytes);
+  await writeFileAtomic(file, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   return bytes.length;
 }
 

@@ -16,6 +16,7 @@ import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { appendToBank } from './bank.js';
 import { BankError, readBank, writeBank, type Bank, type BankBackbone } from './format.js';
 import { bankGeometry, scoreAgainstBank } from './score.js';
+import { decide, type Decision } from '../outputs/decisions.js';
 
 /** An image to score: a file path, or encoded bytes (PNG, JPEG, ...) with a name for messages. */
 export type ScoreInput = string | { readonly name: string; readonly bytes: Uint8Array };
@@ -27,7 +28,7 @@ export interface ScoredImage {
   readonly score: number;
   /** Max of the anomaly map. */
   readonly imageScore: number;
-  readonly decision: 'normal' | 'anomalous';
+  readonly decision: Decision;
   readonly threshold: number;
   /** `[height, width]` anomaly map (raw averaged distances) at the working size. */
   readonly map: Float32Array;
@@ -168,7 +169,7 @@ export class MuscScorer {
       name: f.file,
       score: res.scores[i],
       imageScore: res.imageScores[i],
-      decision: res.scores[i] > t ? 'anomalous' : 'normal',
+      decision: decide(res.scores[i], t),
       threshold: t,
       map: res.maps[i],
       width: res.width,
@@ -192,8 +193,3 @@ export class MuscScorer {
     await this.kernel.dispose();
   }
 }
-
-/** Entry point of the bank API: `const scorer = await Musc.open({ bank: 'line-A.mbank' })`. */
-export const Musc = {
-  open: (opts: MuscOpenOptions): Promise<MuscScorer> => MuscScorer.open(opts),
-} as const;

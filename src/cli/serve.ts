@@ -4,10 +4,10 @@
  * releases the scorer.
  */
 import type { AddressInfo } from 'node:net';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import type { FastifyInstance } from 'fastify';
-import { Musc, type MuscScorer } from '../bank/scorer.js';
-import { positiveInt } from './parsers.js';
+import { MuscScorer } from '../bank/scorer.js';
+import { port, positiveInt, positiveNumber } from './parsers.js';
 import { createServer, DEFAULT_MAX_QUEUE } from '../serve/server.js';
 
 /** Options of `musc serve` (and of `startServe`, for programs and tests). */
@@ -31,16 +31,6 @@ export interface ServeHandle {
   close(): Promise<void>;
 }
 
-const port = (v: string) => {
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < 0 || x > 65535) throw new InvalidArgumentError('must be an integer port in 0..65535 (0 picks a free one)');
-  return x;
-};
-const positiveNumber = (v: string) => {
-  const x = Number(v);
-  if (!Number.isFinite(x) || x <= 0) throw new InvalidArgumentError('must be a positive number');
-  return x;
-};
 
 /** The URL of a listening server (IPv6 hosts in brackets, wildcard hosts as given). */
 export function serverUrl(app: FastifyInstance, host: string): string {
@@ -51,7 +41,7 @@ export function serverUrl(app: FastifyInstance, host: string): string {
 
 /** Opens the bank, starts listening and returns the running server. */
 export async function startServe(o: ServeOptions, log: (msg: string) => void = (m) => process.stderr.write(`${m}\n`)): Promise<ServeHandle> {
-  const scorer = await Musc.open({ bank: o.bank, precision: o.precision, threads: o.threads, log });
+  const scorer = await MuscScorer.open({ bank: o.bank, precision: o.precision, threads: o.threads, log });
   let app: FastifyInstance;
   try {
     app = await createServer({ scorer, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), maxQueue: o.queue, logger: o.log ?? false });

@@ -53,11 +53,6 @@ export interface Dataset {
   maskRule: MaskRule;
 }
 
-/** RsCIN windows of the reference for MVTec AD and BTAD (and our default for MVTec-layout data). */
-export const RSCIN_K_MVTEC: readonly number[] = [1, 2, 3];
-/** RsCIN windows of the reference for VisA. */
-export const RSCIN_K_VISA: readonly number[] = [1, 8, 9];
-
 /** What the values of an original (not resized) mask look like. */
 export type MaskValueKind =
   /** all pixels 0 (four Magnetic Tile `uneven` masks are like this) */

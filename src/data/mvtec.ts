@@ -12,7 +12,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DatasetError, errorText } from '../errors.js';
 import { IMAGE_EXTENSIONS, isImageFileName } from '../image/io.js';
-import { RSCIN_K_MVTEC, RSCIN_K_VISA, type Dataset, type DatasetItem, type MaskRule } from './dataset.js';
+import { RSCIN_K_DEFAULT, RSCIN_K_VISA } from '../pipeline/rscin.js';
+import type { Dataset, DatasetItem, MaskRule } from './dataset.js';
 
 /** Options shared by the folder readers. */
 export interface ReadOptions {
@@ -174,7 +175,7 @@ export async function readMvtecCategory(dir: string, options: ReadOptions = {}):
     maskNames: (stem) => [`${stem}_mask.png`, `${stem}.png`],
     layout: 'MVTec AD (<category>/test/<defect_type>/<image>, <category>/ground_truth/<defect_type>/<stem>_mask.png)',
   });
-  return { name: path.basename(root), root, items, rscinKList: [...RSCIN_K_MVTEC], maskRule: options.maskRule ?? 'auto' };
+  return { name: path.basename(root), root, items, rscinKList: [...RSCIN_K_DEFAULT], maskRule: options.maskRule ?? 'auto' };
 }
 
 /**
@@ -191,7 +192,7 @@ export async function readBtadCategory(dir: string, options: ReadOptions = {}): 
     maskNames: (stem) => [`${stem}.png`, `${stem}.bmp`],
     layout: 'BTAD (<category>/test/{ok,ko}/<image>, <category>/ground_truth/ko/<stem>.png|.bmp)',
   });
-  return { name: path.basename(root), root, items, rscinKList: [...RSCIN_K_MVTEC], maskRule: options.maskRule ?? 'auto' };
+  return { name: path.basename(root), root, items, rscinKList: [...RSCIN_K_DEFAULT], maskRule: options.maskRule ?? 'auto' };
 }
 
 /**

@@ -5,7 +5,7 @@
  * PIL's `convert('RGB')` does in the reference), resized to exactly the working
  * size W x H (S x S by default, as the reference does: the aspect ratio is not kept).
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, readlink, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import sharp, { type Sharp } from 'sharp';
 import { ImageDecodeError, errorText } from '../errors.js';
@@ -47,7 +47,16 @@ export const MAX_INPUT_PIXELS = 20000 * 20000;
 
 /** BMP is not decoded by libvips; we read uncompressed 24/32-bit BMP ourselves into raw pixels. */
 async function openImage(file: string): Promise<Sharp> {
-  return openImageBytes(file, await readFile(file));
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    // A link whose target is gone reads as "no such file": say what it is.
+    const link = (err as { code?: string }).code === 'ENOENT' ? await readlink(file).catch(() => null) : null;
+    if (link !== null) throw new ImageDecodeError(file, `broken symbolic link (its target ${JSON.stringify(link)} does not exist)`, { cause: err });
+    throw err;
+  }
+  return openImageBytes(file, bytes);
 }
 
 function openImageBytes(file: string, bytes: Buffer): Sharp {

@@ -8,6 +8,7 @@
  * `scripts/gen-metric-fixtures.py` and `test/metrics.test.ts`.
  */
 import { MuscError } from '../errors.js';
+import type { ImageMetrics, PixelMetrics } from './types.js';
 import { rankingFromSorted, sortScores, splitSorted, type ScoreArray } from './ranking.js';
 import {
   auproMvtecFromPartition,
@@ -30,6 +31,7 @@ export {
   type SortedByClass,
 } from './ranking.js';
 export { label8, type Labelling } from './regions.js';
+export type { ImageMetrics, PixelMetrics } from './types.js';
 export {
   auproMvtec,
   auproMvtecFromPartition,
@@ -43,24 +45,6 @@ export {
   type PixelPartition,
   type ProCurve,
 } from './pro.js';
-
-/** Image-level metrics of one category. */
-export interface ImageMetrics {
-  auroc: number;
-  ap: number;
-  f1max: number;
-}
-
-/** Pixel-level metrics of one category. */
-export interface PixelMetrics {
-  auroc: number;
-  ap: number;
-  f1max: number;
-  /** MuSc / cflow-ad PRO (the number MuSc reports as AUPRO). */
-  pro: number;
-  /** Official MVTec AD AUPRO, FPR limit 0.3, normalised by 0.3. */
-  aupro_mvtec: number;
-}
 
 function toScoreArray(scores: ScoreArray | readonly number[]): ScoreArray {
   return scores instanceof Float32Array || scores instanceof Float64Array ? scores : Float64Array.from(scores);

@@ -1,3 +1,6 @@
+import type { DecisionQuality } from '../outputs/decisions.js';
+import type { ImageMetrics, PixelMetrics } from '../metrics/types.js';
+
 /**
  * The data contract between the pipeline (`musc run`, `musc eval --report`) and
  * the self-contained HTML report. Everything the page shows comes from one
@@ -52,64 +55,18 @@ export interface ReportImage {
 /** A configuration value as shown in the report's summary. */
 export type ReportConfigValue = string | number | boolean | readonly (string | number)[];
 
-/** Threshold-independent quality metrics, each in [0, 1]; the report shows them in %. */
-export interface ReportImageMetrics {
-  /** Area under the image-level ROC curve. */
-  auroc: number;
-  /** Image-level average precision. */
-  ap: number;
-  /** Best F1 over all image-level thresholds. */
-  f1max: number;
-}
-
-/** Pixel-level metrics, each in [0, 1]. */
-export interface ReportPixelMetrics extends ReportImageMetrics {
-  /** PRO as MuSc reports it (cflow-ad `cal_pro_score`). */
-  pro: number;
-  /** The official MVTec AUPRO integrated up to FPR 0.3. */
-  aupro_mvtec: number;
-}
-
-/** How good the automatic threshold was, compared with the best threshold in hindsight. */
-export interface ReportDecisionQuality {
-  /** Accuracy of the automatic decisions, in [0, 1]. */
-  accuracy: number;
-  /** F1 of the automatic decisions (anomalous = positive), in [0, 1]. */
-  f1: number;
-  /** Best accuracy any threshold reaches on these labels, in [0, 1]. */
-  bestAccuracy: number;
-  /** Best F1 any threshold reaches on these labels, in [0, 1]. */
-  bestF1: number;
-  /** The oracle threshold on the RsCIN score (chosen with the labels). */
-  bestThreshold: number;
-  /** Image counts of the automatic decisions against the labels (anomalous = positive). */
-  confusion: ConfusionCounts;
-}
-
-/** A confusion matrix of binary decisions, anomalous = positive. */
-export interface ConfusionCounts {
-  /** Labelled anomalous, decided anomalous. */
-  tp: number;
-  /** Labelled normal, decided anomalous (false alarms). */
-  fp: number;
-  /** Labelled anomalous, decided normal (missed). */
-  fn: number;
-  /** Labelled normal, decided normal. */
-  tn: number;
-}
-
 /** Metrics for a labelled run (`musc eval --report`). */
 export interface ReportMetrics {
   /** Image-level metrics. */
-  image: ReportImageMetrics;
+  image: ImageMetrics;
   /** Pixel-level metrics, when masks were available. */
-  pixel?: ReportPixelMetrics;
+  pixel?: PixelMetrics;
   /** Image-level ROC curve, downsampled to at most 200 points, ordered along the curve. */
   roc: { fpr: number[]; tpr: number[] };
   /** Image-level precision–recall curve, downsampled to at most 200 points, ordered along the curve. */
   pr: { recall: number[]; precision: number[] };
-  /** Accuracy/F1 of the automatic threshold next to the best possible one. */
-  decisionQuality?: ReportDecisionQuality;
+  /** Accuracy/F1 and confusion counts of the automatic threshold, next to the best possible one. */
+  decisionQuality?: DecisionQuality;
 }
 
 /** Everything the HTML report shows. */

@@ -6,7 +6,7 @@
  * style and script are real files, `browser/page.css` and `browser/page.js`.
  */
 import { createHash } from 'node:crypto';
-import { turbo } from '../run/overlay.js';
+import { turbo } from '../outputs/heatmap.js';
 import { pageAsset } from '../util/page-assets.js';
 
 const legendStops = Array.from({ length: 9 }, (_, i) => {

@@ -19,11 +19,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { fastifyMultipart, type MultipartFile } from '@fastify/multipart';
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import sharp from 'sharp';
 import type { MuscScorer } from '../bank/scorer.js';
 import { MuscError } from '../errors.js';
-import { decodeImageOriginal } from '../image/io.js';
-import { heatLayer, type HeatScale } from '../run/overlay.js';
+import { overlayPngOfBytes, type HeatScale } from '../outputs/heatmap.js';
 import type { BankSummary, ErrorResponse, ScoreResponse } from './api.js';
 import { renderPage } from './page.js';
 import { bankHeatScale } from '../bank/score.js';
@@ -154,20 +152,6 @@ function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
       waiting.shift()?.();
     }
   };
-}
-
-/** The upload at its original size with the heat layer composited over it, as PNG. */
-export async function renderHeatmapPng(bytes: Uint8Array, name: string, map: Float32Array, size: Size2D, scale: HeatScale): Promise<Buffer> {
-  const img = await decodeImageOriginal(name, bytes);
-  const heat = await sharp(heatLayer(map, size, scale), { raw: { width: size.width, height: size.height, channels: 4 } })
-    .resize(img.width, img.height, { fit: 'fill', kernel: 'linear' })
-    .raw()
-    .toBuffer();
-  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 }, limitInputPixels: false })
-    .composite([{ input: heat, raw: { width: img.width, height: img.height, channels: 4 } }])
-    .removeAlpha() // applied after the composite: an opaque RGB PNG
-    .png({ compressionLevel: 6 })
-    .toBuffer();
 }
 
 /** Error bodies for Fastify's and the multipart plugin's own errors. */
@@ -428,7 +412,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     else if (entry.state === 'rendering') png = await entry.promise;
     else {
       const { bytes, name, map, size } = entry;
-      const promise = renderSlot(() => renderHeatmapPng(bytes, name, map, size, scale));
+      const promise = renderSlot(() => overlayPngOfBytes(bytes, name, map, size, scale));
       cache.set(id, { state: 'rendering', promise, cost: entry.cost }, true);
       try {
         png = await promise;

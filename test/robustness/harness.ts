@@ -20,8 +20,8 @@ import { MUSC_BIN } from '../helpers.js';
 
 /** What a hostile CLI invocation must lead to. */
 export interface CliExpectation {
-  /** Exit code (0 ok, 2 user error, 130 interrupted). */
-  readonly exit: number;
+  /** Exit code (0 ok, 2 user error, 130 interrupted), or the codes allowed (e.g. a race with Ctrl-C). */
+  readonly exit: number | readonly number[];
   readonly stdout?: RegExp;
   readonly stderr?: RegExp;
   /** Paths (relative to the case folder) that must exist afterwards. */
@@ -41,18 +41,42 @@ export interface CliCase {
   /** `musc` arguments; paths relative to the case folder (the working directory). */
   readonly args: readonly string[] | ((dir: string) => readonly string[]);
   readonly expect: CliExpectation;
+  /** Sends Ctrl-C (SIGINT) once `when(dir)` holds, polled every 20 ms while the command runs. */
+  readonly interrupt?: { readonly when: (dir: string) => boolean | Promise<boolean> };
   /** Per-case limit in ms (default 120 s: cases that score load the backbone). */
   readonly timeout?: number;
 }
 
-/** Runs `musc` with `args` in `cwd`; never throws on a non-zero exit. */
-export function runMusc(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs `musc` with `args` in `cwd`; never throws on a non-zero exit. `interruptWhen` as `CliCase.interrupt`. */
+export function runMusc(
+  args: readonly string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv = process.env,
+  interruptWhen?: () => boolean | Promise<boolean>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [MUSC_BIN, ...args], { cwd, env, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    let timer: NodeJS.Timeout | undefined;
+    const child = execFile(process.execPath, [MUSC_BIN, ...args], { cwd, env, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      clearTimeout(timer);
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
+    if (interruptWhen) {
+      const poll = async () => {
+        if (child.exitCode !== null) return;
+        if (await interruptWhen()) child.kill('SIGINT');
+        else timer = setTimeout(() => void poll(), 20);
+      };
+      void poll();
+    }
   });
+}
+
+/** `runMusc` for a case's setup: fails the case, with the output, unless the command exits 0. */
+export async function runMuscOk(args: readonly string[], cwd: string): Promise<{ stdout: string; stderr: string }> {
+  const out = await runMusc(args, cwd);
+  assert.equal(out.code, 0, `setup: musc ${args.join(' ')} failed\nstdout: ${out.stdout.slice(-2000)}\nstderr: ${out.stderr.slice(-2000)}`);
+  return out;
 }
 
 /** Writes `count` synthetic plate images (256 px PNG) to `dir/sub`, no masks needed by callers. */
@@ -77,9 +101,10 @@ export function cliCases(area: string, cases: readonly CliCase[]): void {
       try {
         await c.setup?.(dir);
         const args = typeof c.args === 'function' ? c.args(dir) : c.args;
-        const out = await runMusc(args, dir);
+        const out = await runMusc(args, dir, process.env, c.interrupt && (() => c.interrupt!.when(dir)));
         const ctx = `musc ${args.join(' ')}\nstdout: ${out.stdout.slice(-2000)}\nstderr: ${out.stderr.slice(-2000)}`;
-        assert.equal(out.code, c.expect.exit, `exit code\n${ctx}`);
+        const exits: readonly number[] = typeof c.expect.exit === 'number' ? [c.expect.exit] : c.expect.exit;
+        assert.ok(exits.includes(out.code), `exit code ${out.code}, expected ${exits.join(' or ')}\n${ctx}`);
         if (c.expect.stdout) assert.match(out.stdout, c.expect.stdout, ctx);
         if (c.expect.stderr) assert.match(out.stderr, c.expect.stderr, ctx);
         for (const f of c.expect.files ?? []) assert.ok(existsSync(path.join(dir, f)), `${f} should exist\n${ctx}`);

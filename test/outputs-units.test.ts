@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError } from '../src/errors.js';
-import { displayNames, outputStems } from '../src/run/files.js';
-import { encodeNpy, heatLayer, turbo } from '../src/run/overlay.js';
-import { strongestRegion } from '../src/run/region.js';
-import { scoresCsv } from '../src/run/run.js';
-import { chooseThreshold, decisionQuality, madThreshold, otsuThreshold } from '../src/run/threshold.js';
+import { decide, decisionQuality } from '../src/outputs/decisions.js';
+import { heatLayer, turbo } from '../src/outputs/heatmap.js';
+import { displayNames, outputStems } from '../src/outputs/names.js';
+import { encodeNpy } from '../src/outputs/npy.js';
+import { strongestRegion } from '../src/outputs/region.js';
+import { scoresCsv } from '../src/outputs/tables.js';
+import { chooseThreshold, madThreshold, otsuThreshold } from '../src/outputs/thresholds.js';
 
 test('otsu splits two groups between them, whatever their sizes', () => {
   const scores = [0.1, 0.12, 0.08, 0.11, 0.7, 0.72, 0.69, 0.71, 0.73, 0.68, 0.74, 0.7];
@@ -26,12 +28,19 @@ test('mad flags outliers of a majority-normal batch; rate flags the top share; f
   for (const m of ['otsu', 'mad'] as const) assert.ok(chooseThreshold(scores, { method: m }).assumption.length > 20);
 });
 
-test('decision quality: accuracy and F1 at the threshold, and the best achievable cut', () => {
+test('one decision rule: anomalous only strictly above the threshold', () => {
+  assert.equal(decide(0.5, 0.5), 'normal');
+  assert.equal(decide(0.5000001, 0.5), 'anomalous');
+  assert.equal(decide(0, 0), 'normal');
+});
+
+test('decision quality: accuracy, F1 and confusion counts at the threshold, and the best achievable cut', () => {
   const scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
   const labels = [0, 0, 1, 0, 1, 1];
   const q = decisionQuality(scores, labels, 0.45);
   assert.equal(q.accuracy, 5 / 6);
   assert.equal(q.f1, 0.8);
+  assert.deepEqual(q.confusion, { tp: 2, fp: 0, fn: 1, tn: 3 });
   assert.equal(q.bestAccuracy, 5 / 6);
   const all = decisionQuality(scores, labels, 0.25);
   assert.equal(all.accuracy, 5 / 6);

@@ -1,10 +1,11 @@
 /**
- * Deciding normal vs anomalous without labels. MuSc gives scores, not decisions;
+ * Choosing the decision threshold without labels. MuSc gives scores, not decisions;
  * a threshold on the RsCIN image scores needs an assumption about the batch, and
- * each rule states its own so the report can show it.
+ * each rule states its own so the report can show it. The one place thresholds are
+ * chosen: `musc run`, `musc eval --report` and bank building all call `chooseThreshold`.
+ * Decisions themselves are made by `decide` (decisions.ts).
  */
 import { ConfigError } from '../errors.js';
-import type { ReportDecisionQuality } from '../report/report-data.js';
 
 /** How the decision threshold is chosen. */
 export type ThresholdRule =
@@ -15,8 +16,11 @@ export type ThresholdRule =
 
 /** A chosen threshold with the assumption behind it, in words for the report. */
 export interface Threshold {
+  /** Images whose decision score is above `value` are anomalous. */
   readonly value: number;
+  /** How it was chosen, in a few words (e.g. `Otsu split`). */
   readonly method: string;
+  /** The assumption the choice rests on, in a sentence for the report. */
   readonly assumption: string;
 }
 
@@ -71,7 +75,7 @@ export function quantileSorted(s: Float64Array, q: number): number {
   return s[lo] + (s[hi] - s[lo]) * (pos - lo);
 }
 
-/** Applies a rule to the scores. Decisions are `score > value`. */
+/** Applies a rule to the scores (decisions are then `decide(score, value)`). */
 export function chooseThreshold(scores: ArrayLike<number>, rule: ThresholdRule): Threshold {
   switch (rule.method) {
     case 'fixed':
@@ -109,34 +113,15 @@ export function chooseThreshold(scores: ArrayLike<number>, rule: ThresholdRule):
 }
 
 /**
- * Accuracy, F1 and confusion counts of `score > t` against labels (anomalous = 1 = positive),
- * and the best accuracy achievable over all cuts with its F1 and threshold.
+ * The threshold of a bank (chosen on the bank's own scores when it was built), or the
+ * user's override, with its assumption in words.
  */
-export function decisionQuality(
-  scores: ArrayLike<number>,
-  labels: ArrayLike<number>,
-  t: number,
-): ReportDecisionQuality {
-  const n = scores.length;
-  const at = (thr: number) => {
-    let tp = 0;
-    let fp = 0;
-    let fn = 0;
-    let tn = 0;
-    for (let i = 0; i < n; i++) {
-      const pred = scores[i] > thr;
-      if (labels[i]) pred ? tp++ : fn++;
-      else pred ? fp++ : tn++;
-    }
-    return { accuracy: (tp + tn) / n, f1: tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn), confusion: { tp, fp, fn, tn } };
+export function bankThreshold(bank: { readonly threshold: { readonly value: number; readonly method: string }; readonly reference: string; readonly images: readonly unknown[] }, override?: number): Threshold {
+  if (override !== undefined) return chooseThreshold([], { method: 'fixed', value: override });
+  const what = bank.reference === 'good' ? "leave-one-out scores of the bank's known-good images" : "RsCIN scores of the bank's images against each other";
+  return {
+    value: bank.threshold.value,
+    method: `bank: ${bank.threshold.method}`,
+    assumption: `Chosen when the bank was built (${bank.threshold.method} of the ${what}); new images are judged as they would have been among the bank images.`,
   };
-  const here = at(t);
-  const s = sortedCopy(scores);
-  let best = { accuracy: -1, f1: 0, thr: t };
-  const cuts = [s[0] - 1, ...Array.from(s.subarray(0, n - 1), (v, i) => (v + s[i + 1]) / 2), s[n - 1]];
-  for (const c of cuts) {
-    const q = at(c);
-    if (q.accuracy > best.accuracy) best = { accuracy: q.accuracy, f1: q.f1, thr: c };
-  }
-  return { accuracy: here.accuracy, f1: here.f1, bestAccuracy: best.accuracy, bestF1: best.f1, bestThreshold: best.thr, confusion: here.confusion };
 }
