@@ -176,7 +176,16 @@ test('musc bank build and musc score: JSON results, rolling --update, corrupt ba
   assert.ok(res.results[0].score > res.results[1].score, 'the broken bottle scores higher than a good one');
   const csv = await readFile(join(tmp, 'scored', 'scores.csv'), 'utf8');
   assert.equal(csv.trim().split('\n').length, 3);
-  assert.ok((await readdir(join(tmp, 'scored'))).filter((f) => f.endsWith('_overlay.png')).length === 2);
+  // The same outputs as `musc run`: overlays/, maps/, scores.json with the bank in its metadata, report.html.
+  assert.equal((await readdir(join(tmp, 'scored', 'overlays'))).length, 2);
+  assert.equal((await readdir(join(tmp, 'scored', 'maps'))).length, 2);
+  const json = JSON.parse(await readFile(join(tmp, 'scored', 'scores.json'), 'utf8')) as { command: string; bank: { images: number; reference: string }; resolution: { width: number; height: number }; images: unknown[] };
+  assert.equal(json.command, 'score');
+  assert.deepEqual([json.bank.images, json.bank.reference], [20, 'unlabeled']);
+  assert.deepEqual(json.resolution, { width: 224, height: 224 });
+  assert.equal(json.images.length, 2);
+  const html = await readFile(join(tmp, 'scored', 'report.html'), 'utf8');
+  assert.ok(html.includes('000.png') && html.includes('</html>'));
   await execFileAsync(process.execPath, [MUSC_BIN, 'score', '--bank', bankFile, defect, '--update', '--max-bank', '20', '--json'], { env });
   const updated = decodeBank(new Uint8Array(await readFile(bankFile)));
   assert.equal(updated.images.length, 20);

@@ -128,7 +128,7 @@ test('a failing category does not throw away the others; bad decision options fa
   const t = performance.now();
   await assert.rejects(run(process.execPath, [MUSC_BIN, 'run', BOTTLE, '--out', path.join(tmp, 'x'), '--defect-rate', '5']), (e: { code?: number; stderr?: string }) => {
     assert.equal(e.code, 2);
-    assert.match(e.stderr ?? '', /defect-rate must be in \[0, 1\)/);
+    assert.match(e.stderr ?? '', /--defect-rate <fraction>' argument '5' is invalid\. must be a number in \(0, 1\)/);
     return true;
   });
   assert.ok(performance.now() - t < 10_000, 'rejected before loading the model or scoring');

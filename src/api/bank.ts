@@ -12,7 +12,7 @@ import { MuscScorer, type MuscOpenOptions } from '../bank/scorer.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
 import { collectImages } from '../inputs/collect.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
-import { extractFeatures, type Failure } from '../pipeline/musc.js';
+import { extractFeatures, workingSize, type Failure } from '../pipeline/musc.js';
 import { checkOutputFolder } from '../outputs/output-folder.js';
 import { scoreRows, type OutputMetadata, type ScoredBatch } from '../outputs/tables.js';
 import { bankThreshold, chooseThreshold, type ThresholdRule } from '../outputs/thresholds.js';
@@ -130,7 +130,7 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
     const unlabeled = bankIn.reference === 'unlabeled';
     const batch: ScoredBatch = {
       items: results.map((r) => ({ file: r.name, imageScore: r.imageScore, rscinScore: unlabeled ? r.score : null, map: r.map, originalWidth: r.originalWidth, originalHeight: r.originalHeight })),
-      size: { width: results[0]?.width ?? bankIn.config.imageSize, height: results[0]?.height ?? bankIn.config.imageSize },
+      size: results[0] ? { width: results[0].width, height: results[0].height } : workingSize(bankIn.config),
       failures,
     };
     const threshold = bankThreshold(bankIn, opts.threshold);
