@@ -16,15 +16,23 @@ import { extractFeatures, planGeometry, scoreFeatures, type Failure, type MuscCo
 
 /** Evaluation of one category. */
 export interface CategoryResult {
+  /** Category name (folder name, or VisA class). */
   readonly name: string;
+  /** Images scored. */
   readonly n: number;
+  /** Image-level metrics on the RsCIN scores. */
   readonly image: ImageMetrics;
+  /** Pixel-level metrics on the maps at the working size. */
   readonly pixel: PixelMetrics;
+  /** Wall-clock seconds for the whole category. */
   readonly seconds: number;
   /** Wall-clock seconds per stage: backbone (decode + forward), then scoring stages. */
   readonly times: { readonly features: number; readonly metrics: number } & Readonly<StageTimes>;
+  /** Images that could not be read, with the reason. */
   readonly failures: readonly Failure[];
+  /** Maps `[height, width]`, image and RsCIN scores, aligned with `dataset.items`. */
   readonly scores: MuscScores;
+  /** The category as read, restricted to the scored images (labels, defect types, mask paths). */
   readonly dataset: Dataset;
   /** The configuration actually used (RsCIN windows resolved for the dataset). */
   readonly config: MuscConfig;

@@ -34,6 +34,7 @@ export interface BankBuildOptions extends ScoringOptions {
 
 /** A built bank. */
 export interface BuiltBank {
+  /** The bank in memory (usable with `Musc.open({ bank })`). */
   readonly bank: Bank;
   /** Size of the written file in bytes, when `out` was given. */
   readonly bytes?: number;
@@ -78,7 +79,11 @@ export async function buildBankFromImages(inputs: readonly string[], opts: BankB
   try {
     const { features, failures } = await extractFeatures(files, backbone, cfg, opts);
     const bank = await buildBank(features, cfg, { backbone: bankBackbone, reference, encoding: opts.encoding, threshold: opts.threshold, threads: opts.threads, signal: opts.signal });
-    const bytes = opts.out ? await writeBank(opts.out, bank) : undefined;
+    const bytes = opts.out
+      ? await writeBank(opts.out, bank).catch((err: unknown) => {
+          throw new MuscError('OUTPUT', `cannot write bank ${opts.out}: ${errorText(err)}`, { cause: err });
+        })
+      : undefined;
     return { bank, failures, ...(bytes !== undefined ? { bytes } : {}) };
   } finally {
     await backbone.dispose();
@@ -95,9 +100,11 @@ export interface BankScoreOptions extends Omit<MuscOpenOptions, 'log'> {
   readonly update?: boolean;
   /** With `update`: keep at most this many images (oldest leave first). */
   readonly maxBank?: number;
+  /** Aborts at the next step; nothing is saved or written then. */
   readonly signal?: AbortSignal;
   /** Progress of writing outputs (stage `outputs`). */
   readonly onProgress?: ScoringOptions['onProgress'];
+  /** Messages about what is being done (model downloads, skipped folders). */
   readonly log?: (message: string) => void;
 }
 
@@ -116,10 +123,10 @@ export interface BankScoreResult extends BatchResult {
 export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOptions): Promise<BankScoreResult> {
   if (opts.update && typeof opts.bank !== 'string') throw new ConfigError('update needs the bank as a file path, to save it');
   const plan = opts.out ? await checkOutputFolder(opts.out, { overwrite: opts.overwrite }) : null;
-  const { files, skippedOutputs } = await collectImages(inputs, { exclude: plan ? [plan.dir] : [] });
-  for (const d of skippedOutputs) opts.log?.(`skipped output folder ${d}`);
   const bankIn = typeof opts.bank === 'string' ? await readBank(opts.bank) : opts.bank;
   if (opts.threshold !== undefined) checkBankThreshold(opts.threshold, bankIn.reference);
+  const { files, skippedOutputs } = await collectImages(inputs, { exclude: plan ? [plan.dir] : [] });
+  for (const d of skippedOutputs) opts.log?.(`skipped output folder ${d}`);
   const scorer = await MuscScorer.open({ ...opts, bank: bankIn });
   try {
     const t0 = performance.now();

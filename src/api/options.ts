@@ -28,6 +28,7 @@ export interface BackboneChoice {
 
 /** Hyper-parameters and hooks of a scoring job; every field is optional (defaults: `DEFAULT_CONFIG`). */
 export interface ScoringOptions {
+  /** The backbone (default: the bundled ResNet50). */
   readonly backbone?: BackboneChoice;
   /**
    * Working size: S (images resized to S x S, or to a long side S with `keepAspect`; default 224

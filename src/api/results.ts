@@ -16,12 +16,15 @@ export interface ImageResult {
   readonly rscinScore: number | null;
   /** The score the decision is made on: `rscinScore`, or `imageScore` where that is null. */
   readonly score: number;
+  /** `anomalous` when `score` is above the threshold. */
   readonly decision: Decision;
   /** The strongest anomalous region, in original-image pixels. */
   readonly region: Region;
   /** Anomaly map `[height, width]` at the batch's working size (raw mean patch distances). */
   readonly map: Float32Array;
+  /** Width of the image file in pixels. */
   readonly originalWidth: number;
+  /** Height of the image file in pixels. */
   readonly originalHeight: number;
   /** Absolute path of the overlay PNG, when outputs were written. */
   readonly overlay?: string;

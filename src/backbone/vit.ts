@@ -30,6 +30,7 @@ import { analyzeVit, rewriteVit, type LayerNormParams, type VitGraphInfo } from 
 
 /** ViT families MuSc knows how to read. */
 export const VIT_FAMILIES = ['clip', 'dino', 'dinov2', 'vit'] as const;
+/** One of `VIT_FAMILIES`. */
 export type VitFamily = (typeof VIT_FAMILIES)[number];
 
 /** How MuSc reads one family (see the table in the module doc). */

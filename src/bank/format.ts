@@ -100,19 +100,29 @@ export function unitsPerImage(bank: { readonly config: BankConfig }): number {
 
 /** A bank in memory. */
 export interface Bank {
+  /** File format version (`BANK_VERSION`). */
   readonly version: number;
+  /** When the bank was built, ISO 8601. */
   readonly createdAt: string;
+  /** When images were last added, ISO 8601. */
   readonly updatedAt: string;
+  /** The backbone its features come from, and how to reopen it. */
   readonly backbone: BankBackbone;
+  /** The settings new images must be scored with. */
   readonly config: BankConfig;
+  /** Unlabeled batch (zero-shot) or known-good images (few-shot). */
   readonly reference: BankReference;
+  /** Storage of the patch vectors. */
   readonly encoding: BankEncoding;
   /** Decision threshold on scores of this bank's kind (RsCIN for unlabeled, raw for good), chosen at build. */
   readonly threshold: { readonly value: number; readonly method: string };
+  /** The reference images, oldest first. */
   readonly images: readonly BankImage[];
+  /** Patch vectors, one set per (layer, r). */
   readonly sets: readonly BankSet[];
   /** `[N, D]` image embeddings for RsCIN. */
   readonly embeddings: Float32Array;
+  /** D. */
   readonly embeddingDim: number;
 }
 

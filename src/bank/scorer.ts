@@ -23,18 +23,25 @@ export type ScoreInput = string | { readonly name: string; readonly bytes: Uint8
 
 /** The verdict on one image. */
 export interface ScoredImage {
+  /** The file path, or the name given with the bytes. */
   readonly name: string;
   /** The score decisions use (RsCIN against the bank, or the raw score for good banks). */
   readonly score: number;
   /** Max of the anomaly map. */
   readonly imageScore: number;
+  /** `decide(score, threshold)`. */
   readonly decision: Decision;
+  /** The threshold the decision used. */
   readonly threshold: number;
   /** `[height, width]` anomaly map (raw averaged distances) at the working size. */
   readonly map: Float32Array;
+  /** Working width of `map`. */
   readonly width: number;
+  /** Working height of `map`. */
   readonly height: number;
+  /** Width of the image as decoded, in pixels. */
   readonly originalWidth: number;
+  /** Height of the image as decoded, in pixels. */
   readonly originalHeight: number;
 }
 
@@ -48,7 +55,9 @@ export interface MuscOpenOptions {
   readonly precision?: MsmPrecision;
   /** Override the bank's decision threshold. */
   readonly threshold?: number;
+  /** ONNX Runtime intra-op threads (default: all cores). */
   readonly threads?: number;
+  /** Messages about what is being done (model downloads, conversions). */
   readonly log?: (msg: string) => void;
 }
 
@@ -77,6 +86,7 @@ export class MuscScorer {
   private constructor(
     private current: Bank,
     private readonly backbone: Backbone,
+    /** The bank's configuration (working size, layers, r, interval, k). */
     readonly config: MuscConfig,
     private readonly precision: MsmPrecision,
     private readonly thresholdOverride: number | undefined,
@@ -187,6 +197,7 @@ export class MuscScorer {
     return writeBank(file, this.current);
   }
 
+  /** Releases the backbone and the kernels once the calls in progress are done. */
   async dispose(): Promise<void> {
     await this.queue;
     await this.backbone.dispose();

@@ -8,9 +8,13 @@ import { size2d, type SizeLike } from '../tensor.js';
 
 /** A box in original-image pixels. */
 export interface Region {
+  /** Left edge, pixels from the left of the original image. */
   readonly x: number;
+  /** Top edge, pixels from the top. */
   readonly y: number;
+  /** Width in original pixels (≥ 1). */
   readonly width: number;
+  /** Height in original pixels (≥ 1). */
   readonly height: number;
 }
 

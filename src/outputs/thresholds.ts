@@ -9,9 +9,13 @@ import { ConfigError } from '../errors.js';
 
 /** How the decision threshold is chosen. */
 export type ThresholdRule =
+  /** Otsu's split of the scores: assumes the batch holds normal and defective images in two groups. */
   | { readonly method: 'otsu' }
+  /** median + z·1.4826·MAD (z default 3): assumes defects are a minority of outliers. */
   | { readonly method: 'mad'; readonly z?: number }
+  /** Flags the round(defectRate·n) highest scores; `defectRate` in [0, 1). */
   | { readonly method: 'rate'; readonly defectRate: number }
+  /** A fixed value on the decision score. */
   | { readonly method: 'fixed'; readonly value: number };
 
 /** A chosen threshold with the assumption behind it, in words for the report. */

@@ -103,8 +103,11 @@ export interface ImageFeatures {
 
 /** A file that could not be used, with the reason. */
 export interface Failure {
+  /** The file (or upload name). */
   readonly file: string;
+  /** Why it could not be used, in words. */
   readonly error: string;
+  /** `MuscError` code, e.g. `IMAGE_DECODE`. */
   readonly code: string;
 }
 

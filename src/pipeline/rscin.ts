@@ -78,6 +78,7 @@ export function rscinRow(sims: ArrayLike<number>, norm: ArrayLike<number>, self:
 }
 
 /**
+ * RsCIN re-scoring of a batch's image scores (see the module doc).
  * @param scores raw image scores `[M]`
  * @param embeddings image embeddings `[M, D]` row-major
  * @param dim D
