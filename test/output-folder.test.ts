@@ -77,18 +77,31 @@ test('an aborted run leaves the folder as it was, and removes a folder it create
   assert.ok(!existsSync(path.join(tmp, 'new-parent')), 'folders the run created are removed');
 });
 
-test('input collection skips marked output folders and excluded folders, and keeps dangling image links', async () => {
+test('input collection skips what musc wrote: files listed by markers, overlays/ and maps/ of output folders; keeps dangling image links', async () => {
   const root = path.join(tmp, 'inputs');
   await mkdir(path.join(root, 'sub'), { recursive: true });
   for (const n of ['a.png', 'sub/b.png']) await writeFile(path.join(root, n), 'x');
-  await stage(path.join(root, 'results'), { 'scores.csv': '', 'report.html': '', 'overlays/a.png': 'x' });
-  await mkdir(path.join(root, 'next-out'), { recursive: true });
-  await writeFile(path.join(root, 'next-out', 'c.png'), 'x');
+  // An output folder inside the input folder, and one about to be written (no marker yet).
+  await stage(path.join(root, 'results'), { 'scores.csv': '', 'report.html': '', 'overlays/a.png': 'x', 'maps/a.npy': 'x' });
+  await mkdir(path.join(root, 'next-out', 'overlays'), { recursive: true });
+  await writeFile(path.join(root, 'next-out', 'overlays', 'c.png'), 'x');
   await symlink(path.join(root, 'missing.png'), path.join(root, 'dangling.png'));
-  const got = await collectImages([root], { exclude: [path.join(root, 'next-out')] });
+  const got = await collectImages([root], { outputs: [path.join(root, 'next-out')] });
   assert.deepEqual(got.files.map((f) => path.relative(root, f)).sort(), ['a.png', 'dangling.png', path.join('sub', 'b.png')]);
   assert.deepEqual(got.skippedOutputs.map((d) => path.relative(root, d)).sort(), ['next-out', 'results']);
   const globbed = await collectImages([`${root}/**/*.png`]);
-  assert.ok(!globbed.files.some((f) => f.includes(`${path.sep}results${path.sep}`)), 'globs skip output folders too');
-  await assert.rejects(collectImages([path.join(root, 'results', 'overlays')]), /no images found.*skipped musc output folders/);
+  assert.ok(!globbed.files.some((f) => f.includes(`${path.sep}results${path.sep}`)), 'globs skip outputs too');
+  await assert.rejects(collectImages([path.join(root, 'results', 'overlays')]), /no images found.*skipped the outputs musc wrote in/);
+});
+
+test('--out equal to the input folder: the images stay inputs, the outputs written beside them do not', async () => {
+  const photos = path.join(tmp, 'photos');
+  await mkdir(photos);
+  for (const n of ['1.png', '2.png']) await writeFile(path.join(photos, n), 'x');
+  assert.equal((await collectImages([photos], { outputs: [photos] })).files.length, 2);
+  // A folder of the user's images is not musc's: writing into it takes --overwrite.
+  await stage(photos, { 'scores.csv': '', 'report.html': '', 'overlays/1.png': 'x', 'overlays/2.png': 'x', 'extra.png': 'a png musc wrote' }, true);
+  const again = await collectImages([photos]);
+  assert.deepEqual(again.files.map((f) => path.basename(f)).sort(), ['1.png', '2.png']);
+  assert.deepEqual(again.skippedOutputs, [photos]);
 });

@@ -125,7 +125,7 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
   const plan = opts.out ? await checkOutputFolder(opts.out, { overwrite: opts.overwrite }) : null;
   const bankIn = typeof opts.bank === 'string' ? await readBank(opts.bank) : opts.bank;
   if (opts.threshold !== undefined) checkBankThreshold(opts.threshold, bankIn.reference);
-  const { files, skippedOutputs } = await collectImages(inputs, { exclude: plan ? [plan.dir] : [] });
+  const { files, skippedOutputs } = await collectImages(inputs, { outputs: plan ? [plan.dir] : [] });
   for (const d of skippedOutputs) opts.log?.(`skipped output folder ${d}`);
   const scorer = await MuscScorer.open({ ...opts, bank: bankIn });
   try {

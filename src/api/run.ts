@@ -63,7 +63,7 @@ export async function runBatch(inputs: readonly string[], opts: RunOptions = {})
   configOf(opts);
   chooseThreshold([0, 1], rule); // validates the rule
   const plan = opts.out ? await checkOutputFolder(opts.out, { overwrite: opts.overwrite }) : null;
-  const { files, skippedOutputs } = await collectImages(inputs, { exclude: plan ? [plan.dir] : [] });
+  const { files, skippedOutputs } = await collectImages(inputs, { outputs: plan ? [plan.dir] : [] });
   for (const d of skippedOutputs) opts.log?.(`skipped output folder ${d}`);
   if (files.length < MIN_IMAGES) {
     throw new ConfigError(`MuSc scores images against each other and needs at least ${MIN_IMAGES} readable images; found ${files.length} (image files in ${inputs.join(', ')})`);

@@ -80,6 +80,16 @@ cliCases('cli outputs', [
     timeout: 180_000,
   },
   {
+    name: '#4 --out equal to the input folder (--overwrite the first time): a re-run scores the same images',
+    setup: async (dir) => {
+      await writePlates(dir, 'p', 6);
+      await runMuscOk(['run', 'p', '--out', 'p', '--overwrite'], dir);
+    },
+    args: ['run', 'p', '--out', 'p'],
+    expect: { exit: 0, stdout: /^6 images scored/m, check: async (dir) => assert.equal((await rowsOf(path.join(dir, 'p'))).length, 6) },
+    timeout: 180_000,
+  },
+  {
     name: '#4 bank build and score skip output folders inside their inputs',
     setup: async (dir) => {
       await writePlates(dir, 'five', 6);
