@@ -77,6 +77,19 @@ test('an aborted run leaves the folder as it was, and removes a folder it create
   assert.ok(!existsSync(path.join(tmp, 'new-parent')), 'folders the run created are removed');
 });
 
+test('staging folders of runs that died are removed, those of live runs kept', async () => {
+  const dir = path.join(tmp, 'stale');
+  await stage(dir, { 'scores.csv': 'A', 'report.html': 'A' });
+  const dead = path.join(dir, '.musc-staging-99999999-abcd');
+  const live = path.join(dir, `.musc-staging-${process.ppid}-abcd`);
+  await mkdir(dead);
+  await mkdir(live);
+  assert.equal((await checkOutputFolder(dir)).exists, true, 'staging folders do not make a folder foreign');
+  await stage(dir, { 'scores.csv': 'B', 'report.html': 'B' });
+  assert.ok(!existsSync(dead));
+  assert.ok(existsSync(live));
+});
+
 test('input collection skips what musc wrote: files listed by markers, overlays/ and maps/ of output folders; keeps dangling image links', async () => {
   const root = path.join(tmp, 'inputs');
   await mkdir(path.join(root, 'sub'), { recursive: true });

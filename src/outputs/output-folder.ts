@@ -86,7 +86,7 @@ export class OutputStaging {
     readonly staging: string,
   ) {}
 
-  /** Creates the folder if needed and a fresh staging folder inside it; removes stale staging folders of killed runs. */
+  /** Creates the folder if needed and a fresh staging folder inside it; removes staging folders of runs that died. */
   static async open(plan: OutputFolderPlan): Promise<OutputStaging> {
     let created: string | undefined;
     try {
@@ -95,7 +95,8 @@ export class OutputStaging {
       throw outputError(plan.dir, errorText(err), err);
     }
     for (const name of await readdir(plan.dir)) {
-      if (name.startsWith(STAGING_PREFIX) && !name.startsWith(`${STAGING_PREFIX}${process.pid}-`)) await rm(join(plan.dir, name), { recursive: true, force: true });
+      const pid = Number(/^\.musc-staging-(\d+)-/.exec(name)?.[1]);
+      if (pid && !processAlive(pid)) await rm(join(plan.dir, name), { recursive: true, force: true });
     }
     const staging = join(plan.dir, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
     await mkdir(staging);
@@ -119,7 +120,7 @@ export class OutputStaging {
   async commit(command: string, last: readonly string[] = []): Promise<void> {
     const dir = this.plan.dir;
     const files = [...this.written];
-    const previous = this.plan.previous ?? (await readManifest(dir));
+    const previous = await readManifest(dir); // now, not at planning time: another run may have written since
     const old = previous?.files ?? [];
     await writeManifest(dir, { command, writtenAt: new Date().toISOString(), state: 'replacing', files: [...new Set([...old, ...files])] });
     for (const rel of old) if (!this.written.has(rel)) await rm(join(dir, ...rel.split('/')), { force: true });
@@ -147,6 +148,16 @@ export class OutputStaging {
       if (!(await rmdir(d).then(() => true, () => false))) break;
       if (resolve(d) === resolve(this.created)) break;
     }
+  }
+}
+
+/** Whether a process exists (a staging folder of a live run is not stale). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM';
   }
 }
 
