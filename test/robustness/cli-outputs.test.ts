@@ -36,6 +36,20 @@ async function describesOnly(dir: string, out: string, batch: string, other: str
   assert.equal((await listOf(path.join(o, 'maps'))).length, scored.length, 'one map per scored image, none left over');
 }
 
+/** Batch A (`a` plates) scored into `o`, and batch B (`b` plates) waiting to be scored into `o` too. */
+const runAThenPlates = (a: number, b: number) => async (dir: string) => {
+  await writePlates(dir, 'A', a, 3);
+  await writePlates(dir, 'B', b, 9);
+  await runMuscOk(['run', 'A', '--out', 'o'], dir);
+};
+
+/** Plates in `B`, and a folder `docs` of the user's own files. */
+async function platesAndForeignFolder(dir: string): Promise<void> {
+  await writePlates(dir, 'B', 5);
+  await mkdir(path.join(dir, 'docs'));
+  await writeFile(path.join(dir, 'docs', 'thesis.txt'), 'precious');
+}
+
 /** Flag values that must fail at parse time, naming the flag and the accepted range. */
 const badFlags: readonly [string[], RegExp][] = [
   [['--threshold', 'abc'], /--threshold <score>' argument 'abc' is invalid\. must be a number in \[0, 1\]/],
@@ -110,22 +124,14 @@ cliCases('cli outputs', [
   },
   {
     name: '#5 a reused output folder holds only the new run: no stale overlays or maps, report and CSV agree',
-    setup: async (dir) => {
-      await writePlates(dir, 'A', 7, 3);
-      await writePlates(dir, 'B', 5, 9);
-      await runMuscOk(['run', 'A', '--out', 'o'], dir);
-    },
+    setup: runAThenPlates(7, 5),
     args: ['run', 'B', '--out', 'o'],
     expect: { exit: 0, stdout: /^5 images scored/m, check: (dir) => describesOnly(dir, 'o', 'B', 'A') },
     timeout: 180_000,
   },
   {
     name: '#5 a non-empty folder musc did not write is refused (exit 2, nothing written) unless --overwrite',
-    setup: async (dir) => {
-      await writePlates(dir, 'B', 5);
-      await mkdir(path.join(dir, 'docs'));
-      await writeFile(path.join(dir, 'docs', 'thesis.txt'), 'precious');
-    },
+    setup: platesAndForeignFolder,
     args: ['run', 'B', '--out', 'docs', '--backbone', 'no-such-model.onnx'],
     expect: {
       exit: 2,
@@ -136,21 +142,13 @@ cliCases('cli outputs', [
   },
   {
     name: '#5 --overwrite writes into a foreign folder and keeps its other files',
-    setup: async (dir) => {
-      await writePlates(dir, 'B', 5);
-      await mkdir(path.join(dir, 'docs'));
-      await writeFile(path.join(dir, 'docs', 'thesis.txt'), 'precious');
-    },
+    setup: platesAndForeignFolder,
     args: ['run', 'B', '--out', 'docs', '--overwrite'],
     expect: { exit: 0, files: ['docs/thesis.txt', 'docs/scores.csv', 'docs/report.html', 'docs/.musc-output.json'] },
   },
   {
     name: '#5 Ctrl-C while outputs are written: the folder still describes one run, and the message says which',
-    setup: async (dir) => {
-      await writePlates(dir, 'A', 6, 3);
-      await writePlates(dir, 'B', 12, 9);
-      await runMuscOk(['run', 'A', '--out', 'o'], dir);
-    },
+    setup: runAThenPlates(6, 12),
     args: ['run', 'B', '--out', 'o'],
     // Once the second run starts writing: its staging folder appears, or (without staging) scores.json is replaced.
     interrupt: {
