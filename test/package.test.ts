@@ -46,7 +46,11 @@ test('npm pack, install into an empty project, run the README library example th
     for (const f of ['bin/musc.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/stages.js', 'dist/src/stages.d.ts', 'dist/src/cli/main.js', 'package.json', 'README.md']) {
       assert.ok(files.includes(f), `the tarball holds ${f}`);
     }
-    assert.deepEqual(files.filter((f) => /^(src|test|bench|scripts)\/|^dist\/(test|bench|scripts)\//.test(f)), [], 'no sources, tests or benchmarks in the tarball');
+    for (const f of ['src/report/browser/report.js', 'src/report/browser/report.css', 'src/serve/browser/page.js', 'src/serve/browser/page.css']) {
+      assert.ok(files.includes(f), `the tarball holds the page asset ${f} (inlined at run time)`);
+    }
+    const unexpected = files.filter((f) => /^(src|test|bench|scripts)\/|^dist\/(test|bench|scripts)\//.test(f) && !/^src\/[a-z]+\/browser\//.test(f));
+    assert.deepEqual(unexpected, [], 'no TypeScript sources, tests or benchmarks in the tarball');
 
     const project = path.join(tmp, 'project');
     await mkdir(project);
