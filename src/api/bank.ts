@@ -7,12 +7,12 @@ import { access, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { buildBank } from '../bank/bank.js';
 import { readBank, writeBank, type Bank, type BankEncoding, type BankReference } from '../bank/format.js';
-import { bankHeatScale } from '../bank/score.js';
+import { bankGeometry, bankHeatScale } from '../bank/score.js';
 import { MuscScorer, type MuscOpenOptions } from '../bank/scorer.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
 import { collectImages } from '../inputs/collect.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
-import { extractFeatures, workingSize, type Failure } from '../pipeline/musc.js';
+import { extractFeatures, type Failure } from '../pipeline/musc.js';
 import { checkOutputFolder } from '../outputs/output-folder.js';
 import { scoreRows, type OutputMetadata, type ScoredBatch } from '../outputs/tables.js';
 import { bankThreshold, chooseThreshold, type ThresholdRule } from '../outputs/thresholds.js';
@@ -137,7 +137,7 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
     const unlabeled = bankIn.reference === 'unlabeled';
     const batch: ScoredBatch = {
       items: results.map((r) => ({ file: r.name, imageScore: r.imageScore, rscinScore: unlabeled ? r.score : null, map: r.map, originalWidth: r.originalWidth, originalHeight: r.originalHeight })),
-      size: results[0] ? { width: results[0].width, height: results[0].height } : workingSize(bankIn.config),
+      size: bankGeometry(bankIn).map,
       failures,
     };
     const threshold = bankThreshold(bankIn, opts.threshold);
@@ -146,7 +146,7 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
       command: 'score',
       backbone: bankIn.backbone.id,
       config: { ...bankIn.config, precision: opts.precision ?? (bankIn.encoding === 'int8' ? 'int8' : 'fp32') },
-      resolution: batch.size,
+      resolution: { ...batch.size, rule: bankGeometry(bankIn).rule },
       bank: {
         ...(typeof opts.bank === 'string' ? { file: resolve(opts.bank) } : {}),
         images: bankIn.images.length,

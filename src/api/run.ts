@@ -48,7 +48,7 @@ export function batchOf(features: readonly ImageSizes[], scores: MuscScores, fai
 
 /** The metadata of a batch's outputs. */
 export function batchMetadata(command: 'run' | 'eval', backbone: string, cfg: MuscConfig, scores: MuscScores): OutputMetadata {
-  return { command, backbone, config: { ...cfg, kList: scores.kList }, resolution: { width: scores.width, height: scores.height } };
+  return { command, backbone, config: { ...cfg, kList: scores.kList }, resolution: { width: scores.width, height: scores.height, rule: scores.geometry.rule } };
 }
 
 /**

@@ -15,6 +15,7 @@ export function reportConfig(meta: OutputMetadata): Record<string, ReportConfigV
   return {
     backbone: meta.backbone,
     workingSize: `${width}×${height}`,
+    ...(meta.resolution.rule ? { resolution: meta.resolution.rule } : {}),
     layers: c.layers,
     rList: c.rList,
     interval: c.interval,

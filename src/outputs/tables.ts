@@ -74,15 +74,14 @@ export function scoreRows(batch: ScoredBatch, threshold: Threshold): ScoreRow[] 
 /** The hyper-parameters outputs state (a batch's `MuscConfig`, or a bank's config). */
 export type OutputConfig = Pick<MuscConfig, 'imageSize' | 'layers' | 'rList' | 'interval' | 'kList'> & Partial<MuscConfig>;
 
-/**
- * The resolution the maps were computed at. Issue #13 (aspect-true working sizes,
- * tiles) adds here how it was chosen and why.
- */
+/** The resolution the maps were computed at, and how it was chosen. */
 export interface OutputResolution {
   /** Working width W in pixels (maps are `[H, W]`). */
   readonly width: number;
   /** Working height H in pixels. */
   readonly height: number;
+  /** How the working size (and tiles, refinement) was chosen, in words (`BatchGeometry.rule`). */
+  readonly rule?: string;
 }
 
 /** The bank a `musc score` batch was scored against. */
