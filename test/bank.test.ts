@@ -179,10 +179,11 @@ test('musc bank build and musc score: JSON results, rolling --update, corrupt ba
   // The same outputs as `musc run`: overlays/, maps/, scores.json with the bank in its metadata, report.html.
   assert.equal((await readdir(join(tmp, 'scored', 'overlays'))).length, 2);
   assert.equal((await readdir(join(tmp, 'scored', 'maps'))).length, 2);
-  const json = JSON.parse(await readFile(join(tmp, 'scored', 'scores.json'), 'utf8')) as { command: string; bank: { images: number; reference: string }; resolution: { width: number; height: number }; images: unknown[] };
+  const json = JSON.parse(await readFile(join(tmp, 'scored', 'scores.json'), 'utf8')) as { command: string; bank: { images: number; reference: string }; resolution: { width: number; height: number; rule: string }; images: unknown[] };
   assert.equal(json.command, 'score');
   assert.deepEqual([json.bank.images, json.bank.reference], [20, 'unlabeled']);
-  assert.deepEqual(json.resolution, { width: 224, height: 224 });
+  assert.deepEqual([json.resolution.width, json.resolution.height], [224, 224]);
+  assert.match(json.resolution.rule, /square 224x224/, 'the report states how the working size was chosen');
   assert.equal(json.images.length, 2);
   const html = await readFile(join(tmp, 'scored', 'report.html'), 'utf8');
   assert.ok(html.includes('000.png') && html.includes('</html>'));
