@@ -41,6 +41,11 @@ export interface ScoringOptions {
   readonly tiles?: { readonly grid?: { readonly rows: number; readonly cols: number }; readonly size?: number; readonly overlap?: number; readonly match?: 'position' | 'any' };
   /** Coarse-to-fine: re-score the top `fraction` of patches at the fine size `imageSize` (default 2 S). */
   readonly refine?: { readonly fraction: number; readonly imageSize?: number };
+  /**
+   * `auto`: keep the aspect of elongated batches and refine detailed ones (`autoPlan`); `fixed`
+   * (default): exactly the size options given.
+   */
+  readonly resolution?: 'auto' | 'fixed';
   /** Backbone layers (ResNet50: `layer1`..`layer4`; ViT: 0-based block indices as strings). */
   readonly layers?: readonly string[];
   /** LNAMD aggregation degrees (odd). */
@@ -83,6 +88,7 @@ export function configOf(o: ScoringOptions): MuscConfig {
     keepAspect: o.keepAspect ?? false,
     tiles: t && (t.grid || t.size) ? { ...(t.grid ? { grid: t.grid } : { size: t.size }), overlap: t.overlap ?? 0.25, match: t.match ?? 'position' } : null,
     refine: o.refine ? { fraction: o.refine.fraction, imageSize: o.refine.imageSize ?? 2 * S } : null,
+    auto: o.resolution === 'auto',
     layers: o.layers ?? DEFAULT_CONFIG.layers,
     rList: o.rList ?? DEFAULT_CONFIG.rList,
     interval: o.interval ?? DEFAULT_CONFIG.interval,
