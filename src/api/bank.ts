@@ -8,7 +8,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { buildBank } from '../bank/bank.js';
 import { readBank, writeBank, type Bank, type BankEncoding, type BankReference } from '../bank/format.js';
 import { bankGeometry, bankHeatScale } from '../bank/score.js';
-import { MuscScorer, type MuscOpenOptions } from '../bank/scorer.js';
+import { MuscScorer, type BankSaveResult, type MuscOpenOptions } from '../bank/scorer.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
 import { collectImages } from '../inputs/collect.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
@@ -110,8 +110,12 @@ export interface BankScoreOptions extends Omit<MuscOpenOptions, 'log'> {
 
 /** New images scored against a bank. */
 export interface BankScoreResult extends BatchResult {
-  /** The bank after the call (with the scored images when `update`). */
+  /** The bank after the call (with the scored images when `update`, and what other writers saved meanwhile). */
   readonly bank: Bank;
+  /** How many bank images the new images were scored against (before this call's update). */
+  readonly bankImages: number;
+  /** With `update`: what saving did (the file's image count after this update, images added and dropped). */
+  readonly saved?: BankSaveResult;
   /** Seconds spent scoring (decoding, backbone, bank comparison). */
   readonly seconds: number;
 }
@@ -130,9 +134,11 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
   const scorer = await MuscScorer.open({ ...opts, bank: bankIn });
   try {
     const t0 = performance.now();
-    const { results, failures } = await scorer.score(files, { update: opts.update, maxBank: opts.maxBank, signal: opts.signal });
+    const { results, failures, bankImages } = await scorer.score(files, { update: opts.update, maxBank: opts.maxBank, signal: opts.signal });
     const seconds = (performance.now() - t0) / 1000;
-    if (opts.update && typeof opts.bank === 'string') await scorer.save(opts.bank);
+    // Under the bank's lock, merged with other writers' updates (MuscScorer.save).
+    const saved = opts.update && typeof opts.bank === 'string' ? await scorer.save(opts.bank) : undefined;
+    const extra = { bankImages, ...(saved ? { saved } : {}) };
     const bank = scorer.bank;
     const unlabeled = bankIn.reference === 'unlabeled';
     const batch: ScoredBatch = {
@@ -141,7 +147,7 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
       failures,
     };
     const threshold = bankThreshold(bankIn, opts.threshold);
-    if (!plan) return { ...batchResult(batch, scoreRows(batch, threshold), threshold), bank, seconds };
+    if (!plan) return { ...batchResult(batch, scoreRows(batch, threshold), threshold), bank, seconds, ...extra };
     const metadata: OutputMetadata = {
       command: 'score',
       backbone: bankIn.backbone.id,
@@ -164,7 +170,7 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
       signal: opts.signal,
       onImage: (d, t) => opts.onProgress?.('outputs', d / t),
     });
-    return { ...batchResult(batch, written.rows, threshold, written.dir), bank, seconds };
+    return { ...batchResult(batch, written.rows, threshold, written.dir), bank, seconds, ...extra };
   } finally {
     await scorer.dispose();
   }

@@ -12,7 +12,7 @@
  * Hand-written: a few typed-array sections do not need a container library, and the
  * layout can be read from any language.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { MuscError } from '../errors.js';
 import { sha256 } from '../backbone/model-cache.js';
 import writeFileAtomic from 'write-file-atomic';
@@ -34,6 +34,13 @@ export type BankEncoding = 'int8' | 'fp16' | 'fp32';
 
 /** What the reference images are: an unlabeled batch (zero-shot MuSc) or known-good images (few-shot). */
 export type BankReference = 'unlabeled' | 'good';
+
+/**
+ * Fewest images a bank can be scored against, by kind: an unlabeled bank averages the smallest
+ * 30 % of a new image's N minima (MuSc's interval is empty below N = 4), a good bank takes the
+ * nearest image. An update that would leave fewer is refused.
+ */
+export const MIN_BANK_IMAGES: Readonly<Record<BankReference, number>> = { unlabeled: 4, good: 1 };
 
 /** Everything that must match between the bank and the images scored against it. */
 export interface BankConfig {
@@ -126,6 +133,11 @@ export interface Bank {
   readonly embeddingDim: number;
 }
 
+/** What a bank's header says: everything but the vectors. */
+export interface BankSummary extends Omit<Bank, 'sets' | 'embeddings'> {
+  readonly sets: readonly Omit<BankSet, 'data'>[];
+}
+
 interface HeaderSet extends Omit<BankSet, 'data'> {
   readonly offset: number;
   readonly byteLength: number;
@@ -172,11 +184,8 @@ export function encodeBank(bank: Bank): Uint8Array {
  * @throws BankError for a non-bank file, another format version, a checksum mismatch or truncation.
  */
 export function decodeBank(bytes: Uint8Array, source = 'bank'): Bank {
-  if (bytes.length < 16 + 32 || new TextDecoder().decode(bytes.subarray(0, 8)) !== BANK_MAGIC) {
-    throw new BankError(`${source} is not a musc-ts feature bank (.mbank)`);
-  }
+  const version = versionOf(bytes, source);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const version = dv.getUint32(8, true);
   if (version !== BANK_VERSION) {
     throw new BankError(`${source} is bank format version ${version}; this musc-ts reads version ${BANK_VERSION}. Rebuild it with \`musc bank build\`.`);
   }
@@ -208,22 +217,148 @@ export function decodeBank(bytes: Uint8Array, source = 'bank'): Bank {
   return { ...rest, version, sets, embeddings };
 }
 
-/** Writes a bank atomically (a crash leaves the previous file intact). */
+/** The format version of a bank's bytes. @throws BankError when they are not a bank at all. */
+function versionOf(bytes: Uint8Array, source: string): number {
+  if (bytes.length < 16 + 32 || new TextDecoder().decode(bytes.subarray(0, 8)) !== BANK_MAGIC) {
+    throw new BankError(`${source} is not a musc-ts feature bank (.mbank)`);
+  }
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
+}
+
+/** The SHA-256 trailer of encoded bank bytes, hex: identifies a bank file's content. */
+export function bankChecksum(bytes: Uint8Array): string {
+  return Buffer.from(bytes.subarray(bytes.length - 32)).toString('hex');
+}
+
+/** Writes a bank atomically (a crash leaves the previous file intact). Concurrent writers: see lock.ts. */
 export async function writeBank(file: string, bank: Bank): Promise<number> {
   const bytes = encodeBank(bank);
   await writeFileAtomic(file, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   return bytes.length;
 }
 
-/** Reads and verifies a bank file. */
-export async function readBank(file: string): Promise<Bank> {
-  let bytes: Buffer;
+async function readBytes(file: string): Promise<Uint8Array> {
   try {
-    bytes = await readFile(file);
+    const b = await readFile(file);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (err) {
     throw new BankError(`cannot read bank ${JSON.stringify(file)}: ${(err as Error).message}`, { cause: err });
   }
-  return decodeBank(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file);
+}
+
+/** Reads and verifies a bank file. */
+export async function readBank(file: string): Promise<Bank> {
+  return (await readBankFile(file)).bank;
+}
+
+/** Reads and verifies a bank file; also returns its checksum (to tell later whether someone else rewrote it). */
+export async function readBankFile(file: string): Promise<{ bank: Bank; checksum: string; bytes: number }> {
+  const bytes = await readBytes(file);
+  return { bank: decodeBank(bytes, file), checksum: bankChecksum(bytes), bytes: bytes.length };
+}
+
+/** The checksum a bank file ends with (reads 32 bytes), or null when there is no such file. */
+export async function readBankChecksum(file: string): Promise<string | null> {
+  let fh;
+  try {
+    fh = await open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new BankError(`cannot read bank ${JSON.stringify(file)}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const { size } = await fh.stat();
+    if (size < 16 + 32) return '';
+    const tail = new Uint8Array(32);
+    await fh.read(tail, 0, 32, size - 32);
+    return bankChecksum(tail);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** What `musc bank info` reports: as much as can be read, and whether the checksum holds. */
+export interface BankInspection {
+  readonly sizeBytes: number;
+  readonly version: number;
+  /** The header's content, or null when the header itself is cut or unreadable. */
+  readonly summary: BankSummary | null;
+  /** `truncated`: shorter than the header says; `mismatch`: the bytes are damaged. */
+  readonly checksum: 'ok' | 'mismatch' | 'truncated';
+  /** Everything wrong with the file, one sentence each (empty for a healthy bank). */
+  readonly problems: readonly string[];
+}
+
+/**
+ * Reads what a bank file holds without requiring it to be intact.
+ * @throws BankError only when the bytes are not a bank at all (no magic).
+ */
+export function inspectBank(bytes: Uint8Array, source = 'bank'): BankInspection {
+  const version = versionOf(bytes, source);
+  const problems: string[] = [];
+  if (version !== BANK_VERSION) problems.push(`format version ${version}; this musc-ts reads version ${BANK_VERSION}`);
+  const hlen = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(12, true);
+  let header: Header | null = null;
+  if (16 + hlen > bytes.length) {
+    problems.push(`truncated: ${bytes.length} bytes, shorter than its ${hlen}-byte header`);
+    return { sizeBytes: bytes.length, version, summary: null, checksum: 'truncated', problems };
+  }
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + hlen))) as Header;
+  } catch {
+    problems.push('the header is unreadable');
+  }
+  let summary: BankSummary | null = null;
+  let expected = -1;
+  if (header) {
+    const { format: _f, sets, embeddingsOffset, embeddingsByteLength, ...rest } = header;
+    summary = { ...rest, version, sets: sets.map(({ offset: _o, byteLength: _b, ...meta }) => meta) };
+    const end = Math.max(embeddingsOffset + embeddingsByteLength, ...sets.map((s) => s.offset + s.byteLength));
+    expected = align8(16 + hlen) + align8(end) + 32;
+  }
+  let checksum: BankInspection['checksum'];
+  if (expected > bytes.length) {
+    checksum = 'truncated';
+    problems.push(`truncated: ${bytes.length} of ${expected} bytes`);
+  } else {
+    checksum = sha256(bytes.subarray(0, bytes.length - 32)) === bankChecksum(bytes) ? 'ok' : 'mismatch';
+    if (checksum === 'mismatch') problems.push('corrupt: the SHA-256 checksum does not match the content');
+    if (expected >= 0 && expected < bytes.length) problems.push(`${bytes.length - expected} unexpected bytes after the content`);
+  }
+  return { sizeBytes: bytes.length, version, summary, checksum, problems };
+}
+
+/** `inspectBank` of a file. */
+export async function inspectBankFile(file: string): Promise<BankInspection> {
+  return inspectBank(await readBytes(file), file);
+}
+
+/** The header of a bank file (reads only the header, checks nothing else): for checks before loading a bank. */
+export async function readBankHeader(file: string): Promise<BankSummary> {
+  let fh;
+  try {
+    fh = await open(file, 'r');
+  } catch (err) {
+    throw new BankError(`cannot read bank ${JSON.stringify(file)}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const head = new Uint8Array(16 + 32);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    versionOf(head.subarray(0, bytesRead), file);
+    const hlen = new DataView(head.buffer).getUint32(12, true);
+    if (16 + hlen > (await fh.stat()).size) throw new BankError(`${file} is truncated`);
+    const json = new Uint8Array(hlen);
+    const got = (await fh.read(json, 0, hlen, 16)).bytesRead;
+    const h = got === hlen ? (JSON.parse(new TextDecoder().decode(json)) as Header) : null;
+    if (!h) throw new BankError(`${file} is truncated`);
+    const { format: _f, sets, embeddingsOffset: _o, embeddingsByteLength: _l, ...rest } = h;
+    return { ...rest, version: new DataView(head.buffer).getUint32(8, true), sets: sets.map(({ offset: _s, byteLength: _b, ...meta }) => meta) };
+  } catch (err) {
+    if (err instanceof BankError) throw err;
+    throw new BankError(`${file} has an unreadable header`, { cause: err });
+  } finally {
+    await fh.close();
+  }
 }
 
 /** IEEE half-precision bits of a float (round to nearest even). Node 20 has no Float16Array. */

@@ -21,7 +21,7 @@ import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../pipeline
 import { dot, embeddingRow, minMaxNormalize, rscinRow, usableKList } from '../pipeline/rscin.js';
 import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK } from '../pipeline/top-k.js';
-import { fromHalf, unitsPerImage, type Bank, type BankSet } from './format.js';
+import { MIN_BANK_IMAGES, fromHalf, unitsPerImage, type Bank, type BankSet } from './format.js';
 
 /** Result of scoring images against a bank. */
 export interface BankScores {
@@ -202,7 +202,7 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
   const size = geometry.map;
   const precision = opts.precision ?? (bank.encoding === 'int8' ? 'int8' : 'fp32');
   if (queries.length === 0) return { maps: [], imageScores: new Float64Array(0), scores: new Float64Array(0), width: size.width, height: size.height };
-  const minBank = bank.reference === 'good' ? 1 : 4;
+  const minBank = MIN_BANK_IMAGES[bank.reference];
   const exclude = opts.excludeBankIndex;
   const usable = N - (exclude ? 1 : 0);
   if (usable < minBank) throw new ConfigError(`the bank has ${N} images; scoring against it needs at least ${minBank + (exclude ? 1 : 0)}`);

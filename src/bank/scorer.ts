@@ -3,18 +3,24 @@
  * `await scorer.score(images)` for each new image or small batch. The scorer reopens
  * the bank's backbone with the bank's settings, keeps the GEMM kernels open, and can
  * add what it scored to the bank (a rolling window) and save it.
+ *
+ * Saving is safe with other writers of the same file (other processes, other scorers):
+ * the scorer remembers the images it added since it last read or wrote the file, and
+ * `save` re-reads the file under its lock and adds them to what is there (lock.ts).
  */
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Backbone } from '../backbone/backbone.js';
 import { openBackbone } from '../backbone/open.js';
 import type { GeluMode, VitFamily } from '../backbone/vit.js';
-import { MuscError, errorText } from '../errors.js';
+import { ConfigError, MuscError, errorText } from '../errors.js';
 import type { Normalization } from '../image/normalize.js';
 import { featuresOfViews, loadViews, resolveConfig, type ImageViews, type Failure, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { MsmPrecision } from '../pipeline/msm.js';
 import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { appendToBank } from './bank.js';
-import { BankError, readBank, writeBank, type Bank, type BankBackbone } from './format.js';
+import { BankError, MIN_BANK_IMAGES, readBankFile, type Bank, type BankBackbone, type BankReference } from './format.js';
+import { updateBankFile, type BankLockOptions } from './lock.js';
 import { bankGeometry, scoreAgainstBank } from './score.js';
 import { decide, type Decision } from '../outputs/decisions.js';
 
@@ -43,6 +49,78 @@ export interface ScoredImage {
   readonly originalWidth: number;
   /** Height of the image as decoded, in pixels. */
   readonly originalHeight: number;
+}
+
+/** What one `score` call returns. */
+export interface ScoreResult {
+  /** Scored images, in input order. */
+  readonly results: ScoredImage[];
+  /** Unreadable images, in input order. */
+  readonly failures: Failure[];
+  /** How many bank images they were scored against (before any update of this call). */
+  readonly bankImages: number;
+}
+
+/** What `save` did. */
+export interface BankSaveResult {
+  /** Size of the file written. */
+  readonly bytes: number;
+  /** Images the bank file holds now. */
+  readonly images: number;
+  /** Images this scorer added to it with this save. */
+  readonly added: number;
+  /** Oldest images that left the rolling window with this save. */
+  readonly dropped: number;
+  /** Whether another writer had updated the file since this scorer read it (their images were kept). */
+  readonly merged: boolean;
+}
+
+/** Images added by one `score(..., { update })` call, kept until they are saved. */
+interface PendingUpdate {
+  readonly features: readonly ImageFeatures[];
+  readonly scores: readonly number[];
+  readonly maxBank: number;
+}
+
+/**
+ * Checks that a rolling window of `maxBank` images leaves a bank of kind `reference` usable.
+ * @param what the option's name in messages (`--max-bank` on the command line)
+ * @throws ConfigError when it would not
+ */
+export function checkMaxBank(reference: BankReference, maxBank: number | undefined, what = 'maxBank'): void {
+  if (maxBank === undefined || maxBank === Infinity) return;
+  const min = MIN_BANK_IMAGES[reference];
+  if (!Number.isInteger(maxBank) || maxBank < min) {
+    throw new ConfigError(`${what} ${maxBank} would leave the bank unusable: ${reference === 'unlabeled' ? 'an' : 'a'} ${reference} bank needs at least ${min} images to score against`);
+  }
+}
+
+/** Why bank `b` cannot take images featurised for bank `a` (empty when it can). */
+function kindDifferences(a: Bank, b: Bank): string[] {
+  const diffs: string[] = [];
+  const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
+  if (a.reference !== b.reference) diffs.push(`reference ${a.reference} vs ${b.reference}`);
+  if (a.backbone.id !== b.backbone.id || (a.backbone.kind === 'vit' && b.backbone.kind === 'vit' && a.backbone.modelSha256 !== b.backbone.modelSha256)) diffs.push(`backbone ${a.backbone.id} vs ${b.backbone.id}`);
+  if (!same(a.config, b.config)) diffs.push('configuration');
+  if (a.embeddingDim !== b.embeddingDim || !same(a.sets.map((s) => [s.layer, s.r, s.patches, s.channels]), b.sets.map((s) => [s.layer, s.r, s.patches, s.channels]))) diffs.push('feature shapes');
+  return diffs;
+}
+
+/**
+ * Drops pending images that a later rolling window has pushed out for good: replaying the
+ * updates on any bank would drop them again, so keeping them would only hold memory.
+ */
+function keepInWindow(pending: readonly PendingUpdate[]): PendingUpdate[] {
+  const out: PendingUpdate[] = [];
+  let room = Infinity; // how many of the images up to this update the later windows leave room for
+  for (let i = pending.length - 1; i >= 0 && room > 0; i--) {
+    const u = pending[i];
+    room = Math.min(room, u.maxBank);
+    const keep = Math.min(u.features.length, room);
+    out.unshift(keep === u.features.length ? u : { ...u, features: u.features.slice(-keep), scores: u.scores.slice(-keep) });
+    room -= u.features.length;
+  }
+  return out;
 }
 
 /** Options of `Musc.open`. */
@@ -83,8 +161,12 @@ export function bankBackboneOf(
 /** Scores new images against a bank; see `Musc.open`. */
 export class MuscScorer {
   private queue: Promise<unknown> = Promise.resolve();
+  /** Updates not saved yet, oldest first (only those that can still be in the rolling window). */
+  private pending: PendingUpdate[] = [];
   private constructor(
     private current: Bank,
+    /** The file the bank was last read from or written to, its checksum and image count then. */
+    private source: { readonly file: string; readonly checksum: string; readonly images: number } | null,
     private readonly backbone: Backbone,
     /** The bank's configuration (working size, layers, r, interval, k). */
     readonly config: MuscConfig,
@@ -95,7 +177,9 @@ export class MuscScorer {
 
   /** Opens a bank and its backbone. @throws BankError / ModelError with the reason. */
   static async open(opts: MuscOpenOptions): Promise<MuscScorer> {
-    const bank = typeof opts.bank === 'string' ? await readBank(opts.bank) : opts.bank;
+    const read = typeof opts.bank === 'string' ? await readBankFile(opts.bank) : null;
+    const bank = read ? read.bank : (opts.bank as Bank);
+    const source = read ? { file: resolve(opts.bank as string), checksum: read.checksum, images: read.bank.images.length } : null;
     const b = bank.backbone;
     const cfg = resolveConfig({ ...bank.config, interval: [bank.config.interval[0], bank.config.interval[1]] });
     const opened =
@@ -124,10 +208,10 @@ export class MuscScorer {
     }
     const precision = opts.precision ?? (bank.encoding === 'int8' ? 'int8' : 'fp32');
     const kernel = await SimilarityKernel.create({ precision, threads: opts.threads });
-    return new MuscScorer(bank, backbone, cfg, precision, opts.threshold, kernel);
+    return new MuscScorer(bank, source, backbone, cfg, precision, opts.threshold, kernel);
   }
 
-  /** The bank as it is now (with any images added by `score(..., { update })`). */
+  /** The bank as it is now (with any images added by `score(..., { update })`, and, after `save`, by other writers). */
   get bank(): Bank {
     return this.current;
   }
@@ -140,33 +224,33 @@ export class MuscScorer {
   /**
    * Scores images against the bank. Unreadable images are returned in `failures`, the
    * rest are scored. Calls are serialised (one runs at a time; the GEMMs use every core).
-   * @param opts.update add the scored images to the bank, keeping at most `maxBank` (oldest leave first)
+   * @param opts.update add the scored images to the bank in memory, keeping at most `maxBank`
+   *   (oldest leave first); `save` writes them to the bank file
+   * @throws ConfigError when `maxBank` is below the bank's minimum (`MIN_BANK_IMAGES`), before any work
    */
-  score(
-    images: readonly ScoreInput[],
-    opts: { update?: boolean; maxBank?: number; signal?: AbortSignal } = {},
-  ): Promise<{ results: ScoredImage[]; failures: Failure[] }> {
+  score(images: readonly ScoreInput[], opts: { update?: boolean; maxBank?: number; signal?: AbortSignal } = {}): Promise<ScoreResult> {
     const run = this.queue.then(() => this.scoreNow(images, opts));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async scoreNow(images: readonly ScoreInput[], opts: { update?: boolean; maxBank?: number; signal?: AbortSignal }) {
+  private async scoreNow(images: readonly ScoreInput[], opts: { update?: boolean; maxBank?: number; signal?: AbortSignal }): Promise<ScoreResult> {
+    if (opts.update) checkMaxBank(this.current.reference, opts.maxBank);
     // New images are cut exactly as the bank's images were.
     const geometry = bankGeometry(this.current);
-    const failures: Failure[] = [];
-    const loaded: ImageViews[] = [];
-    await Promise.all(
-      images.map(async (img, i) => {
+    // Indexed by input, so results and failures keep the input order whatever order decoding ends in.
+    const decoded = await Promise.all(
+      images.map(async (img): Promise<ImageViews | Failure> => {
         const name = typeof img === 'string' ? img : img.name;
         try {
-          loaded[i] = await loadViews(name, typeof img === 'string' ? null : img.bytes, geometry, this.backbone);
+          return await loadViews(name, typeof img === 'string' ? null : img.bytes, geometry, this.backbone);
         } catch (err) {
-          failures.push({ file: name, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' });
+          return { file: name, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' };
         }
       }),
     );
-    const ok = loaded.filter((x): x is ImageViews => x !== undefined);
+    const failures = decoded.filter((x): x is Failure => 'error' in x);
+    const ok = decoded.filter((x): x is ImageViews => !('error' in x));
     const features: ImageFeatures[] = [];
     const perStep = Math.max(1, Math.floor(this.config.batchSize / geometry.coarse.boxes.length));
     for (let i = 0; i < ok.length; i += perStep) {
@@ -187,14 +271,60 @@ export class MuscScorer {
       originalWidth: f.originalWidth,
       originalHeight: f.originalHeight,
     }));
-    if (opts.update) this.current = appendToBank(this.current, features, res.imageScores, opts.maxBank ?? Infinity);
-    return { results, failures };
+    const bankImages = this.current.images.length;
+    if (opts.update && features.length > 0) {
+      const update: PendingUpdate = { features, scores: Array.from(res.imageScores), maxBank: opts.maxBank ?? Infinity };
+      this.current = appendToBank(this.current, update.features, update.scores, update.maxBank);
+      this.pending = keepInWindow([...this.pending, update]);
+    }
+    return { results, failures, bankImages };
   }
 
-  /** Writes the bank (atomically). @returns its size in bytes */
-  async save(file: string): Promise<number> {
-    await this.queue;
-    return writeBank(file, this.current);
+  /**
+   * Saves the images this scorer added (`score(..., { update })`) to the bank file, safely
+   * with other writers: under the file's lock, when the file is as this scorer last read or
+   * wrote it, its bank is written; when someone else updated it meanwhile, the file is
+   * re-read and this scorer's new images are added to it (with the same rolling windows),
+   * so nobody's update is lost; then the scorer goes on with the bank as written. A file
+   * that does not exist yet receives the scorer's whole bank. Atomic: a crash leaves the
+   * previous file. To replace a file outright, use `writeBank(file, scorer.bank)`.
+   * @throws BankError when the file holds another bank (other kind, backbone or config), is
+   *   corrupt, or stays locked longer than `opts.waitMs`; the file is untouched then
+   */
+  save(file: string, opts: BankLockOptions = {}): Promise<BankSaveResult> {
+    const run = this.queue.then(() => this.saveNow(file, opts));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async saveNow(file: string, opts: BankLockOptions): Promise<BankSaveResult> {
+    const target = resolve(file);
+    const added = this.pending.reduce((n, u) => n + u.features.length, 0);
+    let before = 0; // images in the file before this save
+    let merged = false;
+    const written = await updateBankFile(
+      target,
+      async (onDisk) => {
+        if (!onDisk.exists) return this.current;
+        if (this.source?.file === target && onDisk.checksum === this.source.checksum) {
+          before = this.source.images;
+          return added === 0 ? null : this.current; // nobody else wrote it: the bank in memory is the update
+        }
+        let bank = await onDisk.read();
+        const diffs = kindDifferences(this.current, bank);
+        if (diffs.length) throw new BankError(`${file} holds another bank (${diffs.join('; ')}); not adding this scorer's images to it`);
+        merged = true;
+        before = bank.images.length;
+        for (const u of this.pending) bank = appendToBank(bank, u.features, u.scores, u.maxBank);
+        return bank;
+      },
+      opts,
+    );
+    if (!written) return { bytes: (await stat(target)).size, images: this.current.images.length, added: 0, dropped: 0, merged: false };
+    this.current = written.bank;
+    this.source = { file: target, checksum: written.checksum, images: written.bank.images.length };
+    this.pending = [];
+    return { bytes: written.bytes, images: written.bank.images.length, added, dropped: Math.max(0, before + added - written.bank.images.length), merged };
   }
 
   /** Releases the backbone and the kernels once the calls in progress are done. */

@@ -2,7 +2,9 @@
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { buildBankFromImages, scoreWithBank } from '../../api/bank.js';
-import type { BankEncoding, BankReference } from '../../bank/format.js';
+import { readBankHeader, type BankEncoding, type BankReference } from '../../bank/format.js';
+import { checkMaxBank } from '../../bank/scorer.js';
+import { addBankInfoCommand } from '../bank-info.js';
 import { MuscError } from '../../errors.js';
 import { interruptSignal } from '../interrupt.js';
 import { addDecisionOptions, addOverwriteOption, addScoringOptions, ruleFrom, scoringFrom, type DecisionOpts, type ScoringOpts } from '../options.js';
@@ -11,6 +13,7 @@ import { createProgress } from '../progress.js';
 
 export function addBankCommands(program: Command): void {
   const bank = program.command('bank').description('feature banks of reference images, for scoring new images one at a time');
+  addBankInfoCommand(bank);
   addDecisionOptions(
     addScoringOptions(
       bank
@@ -62,6 +65,8 @@ export function addBankCommands(program: Command): void {
       .addOption(new Option('--precision <p>', 'GEMM arithmetic (default: int8 for int8 banks, else fp32)').choices(['fp32', 'int8']))
       .addOption(new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(positiveInt)),
   ).action(async (inputs: string[], o: { bank: string; out?: string; overwrite?: boolean; json?: boolean; update?: boolean; maxBank?: number; threshold?: number; backbone?: string; precision?: 'fp32' | 'int8'; threads?: number }) => {
+    if (o.maxBank !== undefined && !o.update) throw new MuscError('CONFIG', '--max-bank applies to --update (the rolling window of images the bank keeps)');
+    if (o.update) checkMaxBank((await readBankHeader(o.bank)).reference, o.maxBank, '--max-bank'); // before loading the model
     const kept = [o.update ? `the bank ${o.bank} was not changed` : '', o.out ? `${o.out} was left as it was` : ''].filter(Boolean).join('; ') || 'nothing was written';
     const bar = createProgress('score', o.json);
     try {
@@ -81,13 +86,15 @@ export function addBankCommands(program: Command): void {
       });
       bar.stop();
       for (const f of res.failures) process.stderr.write(`skipped ${f.file}: ${f.error}\n`);
-      if (o.update) process.stderr.write(`bank ${o.bank} now holds ${res.bank.images.length} images\n`);
+      // Saved under the bank's lock on top of what other writers saved meanwhile: the file's count after this update.
+      const saved = res.saved;
+      if (saved) process.stderr.write(`bank ${o.bank} now holds ${saved.images} images (${saved.added} added${saved.dropped ? `, ${saved.dropped} oldest dropped` : ''})\n`);
       if (o.json) {
         const results = res.images.map((r) => ({ path: r.file, score: r.score, imageScore: r.imageScore, decision: r.decision, threshold: res.threshold.value }));
-        process.stdout.write(`${JSON.stringify({ bank: o.bank, reference: res.bank.reference, bankImages: res.bank.images.length, seconds: res.seconds, results, failures: res.failures, ...(res.outDir ? { out: res.outDir } : {}) })}\n`);
+        process.stdout.write(`${JSON.stringify({ bank: o.bank, reference: res.bank.reference, bankImages: res.bankImages, ...(saved ? { bankImagesAfterUpdate: saved.images } : {}), seconds: res.seconds, results, failures: res.failures, ...(res.outDir ? { out: res.outDir } : {}) })}\n`);
       } else {
         for (const r of res.images) process.stdout.write(`${r.decision.padEnd(9)}  ${r.score.toFixed(4)}  ${r.file}\n`);
-        process.stdout.write(`${res.images.length} scored against ${res.bank.images.length} bank images in ${res.seconds.toFixed(2)} s (threshold ${res.threshold.value.toFixed(4)}), ${res.failures.length} skipped\n`);
+        process.stdout.write(`${res.images.length} scored against ${res.bankImages} bank images in ${res.seconds.toFixed(2)} s (threshold ${res.threshold.value.toFixed(4)}), ${res.failures.length} skipped\n`);
         if (res.outDir) process.stdout.write(`results: ${join(o.out!, 'scores.csv')}\nreport:  ${join(o.out!, 'report.html')}\n`);
       }
       if (res.images.length === 0 && res.failures.length > 0) throw new MuscError('NO_IMAGES', 'no image could be scored');

@@ -1,0 +1,136 @@
+/**
+ * The bank scorer's update path in the library: saves from several scorers on one file
+ * merge instead of overwriting each other, updates that would leave a bank unusable are
+ * refused, results name the bank they were scored against, failures keep input order.
+ * Synthetic plates and the bundled ResNet50 (no ../shared needed).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import sharp from 'sharp';
+import { openBackbone } from '../src/backbone/open.js';
+import { buildBank } from '../src/bank/bank.js';
+import { BankError, MIN_BANK_IMAGES, readBank, writeBank, type Bank } from '../src/bank/format.js';
+import { Musc } from '../src/api/musc.js';
+import { bankBackboneOf } from '../src/bank/scorer.js';
+import { ConfigError } from '../src/errors.js';
+import { extractFeatures, resolveConfig } from '../src/pipeline/musc.js';
+import { writePlates } from './robustness/harness.js';
+
+let tmp = '';
+let bank: Bank;
+let goodBank: Bank;
+let uploads: string[] = [];
+
+before(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'musc-bank-update-'));
+  const ref = await writePlates(tmp, 'ref', 6, 7);
+  const up = await writePlates(tmp, 'up', 4, 21);
+  uploads = (await readdir(up)).sort().map((f) => path.join(up, f));
+  const cfg = resolveConfig();
+  const { backbone } = await openBackbone();
+  try {
+    const files = (await readdir(ref)).sort().map((f) => path.join(ref, f));
+    const { features } = await extractFeatures(files, backbone, cfg);
+    bank = await buildBank(features, cfg, { backbone: bankBackboneOf(backbone, {}, null) });
+    goodBank = await buildBank(features, cfg, { backbone: bankBackboneOf(backbone, {}, null), reference: 'good' });
+  } finally {
+    await backbone.dispose();
+  }
+});
+after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+test('two scorers updating one bank file both keep their images (save merges under a lock)', async () => {
+  const file = path.join(tmp, 'shared.mbank');
+  await writeBank(file, bank);
+  const a = await Musc.open({ bank: file });
+  const b = await Musc.open({ bank: file });
+  try {
+    await a.score([uploads[0]], { update: true });
+    await b.score([uploads[1], uploads[2]], { update: true });
+    await a.save(file);
+    assert.equal(a.bank.images.length, 7);
+    await b.save(file); // b's in-memory bank never saw a's image: the save re-reads the file and adds b's two
+    assert.equal(b.bank.images.length, 9, "b's bank after saving is what the file holds");
+    const onDisk = await readBank(file);
+    assert.deepEqual(onDisk.images.slice(6).map((im) => im.name), [uploads[0], uploads[1], uploads[2]].map((f) => path.basename(f)));
+    // Saving again adds nothing twice.
+    await b.save(file);
+    assert.equal((await readBank(file)).images.length, 9);
+    // a saves a later update on top of b's.
+    await a.score([uploads[3]], { update: true, maxBank: 8 });
+    await a.save(file);
+    const last = await readBank(file);
+    assert.equal(last.images.length, 8);
+    assert.equal(last.images[7].name, path.basename(uploads[3]));
+    assert.equal(last.images[0].name, bank.images[2].name, 'the window dropped the two oldest');
+    assert.deepEqual((await readdir(tmp)).filter((f) => /\.lock$|\.tmp-/.test(f)), []);
+  } finally {
+    await a.dispose();
+    await b.dispose();
+  }
+});
+
+test('save refuses to merge into a file that holds a bank of another kind', async () => {
+  const file = path.join(tmp, 'other.mbank');
+  await writeBank(file, goodBank);
+  const before = await readFile(file);
+  const s = await Musc.open({ bank });
+  try {
+    await s.score([uploads[0]], { update: true });
+    await assert.rejects(s.save(file), (e: unknown) => e instanceof BankError && /another bank/.test(e.message));
+    assert.deepEqual(await readFile(file), before, 'the file is untouched');
+    // A new file gets the scorer's bank.
+    await s.save(path.join(tmp, 'fresh.mbank'));
+    assert.equal((await readBank(path.join(tmp, 'fresh.mbank'))).images.length, 7);
+  } finally {
+    await s.dispose();
+  }
+});
+
+test('an update that would leave the bank below its minimum is refused, the bank unchanged', async () => {
+  assert.deepEqual(MIN_BANK_IMAGES, { unlabeled: 4, good: 1 });
+  const s = await Musc.open({ bank });
+  try {
+    await assert.rejects(s.score([uploads[0]], { update: true, maxBank: 3 }), (e: unknown) => e instanceof ConfigError && /maxBank 3 .*at least 4/.test(e.message));
+    assert.equal(s.bank.images.length, 6);
+    const r = await s.score([uploads[0]], { update: true, maxBank: 4 });
+    assert.equal(r.bankImages, 6, 'scored against the 6 images the bank held');
+    assert.equal(s.bank.images.length, 4);
+  } finally {
+    await s.dispose();
+  }
+  const g = await Musc.open({ bank: goodBank });
+  try {
+    await g.score([uploads[0]], { update: true, maxBank: 1 });
+    assert.equal(g.bank.images.length, 1, 'a good bank works with one image');
+  } finally {
+    await g.dispose();
+  }
+});
+
+test('failures come back in input order, not in the order decoding failed', async () => {
+  // A large PNG cut short fails late (after decoding most of it); an empty buffer fails at once.
+  const big = await sharp({ create: { width: 3000, height: 3000, channels: 3, background: { r: 0, g: 0, b: 0 }, noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).png({ compressionLevel: 1 }).toBuffer();
+  const cut = new Uint8Array(big.subarray(0, Math.floor(big.length * 0.95)));
+  const s = await Musc.open({ bank });
+  try {
+    const inputs = [
+      { name: 'slow-to-fail.png', bytes: cut },
+      uploads[0],
+      { name: 'empty.png', bytes: new Uint8Array(0) },
+      path.join(tmp, 'does-not-exist.png'),
+      { name: 'text.png', bytes: new TextEncoder().encode('not an image') },
+    ];
+    const { results, failures, bankImages } = await s.score(inputs);
+    assert.deepEqual(failures.map((f) => path.basename(f.file)), ['slow-to-fail.png', 'empty.png', 'does-not-exist.png', 'text.png']);
+    assert.deepEqual(results.map((r) => r.name), [uploads[0]]);
+    assert.equal(bankImages, 6);
+  } finally {
+    await s.dispose();
+  }
+});
