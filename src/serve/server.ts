@@ -7,18 +7,28 @@
  *   GET  /heatmaps/<id>.png the upload at its original size with the heat layer on top
  *
  * Scoring is CPU-bound and `MuscScorer` runs one call at a time; uploads and decoding go
- * on concurrently. The server admits at most `maxQueue` scoring requests at once (from the
- * first byte until the answer) and turns the rest away with 503 + Retry-After.
+ * on concurrently. A request takes a place in the scoring queue only once its upload is
+ * complete, so slow uploads cannot hold it; at most `maxQueue` complete requests wait or
+ * run at once, the rest are turned away with 503 + Retry-After.
+ *
+ * Slow and idle clients are cut by Node's own timers (set through Fastify): the whole
+ * request (headers and body) must arrive within `bodyTimeoutMs` (else 408 and the
+ * connection is closed), the headers within `headersTimeoutMs` (slowloris; also closes
+ * connections that never send a byte), idle keep-alive connections close after
+ * `idleTimeoutMs`, and at most `maxConnections` sockets are open at once (more are closed
+ * on arrival). Uploads in progress hold at most `maxConnections` × `maxUploadBytes`.
  *
  * Heatmaps are rendered lazily, on their first GET: most API clients only want the score.
  * The cache keeps the upload bytes and the map until then and only the PNG afterwards;
- * it is an LRU bounded both in entries and in bytes, so memory stays bounded.
+ * it is an LRU (`lru-cache`) bounded both in entries and in bytes, so memory stays bounded.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { fastifyMultipart, type MultipartFile } from '@fastify/multipart';
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { LRUCache } from 'lru-cache';
+import pLimit from 'p-limit';
 import type { MuscScorer } from '../bank/scorer.js';
 import { MuscError } from '../errors.js';
 import { overlayPngOfBytes, type HeatScale } from '../outputs/heatmap.js';
@@ -32,8 +42,16 @@ export interface ServerOptions {
   readonly scorer: MuscScorer;
   /** Largest accepted upload in bytes (default 20 MiB), for multipart files and raw bodies alike. */
   readonly maxUploadBytes?: number;
-  /** Scoring requests admitted at once, uploading, waiting or running (default 64); more get 503. */
+  /** Complete requests admitted to scoring at once, waiting or running (default 64); more get 503. */
   readonly maxQueue?: number;
+  /** Longest time to receive a whole request, headers and body (default 60 s); slower ones get 408. */
+  readonly bodyTimeoutMs?: number;
+  /** Longest time to receive a request's headers (default 10 s, at most `bodyTimeoutMs`); also closes silent connections. */
+  readonly headersTimeoutMs?: number;
+  /** An idle keep-alive connection is closed after this long (default 5 s). */
+  readonly idleTimeoutMs?: number;
+  /** Open connections at most (default 256); more are closed on arrival. */
+  readonly maxConnections?: number;
   /** Heatmaps kept for `GET /heatmaps/<id>.png`, most recent first (default 256). */
   readonly heatmapCacheSize?: number;
   /** Byte budget of that cache: uploads and maps not yet rendered, PNGs once rendered (default 256 MiB). */
@@ -49,6 +67,10 @@ export interface ServerOptions {
 
 export const DEFAULT_MAX_UPLOAD_BYTES = 20 * 2 ** 20;
 export const DEFAULT_MAX_QUEUE = 64;
+export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
+export const DEFAULT_MAX_CONNECTIONS = 256;
 export const DEFAULT_HEATMAP_CACHE_SIZE = 256;
 export const DEFAULT_HEATMAP_CACHE_BYTES = 256 * 2 ** 20;
 
@@ -75,6 +97,16 @@ class HttpError extends Error {
   }
 }
 
+/** 503: the scoring queue is full; `retryAfter` seconds go into the Retry-After header. */
+class BusyError extends HttpError {
+  constructor(
+    message: string,
+    readonly retryAfter: number,
+  ) {
+    super(503, 'BUSY', message);
+  }
+}
+
 const MULTIPART_SLACK = 64 * 1024; // boundaries and part headers around the file
 const ID_BYTES = 16;
 const HEATMAP_PATH = /^([A-Za-z0-9_-]{22})\.png$/;
@@ -88,71 +120,6 @@ type HeatEntry =
   | { state: 'source'; bytes: Uint8Array; name: string; map: Float32Array; size: Size2D; cost: number }
   | { state: 'rendering'; promise: Promise<Buffer>; cost: number }
   | { state: 'png'; png: Buffer; cost: number };
-
-/** LRU over insertion order of a Map, bounded in entries and bytes (the newest entry always stays). */
-class HeatmapCache {
-  private readonly entries = new Map<string, HeatEntry>();
-  private bytes = 0;
-  constructor(
-    private readonly maxEntries: number,
-    private readonly maxBytes: number,
-  ) {}
-
-  get size(): number {
-    return this.entries.size;
-  }
-
-  get totalBytes(): number {
-    return this.bytes;
-  }
-
-  get(id: string): HeatEntry | undefined {
-    const e = this.entries.get(id);
-    if (e) {
-      this.entries.delete(id);
-      this.entries.set(id, e);
-    }
-    return e;
-  }
-
-  /** Inserts or replaces `id` (only replaces when it is still cached, if `onlyIfPresent`). */
-  set(id: string, e: HeatEntry, onlyIfPresent = false): void {
-    const old = this.entries.get(id);
-    if (onlyIfPresent && !old) return;
-    if (old) {
-      this.bytes -= old.cost;
-      this.entries.delete(id);
-    }
-    this.entries.set(id, e);
-    this.bytes += e.cost;
-    for (const [k, v] of this.entries) {
-      if (this.entries.size <= 1 || (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes)) break;
-      this.entries.delete(k);
-      this.bytes -= v.cost;
-    }
-  }
-
-  clear(): void {
-    this.entries.clear();
-    this.bytes = 0;
-  }
-}
-
-/** A counting semaphore: renders of full-size overlays hold a lot of pixels, so only a few run at once. */
-function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((res) => waiting.push(res));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
-}
 
 /** Error bodies for Fastify's and the multipart plugin's own errors. */
 function toHttpError(err: unknown, maxUploadBytes: number): HttpError {
@@ -170,6 +137,7 @@ function toHttpError(err: unknown, maxUploadBytes: number): HttpError {
     case 'FST_ERR_CTP_INVALID_TYPE':
       return new HttpError(400, 'BAD_CONTENT_TYPE', `unsupported content type: ${HOW_TO_SEND}`);
     case 'FST_FILES_LIMIT':
+      return new HttpError(400, 'TOO_MANY_FILES', 'the form holds more than one file: send one image per request (field "image")');
     case 'FST_PARTS_LIMIT':
     case 'FST_FIELDS_LIMIT':
       return new HttpError(400, 'TOO_MANY_PARTS', 'send one image per request');
@@ -181,12 +149,6 @@ function toHttpError(err: unknown, maxUploadBytes: number): HttpError {
   return new HttpError(500, 'INTERNAL', 'internal server error');
 }
 
-/** Per-request admission slot: released once, when the answer is out and no scoring is pending for it. */
-interface Slot {
-  scoring: boolean;
-  release(): void;
-}
-
 /**
  * Builds the server (not listening yet: call `app.listen({ port, host })`). The scorer stays
  * the caller's: close the app, then dispose the scorer.
@@ -195,25 +157,42 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   const { scorer } = opts;
   const maxUploadBytes = opts.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES;
   const maxQueue = opts.maxQueue ?? DEFAULT_MAX_QUEUE;
+  const bodyTimeout = opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+  const headersTimeout = Math.min(opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS, bodyTimeout); // Node requires headers <= request
+  const idleTimeout = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   if (!(maxUploadBytes > 0)) throw new RangeError(`maxUploadBytes must be positive (got ${maxUploadBytes})`);
   if (!Number.isInteger(maxQueue) || maxQueue < 1) throw new RangeError(`maxQueue must be a positive integer (got ${maxQueue})`);
-  const cache = new HeatmapCache(Math.max(1, opts.heatmapCacheSize ?? DEFAULT_HEATMAP_CACHE_SIZE), opts.heatmapCacheBytes ?? DEFAULT_HEATMAP_CACHE_BYTES);
-  const renderSlot = limiter(RENDER_CONCURRENCY);
+  for (const [name, v] of Object.entries({ bodyTimeoutMs: bodyTimeout, headersTimeoutMs: headersTimeout, idleTimeoutMs: idleTimeout })) {
+    if (!(v >= 1 && Number.isFinite(v))) throw new RangeError(`${name} must be a positive number of milliseconds (got ${v})`);
+  }
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new RangeError(`maxConnections must be a positive integer (got ${maxConnections})`);
+  const cache = new LRUCache<string, HeatEntry>({
+    max: Math.max(1, opts.heatmapCacheSize ?? DEFAULT_HEATMAP_CACHE_SIZE),
+    maxSize: opts.heatmapCacheBytes ?? DEFAULT_HEATMAP_CACHE_BYTES, // an entry larger than this is not kept (its GET answers 404)
+    sizeCalculation: (e) => Math.max(1, e.cost),
+  });
+  const renderSlot = pLimit(RENDER_CONCURRENCY);
   const page = renderPage();
 
   // One colour scale for every request so heatmaps compare (as `musc score --out`).
   const scale: HeatScale = bankHeatScale(scorer.bank);
 
-  let inFlight = 0;
+  let inFlight = 0; // complete requests admitted to scoring: waiting or running
   let scoring = 0;
   let secondsPerImage = 0.5; // running mean, for Retry-After
-  const slots = new WeakMap<FastifyRequest, Slot>();
 
   const app = fastify({
     logger: opts.logger ?? false,
     bodyLimit: Math.ceil(maxUploadBytes),
     return503OnClosing: false, // answered below, in this API's error format
+    // Node's request timer covers headers and body together and answers 408 itself; it is checked
+    // every `connectionsCheckingInterval` (30 s by default, far too coarse for short timeouts).
+    requestTimeout: bodyTimeout,
+    keepAliveTimeout: idleTimeout,
+    http: { headersTimeout, requestTimeout: bodyTimeout, connectionsCheckingInterval: Math.max(50, Math.min(1000, headersTimeout / 4)) },
   });
+  app.server.maxConnections = maxConnections;
   const reportInternal =
     opts.onInternalError ??
     ((err: unknown, where: string) => {
@@ -239,7 +218,8 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
 
   app.setErrorHandler((err, request, reply) => {
     const h = toHttpError(err, maxUploadBytes);
-    if (h.statusCode >= 500) reportInternal(err, `${request.method} ${request.url}`);
+    if (h.statusCode >= 500 && !(h instanceof BusyError)) reportInternal(err, `${request.method} ${request.url}`);
+    if (h instanceof BusyError) void reply.header('retry-after', String(h.retryAfter));
     void reply.code(h.statusCode).header('cache-control', 'no-store').send({ error: h.message, code: h.code } satisfies ErrorResponse);
   });
 
@@ -301,54 +281,44 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     };
   });
 
-  /** Admission: counted from the first byte of the request, so uploads in progress count too. */
-  const admit = async (request: FastifyRequest, reply: FastifyReply) => {
-    if (inFlight >= maxQueue) {
-      const retry = Math.min(60, Math.max(1, Math.ceil(secondsPerImage * inFlight)));
-      // The unread body is discarded by Node (closing the socket instead would reset clients still sending).
-      return reply
-        .code(503)
-        .header('retry-after', String(retry))
-        .header('cache-control', 'no-store')
-        .send({ error: `server busy: ${inFlight} requests in flight (limit ${maxQueue}); retry in ${retry} s`, code: 'BUSY' } satisfies ErrorResponse);
-    }
-    inFlight++;
-    let released = false;
-    const slot: Slot = {
-      scoring: false,
-      release: () => {
-        if (released) return;
-        released = true;
-        inFlight--;
-      },
-    };
-    slots.set(request, slot);
-    // A client that went away before its scoring started frees its slot at once.
-    reply.raw.once('close', () => {
-      if (!slot.scoring) slot.release();
-    });
+  const busy = () => {
+    const retry = Math.min(60, Math.max(1, Math.ceil(secondsPerImage * inFlight)));
+    return new BusyError(`server busy: ${inFlight} requests queued for scoring (limit ${maxQueue}); retry in ${retry} s`, retry);
+  };
+
+  /** Early refusal when the queue is full already, before reading the body; takes no place in the queue. */
+  const refuseWhenFull = async (_request: FastifyRequest, reply: FastifyReply) => {
+    if (inFlight < maxQueue) return;
+    // The unread body is discarded by Node (closing the socket instead would reset clients still sending).
+    const err = busy();
+    return reply.code(503).header('retry-after', String(err.retryAfter)).header('cache-control', 'no-store').send({ error: err.message, code: err.code } satisfies ErrorResponse);
   };
 
   const readUpload = async (request: FastifyRequest): Promise<{ name: string; bytes: Uint8Array }> => {
     if (request.isMultipart()) {
       const length = Number(request.headers['content-length']);
       if (length > maxUploadBytes + MULTIPART_SLACK) throw new HttpError(413, 'TOO_LARGE', `upload larger than the server's limit of ${mib(maxUploadBytes)}`);
-      let part: MultipartFile | undefined;
-      let bytes: Buffer;
+      let file: MultipartFile | undefined;
+      let bytes: Buffer | undefined;
       try {
-        part = await request.file();
-        if (!part) throw new HttpError(400, 'MISSING_FILE', `no file in the form: ${HOW_TO_SEND}`);
-        if (part.fieldname !== 'image') throw new HttpError(400, 'MISSING_FILE', `expected the file in field "image", got field ${JSON.stringify(part.fieldname.slice(0, 64))}`);
-        bytes = await part.toBuffer();
+        // The whole form is read (text fields are ignored), so a second file is an error
+        // (the plugin's file limit is 1) rather than silently left out.
+        for await (const part of request.parts()) {
+          if (part.type !== 'file') continue;
+          file = part;
+          if (part.fieldname !== 'image') throw new HttpError(400, 'MISSING_FILE', `expected the file in field "image", got field ${JSON.stringify(part.fieldname.slice(0, 64))}`);
+          bytes = await part.toBuffer();
+        }
       } catch (err) {
         // Read what is left of the body so the client can finish sending and read our answer.
-        part?.file.resume();
+        file?.file.resume();
         request.raw.resume();
         const h = toHttpError(err, maxUploadBytes);
         throw h.statusCode >= 500 ? new HttpError(400, 'BAD_MULTIPART', 'malformed or interrupted multipart/form-data body') : h;
       }
+      if (!file || !bytes) throw new HttpError(400, 'MISSING_FILE', `no file in the form: ${HOW_TO_SEND}`);
       if (bytes.length === 0) throw new HttpError(400, 'MISSING_FILE', 'the uploaded file is empty');
-      return { name: cleanName(part.filename) ?? 'upload', bytes };
+      return { name: cleanName(file.filename) ?? 'upload', bytes };
     }
     const body = request.body;
     if (!Buffer.isBuffer(body) || body.length === 0) throw new HttpError(400, 'MISSING_FILE', `no image in the request: ${HOW_TO_SEND}`);
@@ -356,16 +326,17 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     return { name: cleanName(typeof q?.name === 'string' ? q.name : undefined) ?? 'upload', bytes: body };
   };
 
-  app.post('/score', { onRequest: admit }, async (request, reply): Promise<ScoreResponse> => {
-    const slot = slots.get(request);
+  app.post('/score', { onRequest: refuseWhenFull }, async (request, reply): Promise<ScoreResponse> => {
+    const upload = await readUpload(request);
+    // Admission only now that the upload is complete: a slow upload never holds a place in the queue.
+    if (inFlight >= maxQueue) throw busy();
+    inFlight++;
     try {
-      const upload = await readUpload(request);
       const ctrl = new AbortController();
       const onClose = () => {
         if (!reply.raw.writableFinished) ctrl.abort(new MuscError('ABORTED', 'the client went away'));
       };
       reply.raw.once('close', onClose);
-      if (slot) slot.scoring = true;
       const ahead = scoring++;
       const t0 = performance.now();
       let out;
@@ -395,10 +366,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
         height: r.originalHeight,
       };
     } finally {
-      if (slot) {
-        slot.scoring = false;
-        slot.release();
-      }
+      inFlight--;
     }
   });
 
@@ -413,14 +381,16 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     else {
       const { bytes, name, map, size } = entry;
       const promise = renderSlot(() => overlayPngOfBytes(bytes, name, map, size, scale));
-      cache.set(id, { state: 'rendering', promise, cost: entry.cost }, true);
+      /** Replaces the entry unless it was evicted meanwhile. */
+      const replace = (e: HeatEntry) => void (cache.has(id) && cache.set(id, e));
+      replace({ state: 'rendering', promise, cost: entry.cost });
       try {
         png = await promise;
       } catch (err) {
-        cache.set(id, entry, true); // let a later GET try again
+        replace(entry); // let a later GET try again
         throw err;
       }
-      cache.set(id, { state: 'png', png, cost: png.byteLength }, true);
+      replace({ state: 'png', png, cost: png.byteLength });
     }
     return reply.header('content-type', 'image/png').header('cache-control', 'private, max-age=86400, immutable').send(png);
   });
