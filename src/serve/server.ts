@@ -385,7 +385,10 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
       const replace = (e: HeatEntry) => void (cache.has(id) && cache.set(id, e));
       replace({ state: 'rendering', promise, cost: entry.cost });
       try {
-        png = await promise;
+        // Kept as a copy in a Node buffer: the cache holds hundreds of ~1 MB PNGs for a long time,
+        // and keeping sharp's own output buffers (malloc'd in libvips worker threads) fragmented
+        // the native heap, so RSS crept up after the cache was full (bench:serve, BENCHMARKS.md).
+        png = Buffer.from(await promise);
       } catch (err) {
         replace(entry); // let a later GET try again
         throw err;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { httpCases } from './harness.js';
 
 /** Slow clients are cut after these (seconds), so the rows below finish quickly. */
-const TIMEOUTS = ['--body-timeout', '3', '--headers-timeout', '1', '--idle-timeout', '1'];
+const TIMEOUTS = ['--body-timeout', '5', '--headers-timeout', '1', '--idle-timeout', '1'];
 
 httpCases('http', [
   // Uploads that are not what /score takes: a clear 4xx, never a silent partial answer.
@@ -83,7 +83,7 @@ httpCases('http', [
   {
     name: 'three slow-body uploads (1 byte / 200 ms) do not hold --queue 3: a real upload is scored while they trickle',
     serve: ['--queue', '3', ...TIMEOUTS],
-    hostile: { kind: 'slow-body', count: 3, closedWithin: 3000 + 1500 },
+    hostile: { kind: 'slow-body', count: 3, closedWithin: 5000 + 1500 },
     request: { path: '/score', headers: { 'content-type': 'image/png' }, body: (fx) => fx.image(0) },
     expect: { status: 200, hostileStillOpen: true, body: /"decision"/ },
     timeout: 30_000,
@@ -91,7 +91,7 @@ httpCases('http', [
   {
     name: 'three slow multipart uploads do not hold --queue 3 either',
     serve: ['--queue', '3', ...TIMEOUTS],
-    hostile: { kind: 'slow-body', count: 3, contentType: 'multipart/form-data; boundary=x', closedWithin: 3000 + 1500 },
+    hostile: { kind: 'slow-body', count: 3, contentType: 'multipart/form-data; boundary=x', closedWithin: 5000 + 1500 },
     request: { path: '/score', form: [{ field: 'image', image: 1 }] },
     expect: { status: 200, hostileStillOpen: true },
     timeout: 30_000,
@@ -99,7 +99,7 @@ httpCases('http', [
   {
     name: '64 sockets that send POST headers and then nothing do not hold the default queue (64), and are cut at the body timeout',
     serve: TIMEOUTS,
-    hostile: { kind: 'headers-only', count: 64, closedWithin: 3000 + 1500 },
+    hostile: { kind: 'headers-only', count: 64, closedWithin: 5000 + 1500 },
     request: { path: '/score', headers: { 'content-type': 'image/png' }, body: (fx) => fx.image(2) },
     expect: { status: 200, hostileStillOpen: true },
     timeout: 30_000,
