@@ -134,7 +134,7 @@ export interface Bank {
 }
 
 /** What a bank's header says: everything but the vectors. */
-export interface BankSummary extends Omit<Bank, 'sets' | 'embeddings'> {
+export interface BankHeader extends Omit<Bank, 'sets' | 'embeddings'> {
   readonly sets: readonly Omit<BankSet, 'data'>[];
 }
 
@@ -282,7 +282,7 @@ export interface BankInspection {
   readonly sizeBytes: number;
   readonly version: number;
   /** The header's content, or null when the header itself is cut or unreadable. */
-  readonly summary: BankSummary | null;
+  readonly summary: BankHeader | null;
   /** `truncated`: shorter than the header says; `mismatch`: the bytes are damaged. */
   readonly checksum: 'ok' | 'mismatch' | 'truncated';
   /** Everything wrong with the file, one sentence each (empty for a healthy bank). */
@@ -308,7 +308,7 @@ export function inspectBank(bytes: Uint8Array, source = 'bank'): BankInspection 
   } catch {
     problems.push('the header is unreadable');
   }
-  let summary: BankSummary | null = null;
+  let summary: BankHeader | null = null;
   let expected = -1;
   if (header) {
     const { format: _f, sets, embeddingsOffset, embeddingsByteLength, ...rest } = header;
@@ -334,7 +334,7 @@ export async function inspectBankFile(file: string): Promise<BankInspection> {
 }
 
 /** The header of a bank file (reads only the header, checks nothing else): for checks before loading a bank. */
-export async function readBankHeader(file: string): Promise<BankSummary> {
+export async function readBankHeader(file: string): Promise<BankHeader> {
   let fh;
   try {
     fh = await open(file, 'r');

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { MuscError } from '../errors.js';
-import { BANK_VERSION, MIN_BANK_IMAGES, inspectBankFile, type BankInspection, type BankSummary } from '../bank/format.js';
+import { BANK_VERSION, MIN_BANK_IMAGES, inspectBankFile, type BankInspection, type BankHeader } from '../bank/format.js';
 import { isBankLocked } from '../bank/lock.js';
 
 /** The `--json` object (keys documented in README, "Checking a bank"). */
@@ -17,11 +17,11 @@ export interface BankInfoJson {
   readonly imageNames: readonly string[] | null;
   readonly reference: string | null;
   readonly encoding: string | null;
-  readonly config: BankSummary['config'] | null;
-  readonly backbone: BankSummary['backbone'] | null;
-  readonly threshold: BankSummary['threshold'] | null;
+  readonly config: BankHeader['config'] | null;
+  readonly backbone: BankHeader['backbone'] | null;
+  readonly threshold: BankHeader['threshold'] | null;
   readonly embeddingDim: number | null;
-  readonly sets: BankSummary['sets'] | null;
+  readonly sets: BankHeader['sets'] | null;
   readonly createdAt: string | null;
   readonly updatedAt: string | null;
   readonly sizeBytes: number;
