@@ -27,3 +27,5 @@ export { anomalyMap, imageScore, upsampleBilinear, type ScoreGrid } from './pipe
 export { rscin, RSCIN_K_DEFAULT, RSCIN_K_VISA } from './pipeline/rscin.js';
 export { imageMetrics, pixelMetrics, type ImageMetrics, type PixelMetrics } from './metrics/index.js';
 export { scoreAgainstBank, type BankScores } from './bank/score.js';
+export { inspectBank, MIN_BANK_IMAGES, readBank, writeBank, type BankHeader, type BankInspection } from './bank/format.js';
+export { updateBankFile, type BankLockOptions, type BankOnDisk } from './bank/lock.js';
