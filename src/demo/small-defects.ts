@@ -1,0 +1,440 @@
+/**
+ * The small-defect benchmark: high-resolution synthetic parts with defects of 0.1–0.5 %
+ * of the image area, written in MVTec AD layout with exact 0/255 masks. Two categories:
+ *
+ * - `flange`: an aligned, centred machined flange, 1200 × 900 RGB (turning marks,
+ *   bolt holes, a keyway), with pose jitter of a few pixels, a moving light and
+ *   specular highlight, colour and exposure changes between images;
+ * - `rod`: an elongated ground steel bar, 1600 × 500 grey, with lengthwise grinding
+ *   streaks, a cylindrical specular band that moves between images, uneven lighting
+ *   along its length and conveyor rollers behind it at random positions.
+ *
+ * A 224 × 224 squash shrinks these images 4–7× along an axis, so a 0.2 % defect
+ * becomes a few working pixels, weaker than the normal variation: the benchmark of
+ * issue #13 for aspect-true, tiled and coarse-to-fine scoring. Deterministic for a
+ * seed (each image has its own seeded stream); no images are committed.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import sharp from 'sharp';
+import { mulberry32 } from '../util/random.js';
+import { SMALL_DEFECT_KINDS, drawLook, drawShape, paintDefect, placeFootprint, sizeFootprint, type Footprint, type SmallDefectKind } from './defect-shapes.js';
+
+/** The two categories: one aligned object, one elongated part. */
+export type SmallDefectCategory = 'flange' | 'rod';
+
+export const SMALL_DEFECT_CATEGORIES: readonly SmallDefectCategory[] = ['flange', 'rod'];
+
+/** Image geometry of each category. */
+export const SMALL_DEFECT_GEOMETRY: Readonly<Record<SmallDefectCategory, { width: number; height: number; channels: 1 | 3 }>> = {
+  flange: { width: 1200, height: 900, channels: 3 },
+  rod: { width: 1600, height: 500, channels: 1 },
+};
+
+/** Defect area bounds, fractions of the image area (the issue's 0.1–0.5 %). */
+export const DEFECT_AREA_FRACTION = { min: 0.001, max: 0.005 } as const;
+/** Target areas are drawn log-uniformly from this narrower range, so sizing never leaves the bounds. */
+const TARGET_FRACTION = { min: 0.0012, max: 0.0045 } as const;
+
+/** Options of {@link writeSmallDefectSet}. */
+export interface SmallDefectOptions {
+  /** Seed of the whole set (default 13). */
+  readonly seed?: number;
+  /** Test images per category (default 50). */
+  readonly count?: number;
+  /** Share of defective test images (default 0.3). */
+  readonly defectRate?: number;
+  /** Defect-free `train/good` images per category (default 0). */
+  readonly trainGood?: number;
+  /** Categories to write (default both). */
+  readonly categories?: readonly SmallDefectCategory[];
+}
+
+/** One rendered image: interleaved 8-bit pixels and, for a defective image, its mask. */
+export interface RenderedImage {
+  readonly width: number;
+  readonly height: number;
+  readonly channels: 1 | 3;
+  readonly pixels: Uint8Array;
+  /** 0/255, row-major; all zero for a good image. */
+  readonly mask: Uint8Array;
+  /** Mask pixels / image pixels. */
+  readonly areaFraction: number;
+}
+
+/** One defective image as written. */
+export interface WrittenDefect {
+  readonly image: string;
+  readonly mask: string;
+  readonly kind: SmallDefectKind;
+  readonly areaFraction: number;
+}
+
+/** What {@link writeSmallDefectSet} wrote for a category. */
+export interface WrittenCategory {
+  readonly category: SmallDefectCategory;
+  readonly dir: string;
+  readonly width: number;
+  readonly height: number;
+  readonly images: number;
+  readonly train: number;
+  readonly defects: readonly WrittenDefect[];
+}
+
+/** A well-mixed 32-bit seed for (set seed, category, image, stream), so streams do not overlap. */
+function streamSeed(...parts: number[]): number {
+  let h = 0x9e3779b9;
+  for (const p of parts) {
+    h = Math.imul(h ^ (p >>> 0), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}
+
+/**
+ * Smooth value noise in about [-1, 1] on the whole image, with separate cell sizes along x
+ * and y (anisotropic streaks). `shiftY[x]` moves column x down, so streaks can follow a
+ * tilted part. Row-by-row with per-column weights: a few ms per megapixel.
+ */
+function noiseField(rand: () => number, width: number, height: number, cellX: number, cellY: number, shiftY?: Float32Array): Float32Array {
+  const PAD = 8;
+  const gw = Math.ceil(width / cellX) + 3;
+  const gh = Math.ceil((height + 2 * PAD) / cellY) + 3;
+  const grid = new Float32Array(gw * gh);
+  for (let i = 0; i < grid.length; i++) grid[i] = rand() * 2 - 1;
+  const ix = new Int32Array(width);
+  const tx = new Float32Array(width);
+  for (let x = 0; x < width; x++) {
+    const f = x / cellX;
+    ix[x] = Math.floor(f);
+    const t = f - ix[x];
+    tx[x] = t * t * (3 - 2 * t);
+  }
+  const out = new Float32Array(width * height);
+  for (let y = 0; y < height; y++) {
+    const rowFy = (y + PAD) / cellY;
+    for (let x = 0; x < width; x++) {
+      const fy = shiftY ? rowFy + shiftY[x] / cellY : rowFy;
+      const iy = fy | 0;
+      let ty = fy - iy;
+      ty = ty * ty * (3 - 2 * ty);
+      const k = iy * gw + ix[x];
+      const t = tx[x];
+      const top = grid[k] + t * (grid[k + 1] - grid[k]);
+      const bottom = grid[k + gw] + t * (grid[k + gw + 1] - grid[k + gw]);
+      out[y * width + x] = top + ty * (bottom - top);
+    }
+  }
+  return out;
+}
+
+/** Standard-normal draws by table lookup (one uniform per draw; sensor noise need not be exact). */
+const NORMAL_TABLE = (() => {
+  const n = 4096;
+  const t = new Float32Array(n);
+  // Box-Muller on a fixed low-discrepancy lattice of (u1, u2): a close-enough normal sample set.
+  for (let i = 0; i < n; i += 2) {
+    const u1 = (i + 1) / (n + 1);
+    const u2 = ((i * 0.6180339887) % 1) || 0.5;
+    const r = Math.sqrt(-2 * Math.log(u1));
+    t[i] = r * Math.cos(2 * Math.PI * u2);
+    t[i + 1] = r * Math.sin(2 * Math.PI * u2);
+  }
+  return t;
+})();
+const gauss = (rand: () => number) => NORMAL_TABLE[(rand() * NORMAL_TABLE.length) | 0];
+const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
+const range = (rand: () => number, lo: number, hi: number) => lo + rand() * (hi - lo);
+/** Clamp to [2, 253]: sensor range with headroom, so a defect's ±1 change is never clipped away. */
+const sensor = (v: number) => (v < 2 ? 2 : v > 253 ? 253 : v);
+
+/** A defect-free image as float planes plus where defects may go and where the light comes from. */
+interface BaseImage {
+  readonly planes: Float32Array;
+  readonly lum: Float32Array;
+  readonly allowed: Uint8Array;
+  readonly light: readonly [number, number];
+}
+
+/**
+ * A turned steel flange on a dark fixture mat: outer chamfer, bore with a keyway, eight
+ * bolt holes; concentric turning marks at ~3 px pitch, ring bands, blotchy material
+ * tone, a radial specular streak aligned with the light, shadow on the mat.
+ */
+function renderFlange(rand: () => number): BaseImage {
+  const { width: W, height: H } = SMALL_DEFECT_GEOMETRY.flange;
+  const R_OUT = 432;
+  const R_BORE = 125;
+  const CHAMFER_OUT = 9;
+  const CHAMFER_BORE = 7;
+  const PITCH = 298;
+  const R_HOLE = 27;
+  const CHAMFER_HOLE = 5;
+  const HOLES = 8;
+  const KEY_HALF = 14;
+  const KEY_DEPTH = 18;
+  const MARGIN = 6;
+  const planes = new Float32Array(W * H * 3);
+  const lum = new Float32Array(W * H);
+  const allowed = new Uint8Array(W * H);
+  const cx = W / 2 + range(rand, -4, 4);
+  const cy = H / 2 + range(rand, -4, 4);
+  const rot = range(rand, -0.8, 0.8) * (Math.PI / 180);
+  const lightAngle = (-125 + range(rand, -30, 30)) * (Math.PI / 180);
+  const lx = Math.cos(lightAngle);
+  const ly = Math.sin(lightAngle);
+  const gain = range(rand, 0.88, 1.1);
+  const gx = range(rand, -0.07, 0.07);
+  const gy = range(rand, -0.07, 0.07);
+  const specAmp = range(rand, 30, 65);
+  const specWidth2 = range(rand, 0.16, 0.3) ** 2;
+  const ringPhase = range(rand, 0, 2 * Math.PI);
+  const ringPitch = range(rand, 22, 26);
+  const tint = range(rand, -0.035, 0.035);
+  const partTint = [1 + tint, 1, 1 - tint];
+  const matTint = [0.82 + range(rand, -0.03, 0.03), 0.92, 1.06];
+  const tone = noiseField(rand, W, H, 90, 90);
+  const wobble = noiseField(rand, W, H, 40, 40);
+  const mat = noiseField(rand, W, H, 25, 25);
+  const matCoarse = noiseField(rand, W, H, 160, 160);
+  const cr = Math.cos(rot);
+  const sr = Math.sin(rot);
+  const holes = Array.from({ length: HOLES }, (_, k) => {
+    const a = Math.PI / HOLES + (k * 2 * Math.PI) / HOLES;
+    // Part frame -> image frame.
+    const u = PITCH * Math.cos(a);
+    const v = PITCH * Math.sin(a);
+    return [cx + u * cr - v * sr, cy + u * sr + v * cr] as const;
+  });
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      const p = y * W + x;
+      const dx = x + 0.5 - cx;
+      const dy = y + 0.5 - cy;
+      const r = Math.sqrt(dx * dx + dy * dy) || 1e-6;
+      // cos and sin of (direction of this pixel from the centre - direction of the light).
+      const toward = (dx * lx + dy * ly) / r;
+      const across = (dy * lx - dx * ly) / r;
+      const lighting = gain * (1 + (gx * (x - W / 2)) / (W / 2) + (gy * (y - H / 2)) / (H / 2));
+      const grain = gauss(rand);
+      let part = 0;
+      let onPart = 0;
+      let face = false;
+      if (r < R_OUT + 1) {
+        onPart = clamp01(R_OUT - r + 0.5);
+        // Part frame for the keyway (along +u).
+        const u = dx * cr + dy * sr;
+        const v = -dx * sr + dy * cr;
+        if (u > 0 && Math.abs(v) < KEY_HALF && r < R_BORE + KEY_DEPTH) onPart = 0;
+        else onPart *= clamp01(r - R_BORE + 0.5);
+        let dh = Infinity;
+        let hx = 0;
+        let hy = 0;
+        if (Math.abs(r - PITCH) < R_HOLE + CHAMFER_HOLE + MARGIN + 1)
+          for (const [px, py] of holes) {
+            const ex = x + 0.5 - px;
+            const ey = y + 0.5 - py;
+            const d = Math.sqrt(ex * ex + ey * ey);
+            if (d < dh) {
+              dh = d;
+              hx = ex;
+              hy = ey;
+            }
+          }
+        onPart *= clamp01(dh - R_HOLE + 0.5);
+        if (r > R_OUT - CHAMFER_OUT) part = 100 + 80 * toward + 4 * grain;
+        else if (r < R_BORE + CHAMFER_BORE || (u > 0 && Math.abs(v) < KEY_HALF + 2 && r < R_BORE + KEY_DEPTH + 2)) part = 100 - 75 * toward + 4 * grain;
+        else if (dh < R_HOLE + CHAMFER_HOLE) part = 100 - (70 * (hx * lx + hy * ly)) / dh + 4 * grain;
+        else {
+          // Turned face: ~3 px turning marks that wobble, wider ring bands, a radial specular streak.
+          const marks = 6 * Math.sin(2 * Math.PI * (r / 3.2) + 1.6 * wobble[p]) + 3.5 * Math.sin((2 * Math.PI * r) / ringPitch + ringPhase);
+          const spec = specAmp * Math.exp(-(across * across) / specWidth2) * (0.55 + 0.45 * toward);
+          part = 146 + 10 * tone[p] + marks + spec + 3 * grain;
+          face = onPart === 1 && r > R_BORE + CHAMFER_BORE + MARGIN && r < R_OUT - CHAMFER_OUT - MARGIN && dh > R_HOLE + CHAMFER_HOLE + MARGIN;
+          if (face && u > 0 && Math.abs(v) < KEY_HALF + MARGIN + 2 && r < R_BORE + KEY_DEPTH + MARGIN + 2) face = false;
+        }
+      }
+      // Through the bore and the holes one sees the mat deeper down, in the part's shadow;
+      // outside, the mat with the part's shadow on the side away from the light.
+      const back =
+        r < R_OUT
+          ? 30 + 6 * mat[p] + 3 * grain
+          : 46 + 7 * mat[p] + 9 * matCoarse[p] + 3.5 * grain - 26 * Math.exp(-(r - R_OUT) / 28) * clamp01(0.2 - toward);
+      let sum = 0;
+      for (let c = 0; c < 3; c++) {
+        const value = sensor(lighting * (onPart * part * partTint[c] + (1 - onPart) * back * matTint[c]) + 1.2 * gauss(rand));
+        planes[p * 3 + c] = value;
+        sum += value;
+      }
+      lum[p] = sum / 3;
+      if (face) allowed[p] = 1;
+    }
+  return { planes, lum, allowed, light: [lx, ly] };
+}
+
+/**
+ * A round ground steel bar across the whole image on a dark roller conveyor:
+ * cylindrical shading, a specular band whose height and width change with the light,
+ * lengthwise grinding streaks, light falling off towards the ends, the bar's shadow.
+ */
+function renderRod(rand: () => number): BaseImage {
+  const { width: W, height: H } = SMALL_DEFECT_GEOMETRY.rod;
+  const HALF = 140;
+  const CHAMFER = 0.93;
+  const MARGIN = 8;
+  const ROLLER_PITCH = 230;
+  const planes = new Float32Array(W * H);
+  const allowed = new Uint8Array(W * H);
+  const yc0 = H / 2 + range(rand, -4, 4);
+  const tilt = Math.tan(range(rand, -0.08, 0.08) * (Math.PI / 180));
+  const diffuse = range(rand, 82, 104);
+  const bandPos = range(rand, -0.5, -0.15);
+  const bandWidth = range(rand, 0.07, 0.13);
+  const bandAmp = range(rand, 45, 85);
+  const band2Pos = range(rand, 0.35, 0.6);
+  const band2Amp = range(rand, 6, 18);
+  const endFall = range(rand, 0.05, 0.22);
+  const endShift = range(rand, -0.25, 0.25);
+  const gain = range(rand, 0.92, 1.08);
+  const lightAngle = (-90 + range(rand, -25, 25)) * (Math.PI / 180);
+  const rollerPhase = range(rand, 0, ROLLER_PITCH);
+  // Streaks follow the bar: shift each column by the bar's tilt.
+  const shift = Float32Array.from({ length: W }, (_, x) => -tilt * (x - W / 2));
+  const fine = noiseField(rand, W, H, 110, 1.3, shift);
+  const medium = noiseField(rand, W, H, 380, 7, shift);
+  const along = noiseField(rand, W, 1, 260, 1000);
+  const belt = noiseField(rand, W, H, 18, 18);
+  const lengthLight = Float32Array.from({ length: W }, (_, x) => {
+    const e = (x - W / 2) / (W / 2) - endShift;
+    return gain * (1 - endFall * e * e + 0.05 * along[x]);
+  });
+  const roller = Float32Array.from({ length: W }, (_, x) => {
+    const xr = (((x - rollerPhase) % ROLLER_PITCH) + ROLLER_PITCH) % ROLLER_PITCH;
+    return 22 * Math.exp(-(((xr - ROLLER_PITCH / 2) / 30) ** 2)) - 14 * Math.exp(-((xr / 6) ** 2));
+  });
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      const p = y * W + x;
+      const yb = y + 0.5 - (yc0 + tilt * (x - W / 2));
+      const v = yb / HALF;
+      const grain = gauss(rand);
+      const onBar = clamp01(HALF - Math.abs(yb) + 0.5);
+      let bar = 0;
+      if (onBar > 0) {
+        const n = Math.sqrt(Math.max(0, 1 - v * v));
+        if (v < -CHAMFER) bar = 150 + 8 * fine[p] + 3 * grain;
+        else if (v > CHAMFER) bar = 42 + 3 * grain;
+        else {
+          const b1 = (v - bandPos) / bandWidth;
+          const b2 = (v - band2Pos) / 0.1;
+          bar = diffuse * (0.35 + 0.65 * n) + bandAmp * Math.exp(-b1 * b1) + band2Amp * Math.exp(-b2 * b2) + (8 * fine[p] + 5 * medium[p]) * (0.4 + 0.6 * n) + 3 * grain;
+        }
+      }
+      let back = 0;
+      if (onBar < 1) {
+        const shadow = yb > 0 ? 24 * Math.exp(-(yb - HALF) / 22) : 6 * Math.exp((yb + HALF) / 18);
+        back = 38 + roller[x] + 5 * belt[p] + 3 * grain - Math.min(30, shadow);
+      }
+      planes[p] = sensor(lengthLight[x] * (onBar * bar + (1 - onBar) * back) + 1.2 * gauss(rand));
+      if (Math.abs(yb) < CHAMFER * HALF - MARGIN && x >= MARGIN && x < W - MARGIN) allowed[p] = 1;
+    }
+  return { planes, lum: planes.slice(), allowed, light: [Math.cos(lightAngle), Math.sin(lightAngle)] };
+}
+
+const RENDERERS: Readonly<Record<SmallDefectCategory, (rand: () => number) => BaseImage>> = { flange: renderFlange, rod: renderRod };
+const CATEGORY_ID: Readonly<Record<SmallDefectCategory, number>> = { flange: 1, rod: 2 };
+
+/**
+ * Renders one image of a category: the defect-free part from image stream
+ * (seed, category, index), and, when `kind` is given, one defect from a separate
+ * stream, so the same index with and without a defect differs exactly on the mask.
+ * @throws Error if a defect cannot be sized or placed (a generator bug, not an input error).
+ */
+export function renderSmallDefectImage(category: SmallDefectCategory, index: number, kind: SmallDefectKind | null, seed = 13): RenderedImage {
+  const { width, height, channels } = SMALL_DEFECT_GEOMETRY[category];
+  const base = RENDERERS[category](mulberry32(streamSeed(seed, CATEGORY_ID[category], index, 0)));
+  const mask = new Uint8Array(width * height);
+  let covered = 0;
+  if (kind) {
+    const rand = mulberry32(streamSeed(seed, CATEGORY_ID[category], index, 1));
+    const area = width * height;
+    const target = area * TARGET_FRACTION.min * (TARGET_FRACTION.max / TARGET_FRACTION.min) ** rand();
+    const minArea = Math.ceil(area * DEFECT_AREA_FRACTION.min);
+    const maxArea = Math.floor(area * DEFECT_AREA_FRACTION.max);
+    // A long scratch may not fit between the flange's holes: redraw it (new direction), and
+    // after a few misses shrink it towards the minimum area.
+    let f: Footprint | null = null;
+    for (let attempt = 0; attempt < 40 && !f; attempt++) {
+      const want = Math.max(minArea * 1.1, target * 0.9 ** Math.max(0, attempt - 5));
+      const candidate = sizeFootprint(drawShape(kind, rand), want, minArea, maxArea);
+      if (placeFootprint(candidate, base.allowed, width, height, rand)) f = candidate;
+    }
+    if (!f) throw new Error(`no room for a ${kind} on ${category} image ${index}`);
+    paintDefect(base.planes, base.lum, width, channels, f, drawLook(kind, base.light, channels, rand), kind, rand);
+    for (let y = 0; y < f.h; y++)
+      for (let x = 0; x < f.w; x++)
+        if (f.alpha[y * f.w + x] > 0) {
+          mask[(f.y0 + y) * width + f.x0 + x] = 255;
+          covered++;
+        }
+  }
+  // Clamped conversion rounds to nearest (ties to even); defects change by > 1 so they survive it.
+  const clamped = Uint8ClampedArray.from(base.planes);
+  const pixels = new Uint8Array(clamped.buffer, clamped.byteOffset, clamped.length);
+  return { width, height, channels, pixels, mask, areaFraction: covered / (width * height) };
+}
+
+async function writePng(file: string, data: Uint8Array, width: number, height: number, channels: 1 | 3): Promise<void> {
+  const img = sharp(data, { raw: { width, height, channels } });
+  // Without b-w, sharp writes one-channel input as RGB (three times the bytes, same values).
+  await (channels === 1 ? img.toColourspace('b-w') : img).png().toFile(file);
+}
+
+/**
+ * Writes the benchmark under `root`: `<root>/<category>/test/good/NNN.png`,
+ * `test/<kind>/NNN.png`, `ground_truth/<kind>/NNN_mask.png` (0/255), optionally
+ * `train/good/NNN.png`, and `<root>/small-defects.json` listing every defect with its
+ * area. Defect kinds take turns over the defective images.
+ */
+export async function writeSmallDefectSet(root: string, opts: SmallDefectOptions = {}): Promise<WrittenCategory[]> {
+  const seed = opts.seed ?? 13;
+  const count = opts.count ?? 50;
+  const nDefect = Math.round(count * (opts.defectRate ?? 0.3));
+  const trainGood = opts.trainGood ?? 0;
+  const out: WrittenCategory[] = [];
+  for (const category of opts.categories ?? SMALL_DEFECT_CATEGORIES) {
+    const { width, height, channels } = SMALL_DEFECT_GEOMETRY[category];
+    const dir = join(root, category);
+    const defects: WrittenDefect[] = [];
+    const perFolder = new Map<string, number>();
+    let pending: Promise<void> = Promise.resolve();
+    for (let i = 0; i < count + trainGood; i++) {
+      const train = i >= count;
+      const kind = !train && i < nDefect ? SMALL_DEFECT_KINDS[i % SMALL_DEFECT_KINDS.length] : null;
+      const folder = train ? join('train', 'good') : join('test', kind ?? 'good');
+      const n = perFolder.get(folder) ?? 0;
+      perFolder.set(folder, n + 1);
+      const stem = String(n).padStart(3, '0');
+      const img = renderSmallDefectImage(category, i, kind, seed);
+      // Encoding runs on libuv's pool: let it overlap the rendering of the next image (two in flight at most).
+      await pending;
+      const image = join(dir, folder, `${stem}.png`);
+      const mask = kind ? join(dir, 'ground_truth', kind, `${stem}_mask.png`) : null;
+      if (kind && mask) defects.push({ image, mask, kind, areaFraction: img.areaFraction });
+      pending = (async () => {
+        await mkdir(dirname(image), { recursive: true });
+        await writePng(image, img.pixels, width, height, channels);
+        if (mask) {
+          await mkdir(dirname(mask), { recursive: true });
+          await writePng(mask, img.mask, width, height, 1);
+        }
+      })();
+    }
+    await pending;
+    out.push({ category, dir, width, height, images: count, train: trainGood, defects });
+  }
+  await writeFile(join(root, 'small-defects.json'), JSON.stringify({ generator: 'musc-ts small-defects', seed, categories: out }, null, 2) + '\n');
+  return out;
+}
