@@ -1,12 +1,12 @@
 /**
  * Writes the small-defect benchmark (issue #13): two high-resolution categories in MVTec
- * AD layout, `flange` (aligned, 1200 x 900 RGB) and `rod` (elongated, 1600 x 500 grey),
+ * AD layout, `flange` (aligned, 1200 x 900 RGB) and `shaft` (elongated, 1600 x 500 grey),
  * defects of 0.1-0.5 % of the image area with exact masks. Deterministic for a seed.
- * Usage: node dist/scripts/gen-small-defects.js <out-dir> [--seed 13] [--count 50] [--defect-rate 0.3] [--train 0]
- * Then: npx musc eval <out-dir>/flange --json (and <out-dir>/rod).
+ * Usage: node dist/scripts/gen-small-defects.js <out-dir> [--seed 13] [--count 50] [--defect-rate 0.3] [--train 0] [--categories flange,shaft]
+ * Then: npx musc eval <out-dir>/flange --json (and <out-dir>/shaft).
  */
 import { parseArgs } from 'node:util';
-import { writeSmallDefectSet } from '../src/demo/small-defects.js';
+import { SMALL_DEFECT_CATEGORIES, writeSmallDefectSet, type SmallDefectCategory } from '../src/demo/small-defects.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -15,6 +15,7 @@ const { values, positionals } = parseArgs({
     count: { type: 'string', default: '50' },
     'defect-rate': { type: 'string', default: '0.3' },
     train: { type: 'string', default: '0' },
+    categories: { type: 'string', default: SMALL_DEFECT_CATEGORIES.join(',') },
   },
 });
 const number = (name: string, text: string, ok: (v: number) => boolean): number => {
@@ -26,7 +27,13 @@ const number = (name: string, text: string, ok: (v: number) => boolean): number 
   return v;
 };
 if (positionals.length !== 1) {
-  process.stderr.write('usage: node dist/scripts/gen-small-defects.js <out-dir> [--seed N] [--count N] [--defect-rate F] [--train N]\n');
+  process.stderr.write('usage: node dist/scripts/gen-small-defects.js <out-dir> [--seed N] [--count N] [--defect-rate F] [--train N] [--categories flange,shaft]\n');
+  process.exit(2);
+}
+const categories = values.categories.split(',').map((c) => c.trim());
+const unknown = categories.filter((c) => !(SMALL_DEFECT_CATEGORIES as readonly string[]).includes(c));
+if (unknown.length > 0 || categories.length === 0) {
+  process.stderr.write(`--categories: unknown ${JSON.stringify(unknown)}; choose from ${SMALL_DEFECT_CATEGORIES.join(', ')}\n`);
   process.exit(2);
 }
 const t0 = performance.now();
@@ -35,6 +42,7 @@ const written = await writeSmallDefectSet(positionals[0], {
   count: number('count', values.count, (v) => Number.isInteger(v) && v >= 2),
   defectRate: number('defect-rate', values['defect-rate'], (v) => v >= 0 && v <= 1),
   trainGood: number('train', values.train, (v) => Number.isInteger(v) && v >= 0),
+  categories: categories as SmallDefectCategory[],
 });
 for (const c of written) {
   const fr = c.defects.map((d) => d.areaFraction * 100);

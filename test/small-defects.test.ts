@@ -63,8 +63,8 @@ test('the same seed writes byte-identical files; another seed writes other image
   const b = await hashes(path.join(tmp, 'b'));
   assert.equal(a.size, 2 * (OPTS.count + OPTS.trainGood + OPTS.count * OPTS.defectRate));
   assert.deepEqual([...b.entries()], [...a.entries()]);
-  const other = renderSmallDefectImage('rod', 0, null, OPTS.seed + 1);
-  const same = renderSmallDefectImage('rod', 0, null, OPTS.seed);
+  const other = renderSmallDefectImage('shaft', 0, null, OPTS.seed + 1);
+  const same = renderSmallDefectImage('shaft', 0, null, OPTS.seed);
   assert.notDeepEqual(other.pixels, same.pixels);
 });
 

@@ -6,15 +6,19 @@
  * Pure functions over typed arrays; the caller owns randomness (a seeded generator).
  */
 
-/** The defect types of the small-defect benchmark. */
-export type SmallDefectKind = 'scratch' | 'crack' | 'pit' | 'stain' | 'dent';
+/**
+ * The defect types of the small-defect benchmark: thin lines (scratch, crack), a cluster
+ * of small pits (pitting), a discoloured patch (stain) and a smooth depression (dent).
+ */
+export type SmallDefectKind = 'scratch' | 'crack' | 'pitting' | 'stain' | 'dent';
 
-export const SMALL_DEFECT_KINDS: readonly SmallDefectKind[] = ['scratch', 'pit', 'stain', 'crack', 'dent'];
+export const SMALL_DEFECT_KINDS: readonly SmallDefectKind[] = ['scratch', 'pitting', 'stain', 'crack', 'dent'];
 
 /**
  * Where a defect lies: coverage in a box of the image. `alpha` is 0 outside the defect
  * and in (0, 1] inside (antialiased edges); `u` is the position along a line defect
- * (0..1) or the normalised radius of a blob (0 at the centre, 1 at the rim).
+ * (0..1) or the normalised radius of a blob (0 at the centre, 1 at the rim); for blobs,
+ * (`gx`, `gy`) is the unit direction from the blob's centre (for the wall shading).
  */
 export interface Footprint {
   x0: number;
@@ -23,9 +27,13 @@ export interface Footprint {
   readonly h: number;
   readonly alpha: Float32Array;
   readonly u: Float32Array;
-  /** Blob centre relative to (x0, y0); unused for lines. */
-  readonly cx: number;
-  readonly cy: number;
+  readonly gx: Float32Array;
+  readonly gy: Float32Array;
+}
+
+function emptyFootprint(x0: number, y0: number, w: number, h: number): Footprint {
+  const n = w * h;
+  return { x0, y0, w, h, alpha: new Float32Array(n), u: new Float32Array(n), gx: new Float32Array(n), gy: new Float32Array(n) };
 }
 
 /** Coverage below this is left untouched (a faint antialiasing fringe is not part of the defect). */
@@ -62,8 +70,8 @@ function rasterizeLine(points: readonly LinePoint[]): Footprint {
   const y0 = Math.floor(minY) - 2;
   const w = Math.ceil(maxX) + 3 - x0;
   const h = Math.ceil(maxY) + 3 - y0;
-  const alpha = new Float32Array(w * h);
-  const u = new Float32Array(w * h);
+  const f = emptyFootprint(x0, y0, w, h);
+  const { alpha, u } = f;
   const last = points.length - 1;
   for (let s = 0; s < last; s++) {
     const a = points[s];
@@ -93,38 +101,64 @@ function rasterizeLine(points: readonly LinePoint[]): Footprint {
         }
       }
   }
-  return { x0, y0, w, h, alpha, u, cx: 0, cy: 0 };
+  return f;
 }
 
-/** A closed blob with an irregular rim: radius(phi) = r * (1 + sum of low harmonics), on a rotated ellipse. */
-function rasterizeBlob(r: number, aspect: number, angle: number, harmonics: readonly { k: number; amp: number; phase: number }[]): Footprint {
-  const rimMax = r * aspect * (1 + harmonics.reduce((s, hm) => s + Math.abs(hm.amp), 0));
-  const half = Math.ceil(rimMax) + 2;
-  const w = 2 * half + 1;
-  const h = w;
-  const alpha = new Float32Array(w * h);
-  const u = new Float32Array(w * h);
-  const c = Math.cos(angle);
-  const s = Math.sin(angle);
-  for (let py = 0; py < h; py++)
-    for (let px = 0; px < w; px++) {
-      const dx = px - half;
-      const dy = py - half;
-      // Ellipse frame: stretch along the major axis.
-      const a = (dx * c + dy * s) / aspect;
-      const b = -dx * s + dy * c;
-      const d = Math.sqrt(a * a + b * b);
-      const phi = Math.atan2(b, a);
-      let rim = 1;
-      for (const hm of harmonics) rim += hm.amp * Math.sin(hm.k * phi + hm.phase);
-      const rr = r * rim;
-      const cov = Math.min(1, rr + 0.5 - d);
-      if (cov >= MIN_COVERAGE) {
-        alpha[py * w + px] = cov;
-        u[py * w + px] = Math.min(1, d / rr);
+interface Harmonic {
+  readonly k: number;
+  readonly amp: number;
+  readonly phase: number;
+}
+
+/** One closed blob: centre, radius, elongation along `angle`, and rim harmonics. */
+interface Blob {
+  readonly x: number;
+  readonly y: number;
+  readonly r: number;
+  readonly aspect: number;
+  readonly angle: number;
+  readonly harmonics: readonly Harmonic[];
+}
+
+/**
+ * Rasterises a union of blobs, each with an irregular rim (radius(phi) = r * (1 + sum of
+ * low harmonics)) on a rotated ellipse; where blobs overlap the stronger coverage wins.
+ */
+function rasterizeBlobs(blobs: readonly Blob[]): Footprint {
+  const reach = (b: Blob) => b.r * b.aspect * (1 + b.harmonics.reduce((s, hm) => s + Math.abs(hm.amp), 0)) + 2;
+  const x0 = Math.floor(Math.min(...blobs.map((b) => b.x - reach(b))));
+  const y0 = Math.floor(Math.min(...blobs.map((b) => b.y - reach(b))));
+  const w = Math.ceil(Math.max(...blobs.map((b) => b.x + reach(b)))) + 1 - x0;
+  const h = Math.ceil(Math.max(...blobs.map((b) => b.y + reach(b)))) + 1 - y0;
+  const f = emptyFootprint(x0, y0, w, h);
+  for (const b of blobs) {
+    const c = Math.cos(b.angle);
+    const s = Math.sin(b.angle);
+    const m = reach(b);
+    for (let py = Math.max(0, Math.floor(b.y - m) - y0); py <= Math.min(h - 1, Math.ceil(b.y + m) - y0); py++)
+      for (let px = Math.max(0, Math.floor(b.x - m) - x0); px <= Math.min(w - 1, Math.ceil(b.x + m) - x0); px++) {
+        const dx = px + x0 + 0.5 - b.x;
+        const dy = py + y0 + 0.5 - b.y;
+        // Ellipse frame: stretch along the major axis.
+        const ea = (dx * c + dy * s) / b.aspect;
+        const eb = -dx * s + dy * c;
+        const d = Math.sqrt(ea * ea + eb * eb);
+        const phi = Math.atan2(eb, ea);
+        let rim = 1;
+        for (const hm of b.harmonics) rim += hm.amp * Math.sin(hm.k * phi + hm.phase);
+        const rr = b.r * rim;
+        const cov = Math.min(1, rr + 0.5 - d);
+        const k = py * w + px;
+        if (cov >= MIN_COVERAGE && cov > f.alpha[k]) {
+          const dn = Math.sqrt(dx * dx + dy * dy) || 1;
+          f.alpha[k] = cov;
+          f.u[k] = Math.min(1, d / rr);
+          f.gx[k] = dx / dn;
+          f.gy[k] = dy / dn;
+        }
       }
-    }
-  return { x0: -half, y0: -half, w, h, alpha, u, cx: half, cy: half };
+  }
+  return f;
 }
 
 /** Shape parameters drawn once, so a footprint can be redrawn at several scales with the same look. */
@@ -137,15 +171,36 @@ export interface DefectShape {
   draw(scale: number): Footprint;
 }
 
+/**
+ * Where defects point. `axis` null: any direction (a turned face). A number (radians):
+ * lines run and blobs stretch within ±`spread` of it, as quench cracks, chatter marks and
+ * edge dents run across a bar.
+ */
+export interface DefectOrientation {
+  readonly axis: number | null;
+  readonly spread: number;
+}
+
 /** Draws the random shape parameters of one defect of a kind. */
-export function drawShape(kind: SmallDefectKind, rand: () => number): DefectShape {
+export function drawShape(kind: SmallDefectKind, rand: () => number, orientation: DefectOrientation = { axis: null, spread: 0 }): DefectShape {
   const range = (lo: number, hi: number) => lo + rand() * (hi - lo);
-  const harmonics = (n: number, amp: number) =>
-    Array.from({ length: n }, (_, i) => ({ k: i + 2, amp: amp * range(0.3, 1) / (i + 1), phase: range(0, 2 * Math.PI) }));
+  const direction = (turn: number) => (orientation.axis === null ? range(0, turn) : orientation.axis + range(-orientation.spread, orientation.spread));
+  const harmonics = (n: number, amp: number): Harmonic[] =>
+    Array.from({ length: n }, (_, i) => ({ k: i + 2, amp: (amp * range(0.3, 1)) / (i + 1), phase: range(0, 2 * Math.PI) }));
+  const blob = (aspectLo: number, aspectHi: number, rim: Harmonic[]): DefectShape => {
+    const aspect = range(aspectLo, aspectHi);
+    const angle = direction(Math.PI);
+    return {
+      kind,
+      areaExponent: 2,
+      guess: (area) => Math.sqrt(area / (Math.PI * aspect)),
+      draw: (r) => rasterizeBlobs([{ x: 0, y: 0, r, aspect, angle, harmonics: rim }]),
+    };
+  };
   switch (kind) {
     case 'scratch': {
       // A gently curved stroke, tapered at both ends, of roughly constant width.
-      const angle = range(0, Math.PI);
+      const angle = direction(Math.PI);
       const bend = range(-0.12, 0.12);
       const halfWidth = range(1.5, 3.0);
       return {
@@ -168,7 +223,7 @@ export function drawShape(kind: SmallDefectKind, rand: () => number): DefectShap
     }
     case 'crack': {
       // A jagged random walk with one side branch; the walk is drawn once per unit length.
-      const heading0 = range(0, 2 * Math.PI);
+      const heading0 = direction(Math.PI) + (rand() < 0.5 ? Math.PI : 0);
       const halfWidth = range(1.2, 2.2);
       const turns = Float32Array.from({ length: 512 }, () => range(-0.55, 0.55));
       const widths = Float32Array.from({ length: 512 }, () => range(0.6, 1.25));
@@ -202,46 +257,59 @@ export function drawShape(kind: SmallDefectKind, rand: () => number): DefectShap
         },
       };
     }
-    case 'pit': {
-      const hm = harmonics(3, 0.12);
-      const aspect = range(1, 1.3);
-      const angle = range(0, Math.PI);
-      return { kind, areaExponent: 2, guess: (area) => Math.sqrt(area / (Math.PI * aspect)), draw: (r) => rasterizeBlob(r, aspect, angle, hm) };
+    case 'pitting': {
+      // 8-24 small craters of unequal size scattered over a patch about 7 pit radii
+      // across (corrosion or porosity): each a few pixels wide, so a squash erases them.
+      const n = 8 + Math.floor(rand() * 17);
+      const spreadAspect = range(1, 2);
+      const spreadAngle = direction(Math.PI);
+      const pits = Array.from({ length: n }, () => {
+        const rho = Math.sqrt(rand());
+        const t = range(0, 2 * Math.PI);
+        const ex = rho * Math.cos(t) * spreadAspect;
+        const ey = rho * Math.sin(t);
+        return {
+          x: ex * Math.cos(spreadAngle) - ey * Math.sin(spreadAngle),
+          y: ex * Math.sin(spreadAngle) + ey * Math.cos(spreadAngle),
+          size: range(0.6, 1.4),
+          aspect: range(1, 1.4),
+          angle: range(0, Math.PI),
+          harmonics: harmonics(2, 0.15),
+        };
+      });
+      const meanArea = pits.reduce((s, p) => s + Math.PI * p.size * p.size * p.aspect, 0);
+      return {
+        kind,
+        areaExponent: 2,
+        guess: (area) => Math.sqrt(area / meanArea),
+        draw: (r) => rasterizeBlobs(pits.map((p) => ({ x: p.x * 7 * r, y: p.y * 7 * r, r: r * p.size, aspect: p.aspect, angle: p.angle, harmonics: p.harmonics }))),
+      };
     }
-    case 'stain': {
-      const hm = harmonics(4, 0.28);
-      const aspect = range(1.1, 2.2);
-      const angle = range(0, Math.PI);
-      return { kind, areaExponent: 2, guess: (area) => Math.sqrt(area / (Math.PI * aspect)), draw: (r) => rasterizeBlob(r, aspect, angle, hm) };
-    }
-    case 'dent': {
-      const hm = harmonics(3, 0.08);
-      const aspect = range(1, 1.6);
-      const angle = range(0, Math.PI);
-      return { kind, areaExponent: 2, guess: (area) => Math.sqrt(area / (Math.PI * aspect)), draw: (r) => rasterizeBlob(r, aspect, angle, hm) };
-    }
+    case 'stain':
+      return blob(1.1, 2.2, harmonics(4, 0.28));
+    case 'dent':
+      return blob(1, 1.6, harmonics(3, 0.08));
   }
 }
 
-/** Union of two footprints (max coverage; `u` from the stronger one). */
+/** Union of two footprints (max coverage; the other fields from the stronger one). */
 function mergeFootprints(a: Footprint, b: Footprint): Footprint {
   const x0 = Math.min(a.x0, b.x0);
   const y0 = Math.min(a.y0, b.y0);
-  const w = Math.max(a.x0 + a.w, b.x0 + b.w) - x0;
-  const h = Math.max(a.y0 + a.h, b.y0 + b.h) - y0;
-  const alpha = new Float32Array(w * h);
-  const u = new Float32Array(w * h);
+  const out = emptyFootprint(x0, y0, Math.max(a.x0 + a.w, b.x0 + b.w) - x0, Math.max(a.y0 + a.h, b.y0 + b.h) - y0);
   for (const f of [a, b])
     for (let y = 0; y < f.h; y++)
       for (let x = 0; x < f.w; x++) {
-        const v = f.alpha[y * f.w + x];
-        const k = (y + f.y0 - y0) * w + (x + f.x0 - x0);
-        if (v > alpha[k]) {
-          alpha[k] = v;
-          u[k] = f.u[y * f.w + x];
+        const i = y * f.w + x;
+        const k = (y + f.y0 - y0) * out.w + (x + f.x0 - x0);
+        if (f.alpha[i] > out.alpha[k]) {
+          out.alpha[k] = f.alpha[i];
+          out.u[k] = f.u[i];
+          out.gx[k] = f.gx[i];
+          out.gy[k] = f.gy[i];
         }
       }
-  return { x0, y0, w, h, alpha, u, cx: 0, cy: 0 };
+  return out;
 }
 
 /**
@@ -310,30 +378,30 @@ export interface DefectLook {
   readonly roughness: number;
 }
 
-/** Draws how strong and what colour a defect of a kind is; some come out faint on purpose. */
-export function drawLook(kind: SmallDefectKind, light: readonly [number, number], channels: number, rand: () => number): DefectLook {
+/** Draws how strong and what colour a defect of a kind is; some come out faint on purpose. `strength` scales the contrast of a category. */
+export function drawLook(kind: SmallDefectKind, light: readonly [number, number], channels: number, rand: () => number, strength = 1): DefectLook {
   const range = (lo: number, hi: number) => lo + rand() * (hi - lo);
   // Log-uniform strengths: about a third of the defects are faint.
-  const logRange = (lo: number, hi: number) => lo * (hi / lo) ** rand();
+  const logRange = (lo: number, hi: number) => strength * lo * (hi / lo) ** rand();
   const grey = Array.from({ length: channels }, () => 1);
   switch (kind) {
     case 'scratch':
       return { light, chroma: grey, contrast: (rand() < 0.5 ? -1 : 1) * logRange(10, 50), relief: 0, smoothing: range(0.3, 0.8), roughness: 0 };
     case 'crack':
       return { light, chroma: grey, contrast: -logRange(18, 65), relief: 0, smoothing: 0.3, roughness: 0 };
-    case 'pit':
-      return { light, chroma: grey, contrast: -logRange(8, 40), relief: logRange(12, 45), smoothing: 0.5, roughness: range(2, 6) };
+    case 'pitting':
+      return { light, chroma: grey, contrast: -logRange(10, 45), relief: logRange(12, 45), smoothing: 0.5, roughness: range(2, 6) };
     case 'stain':
       return {
         light,
         chroma: channels === 3 ? [1, range(1.1, 1.3), range(1.3, 1.8)] : grey,
-        contrast: -logRange(8, 32),
+        contrast: -logRange(14, 40),
         relief: 0,
         smoothing: range(0.4, 0.9),
         roughness: range(1.5, 5),
       };
     case 'dent':
-      return { light, chroma: grey, contrast: -logRange(2, 8), relief: logRange(8, 26), smoothing: 0.2, roughness: 0 };
+      return { light, chroma: grey, contrast: -logRange(4, 12), relief: logRange(14, 36), smoothing: 0.2, roughness: 0 };
   }
 }
 
@@ -386,13 +454,14 @@ export function paintDefect(planes: Float32Array, lum: Float32Array, width: numb
         delta = a * (look.contrast * along(u) + smooth);
       } else {
         // Blob: a bowl whose wall facing the light is lit and whose far wall is in shade.
-        const dx = x - f.cx;
-        const dy = y - f.cy;
-        const rn = Math.sqrt(dx * dx + dy * dy) || 1;
-        const facing = -(dx * lx + dy * ly) / rn;
-        const depth = kind === 'stain' ? 0.55 + 0.45 * (1 - u * u) : Math.sqrt(Math.max(0, 1 - u * u));
+        const facing = -(f.gx[y * f.w + x] * lx + f.gy[y * f.w + x] * ly);
+        // A pit is a sharp-edged crater (steepest wall at the rim); a dent is a smooth
+        // depression, h = (1 - u²)², whose slope vanishes at the rim and the centre.
+        const v = 1 - u * u;
+        const depth = kind === 'stain' ? 0.55 + 0.45 * v : kind === 'dent' ? v * v : Math.sqrt(Math.max(0, v));
+        const slope = kind === 'dent' ? 2.6 * u * v : u;
         const rough = look.roughness * (rand() + rand() - 1);
-        delta = a * (look.contrast * depth + look.relief * u * facing + smooth + rough);
+        delta = a * (look.contrast * depth + look.relief * slope * facing + smooth + rough);
       }
       for (let c = 0; c < channels; c++) {
         let d = delta * look.chroma[c];
