@@ -123,6 +123,15 @@ test('tiles: position and any both score every tile and stitch a map at the canv
   assert.ok(any.scores.imageScores.every((v) => v > 0));
 });
 
+test('--resolution auto end to end: a detailed batch is refined exactly like the explicit --refine it chose', async () => {
+  // 128 px plates at S = 32: median short side 128 >= 2 x 32, so auto refines the top 10 % at 64.
+  const auto = await run(square, { imageSize: 32, auto: true });
+  const explicit = await run(square, { imageSize: 32, refine: { fraction: 0.1, imageSize: 64 } });
+  assert.match(auto.scores.geometry.rule, /^auto .*refined/);
+  assert.deepEqual([auto.scores.width, auto.scores.height], [64, 64]);
+  auto.scores.maps.forEach((m, i) => assert.deepEqual(m, explicit.scores.maps[i], `map ${i}`));
+});
+
 test('refine q = 1 is full fine scoring; q < ½ re-scores the top coarse patches exactly and keeps the rest', async () => {
   const fine = await run(square, { imageSize: 128 });
   const full = await run(square, { refine: { fraction: 1, imageSize: 128 } });

@@ -360,7 +360,8 @@ export async function scoreFeatures(
     const g = features[0].units[0][l];
     const coarseWork = (matchAny ? (n * T) ** 2 : n * n * T) * (g.height * g.width) ** 2 * g.channels;
     const f = features[0].fine?.[l];
-    const fineWork = f && cfg.refine ? Math.min(1, 2 * cfg.refine.fraction) * n * n * (f.height * f.width) ** 2 * f.channels : 0;
+    // The refinement's fraction comes from the geometry (explicit --refine, or chosen by --resolution auto).
+    const fineWork = f ? Math.min(1, 2 * geometry.refineFraction) * n * n * (f.height * f.width) ** 2 * f.channels : 0;
     return coarseWork + fineWork;
   };
   const total = subsets.reduce((a, s) => a + cfg.layers.reduce((b, _, l) => b + layerWork(s.length, l) * cfg.rList.length, 0), 0);
@@ -414,12 +415,12 @@ export async function scoreFeatures(
             }
           }
           t0 = performance.now();
-          if (fine && cfg.refine) {
+          if (fine) {
             const gf = features[subset[0]].fine![l];
             const zFine = lnamdStack(subset.map((idx) => features[idx].fine![l]), r);
             time('lnamd', t0);
             t0 = performance.now();
-            const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, cfg.refine.fraction, msmOptions(w));
+            const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, msmOptions(w));
             time('msm', t0);
             t0 = performance.now();
             const Pf = gf.height * gf.width;
