@@ -38,7 +38,7 @@ export function parseSpec(spec: string): Partial<MuscConfig> {
     imageSize: S,
     keepAspect: kv.has('aspect'),
     tiles: grid ? { grid: { rows: grid[0], cols: grid[1] }, overlap, match } : kv.has('tilesize') ? { size: num('tilesize'), overlap, match } : null,
-    refine: kv.has('refine') ? { fraction: num('refine')!, imageSize: num('fine', 2 * S)! } : null,
+    refine: kv.has('refine') ? { fraction: num('refine')!, imageSize: num('fine', 2 * S)!, select: (kv.get('select') ?? 'set') as 'image' | 'set' } : null,
     auto: kv.has('auto'),
   };
 }

@@ -19,7 +19,7 @@ import { writeSyntheticBatch } from '../src/demo/synthetic.js';
 import { autoPlan, planBatch, resolveGeometry } from '../src/pipeline/geometry.js';
 import { coverage, upsampleIntoBox } from '../src/pipeline/maps.js';
 import { extractFeatures, resolveConfig, scoreFeatures, type MuscConfig } from '../src/pipeline/musc.js';
-import { refineScores } from '../src/pipeline/refine.js';
+import { calibrate, refineScores } from '../src/pipeline/refine.js';
 import { lnamdStack } from '../src/pipeline/lnamd.js';
 import { mutualScores } from '../src/pipeline/msm.js';
 
@@ -130,6 +130,18 @@ test('--resolution auto end to end: a detailed batch is refined exactly like the
   assert.match(auto.scores.geometry.rule, /^auto .*refined/);
   assert.deepEqual([auto.scores.width, auto.scores.height], [64, 64]);
   auto.scores.maps.forEach((m, i) => assert.deepEqual(m, explicit.scores.maps[i], `map ${i}`));
+});
+
+test('calibration maps the coarse scores of the other patches onto the fine scale by the line fitted on the re-scored ones', () => {
+  const scores = Float32Array.from([0.1, 0.2, 0.3, 0.4, 0.5]); // upsampled coarse
+  const rows = Int32Array.from([3, 4]);
+  const { a, b } = calibrate(scores, rows, Float32Array.from([0.9, 1.1])); // fine = 2·coarse + 0.1
+  assert.ok(Math.abs(a - 2) < 1e-6 && Math.abs(b - 0.1) < 1e-6, `${a} ${b}`);
+  assert.deepEqual(Array.from(scores, (v) => Math.round(v * 1e6) / 1e6), [0.3, 0.5, 0.7, 0.9, 1.1]);
+  // One re-scored patch: a shift only.
+  const one = Float32Array.from([0.1, 0.5]);
+  calibrate(one, Int32Array.from([1]), Float32Array.from([0.7]));
+  assert.deepEqual(Array.from(one, (v) => Math.round(v * 1e6) / 1e6), [0.3, 0.7]);
 });
 
 test('refine q = 1 is full fine scoring; q < ½ re-scores the top coarse patches exactly and keeps the rest', async () => {

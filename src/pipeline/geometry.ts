@@ -153,6 +153,11 @@ export interface RefineConfig {
   readonly fraction: number;
   /** S of the fine pass (the canvas scaled by imageSize / S). */
   readonly imageSize: number;
+  /**
+   * Which patches: the top q of the whole set's coarse scores (`set`, default: the budget goes
+   * where the set's defects are) or of each image's own (`image`). Measured in BENCHMARKS.md.
+   */
+  readonly select?: 'image' | 'set';
 }
 
 /** The geometry of a batch: its units and, with refinement, the fine canvas. */
@@ -163,6 +168,8 @@ export interface BatchGeometry {
   readonly fine: Geometry | null;
   /** Coarse-to-fine: share of patches re-scored at the fine canvas (0 without refinement). */
   readonly refineFraction: number;
+  /** Coarse-to-fine: patches chosen per image or over the set. */
+  readonly refineSelect: 'image' | 'set';
   /** Maps, overlays and pixel metrics live at this size. */
   readonly map: Size2D;
   /** How the geometry was chosen, for reports. */
@@ -177,7 +184,7 @@ export function planBatch(cfg: GeometryConfig & { readonly refine?: RefineConfig
   if (cfg.auto && !cfg.imageShape && !cfg.keepAspect && !cfg.tiles && !cfg.refine) return autoPlan(cfg.imageSize, sizes, sizeMultiple);
   const coarse = resolveGeometry(cfg, sizes, sizeMultiple);
   const refine = cfg.refine;
-  if (!refine) return { coarse, fine: null, refineFraction: 0, map: coarse.canvas, rule: coarse.rule };
+  if (!refine) return { coarse, fine: null, refineFraction: 0, refineSelect: 'set', map: coarse.canvas, rule: coarse.rule };
   if (coarse.boxes.length > 1) throw new ConfigError('coarse-to-fine refinement (--refine) scores whole images; it does not combine with tiles');
   if (!(refine.fraction > 0 && refine.fraction <= 1)) throw new ConfigError(`refine fraction must be in (0, 1] (got ${refine.fraction})`);
   if (!Number.isInteger(refine.imageSize) || refine.imageSize <= cfg.imageSize) throw new ConfigError(`the refine size must be an integer larger than the image size ${cfg.imageSize} (got ${refine.imageSize})`);
@@ -185,7 +192,15 @@ export function planBatch(cfg: GeometryConfig & { readonly refine?: RefineConfig
   const c = coarse.canvas;
   const fineCanvas = { width: roundTo(c.width * k, sizeMultiple), height: roundTo(c.height * k, sizeMultiple) };
   const fine: Geometry = { canvas: fineCanvas, input: fineCanvas, boxes: [{ x: 0, y: 0, ...fineCanvas }], rows: 1, cols: 1, rule: `fine ${fineCanvas.width}x${fineCanvas.height}` };
-  return { coarse, fine, refineFraction: refine.fraction, map: fineCanvas, rule: `${coarse.rule}; top ${refine.fraction} of patches re-scored at ${fineCanvas.width}x${fineCanvas.height}` };
+  const select = refine.select ?? 'set';
+  return {
+    coarse,
+    fine,
+    refineFraction: refine.fraction,
+    refineSelect: select,
+    map: fineCanvas,
+    rule: `${coarse.rule}; top ${refine.fraction} of ${select === 'image' ? "each image's" : "the set's"} patches re-scored at ${fineCanvas.width}x${fineCanvas.height}`,
+  };
 }
 
 /** Thresholds of `--resolution auto` (chosen by measurement, see BENCHMARKS.md "Resolution"). */
