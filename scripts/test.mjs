@@ -48,9 +48,11 @@ const PACKAGES = dataTier
       ...['eagle.jpg', 'dog.jpg', 'giraffe.jpg'].map((f) => ({ pkg: 'darknet', file: join(photos, f), why: 'real photos for the backbone tests' })),
     ];
 
+/** Missing packages, each with the first of its files that is not there. */
 function missingPackages() {
   const missing = PACKAGES.filter((p) => !existsSync(p.file));
-  return { names: [...new Set(missing.map((p) => p.pkg))], files: missing.map((p) => p.file) };
+  const names = [...new Set(missing.map((p) => p.pkg))];
+  return { names, text: names.map((n) => `${n} (no ${missing.find((p) => p.pkg === n).file})`).join(' and ') };
 }
 
 // ---- Node and npm dependencies
@@ -70,14 +72,14 @@ if (dataTier) {
 }
 
 // ---- Debian packages (default tier)
-let { names, files } = missingPackages();
+let { names, text } = missingPackages();
 if (names.length > 0) {
   const install = `apt-get install -y --no-install-recommends ${names.join(' ')}`;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const hasApt = existsSync('/usr/bin/apt-get');
   if (checkOnly || !isRoot || !hasApt) {
     const how = hasApt ? `${isRoot ? '' : 'sudo '}${install}` : `${install} (Debian), or point MUSC_CHROMIUM / MUSC_DARKNET_DATA at a Chromium binary / darknet's data folder`;
-    stop(`missing ${names.join(' and ')} (${files.join(', ')}); install with: ${how}`);
+    stop(`missing ${text}; install with: ${how}`);
   }
   process.stderr.write(`${command}: installing Debian packages the tests need: ${names.join(' ')} (apt-get, once)...\n`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
@@ -88,8 +90,8 @@ if (names.length > 0) {
     process.stderr.write(`${(res.stdout ?? '').slice(-2000)}${(res.stderr ?? '').slice(-2000)}`);
     stop(`apt-get failed (exit ${res.status}); install by hand with: ${install}`);
   }
-  ({ names, files } = missingPackages());
-  if (names.length > 0) stop(`${files.join(', ')} still missing after installing ${names.join(' ')}; check MUSC_CHROMIUM / MUSC_DARKNET_DATA`);
+  ({ names, text } = missingPackages());
+  if (names.length > 0) stop(`still missing after apt-get install: ${text}; check MUSC_CHROMIUM / MUSC_DARKNET_DATA`);
 }
 if (checkOnly) {
   process.stderr.write(`${command}: prerequisites present\n`);
