@@ -4,7 +4,7 @@
  * anything, installs the Debian packages when it can, compiles, and runs one tier with Node's
  * test runner. Plain JavaScript because it runs before TypeScript is compiled.
  *
- *   node scripts/test.mjs            default tier: test/*.test.ts (no ../shared needed)
+ *   node scripts/test.mjs            default tier: every *.test.ts under test/ outside test/data (no ../shared needed)
  *   node scripts/test.mjs --data     data tier: test/data/*.test.ts on $MUSC_DATA or ../shared/data
  *   node scripts/test.mjs --check    only check (and report) the prerequisites; install and run nothing
  *   node scripts/test.mjs serve -- --test-name-pattern=queue
@@ -98,15 +98,18 @@ if (checkOnly) {
   process.exit(0);
 }
 
-// ---- compile, then run the tier's test files (listed from the sources, so stale compiled tests never run)
-const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.json')], { stdio: 'inherit' });
-if (tsc.status !== 0) process.exit(tsc.status ?? 1);
-const srcDir = join(ROOT, 'test', ...(dataTier ? ['data'] : []));
-const tests = readdirSync(srcDir)
-  .filter((f) => f.endsWith('.test.ts') && filters.every((x) => f.includes(x)))
+// ---- compile (as `npm run build`), then run the tier's test files, listed from the sources so stale compiled tests never run
+for (const config of ['tsconfig.json', 'tsconfig.browser.json'].filter((c) => existsSync(join(ROOT, c)))) {
+  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, config)], { stdio: 'inherit' });
+  if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+}
+const tierDir = dataTier ? 'test/data' : 'test';
+const tests = readdirSync(join(ROOT, tierDir), { recursive: true })
+  .map((f) => join(tierDir, String(f)).split('\\').join('/'))
+  .filter((f) => f.endsWith('.test.ts') && (dataTier || !f.startsWith('test/data/')) && filters.every((x) => f.includes(x)))
   .sort()
-  .map((f) => join(ROOT, 'dist', 'test', ...(dataTier ? ['data'] : []), f.replace(/\.ts$/, '.js')));
-if (tests.length === 0) stop(`no test files in ${srcDir} match ${filters.join(' ')}`);
+  .map((f) => join(ROOT, 'dist', f.replace(/\.ts$/, '.js')));
+if (tests.length === 0) stop(`no test files under ${tierDir} match ${filters.join(' ')}`);
 const run = spawnSync(
   process.execPath,
   [
