@@ -52,7 +52,11 @@ const PACKAGES = dataTier
 function missingPackages() {
   const missing = PACKAGES.filter((p) => !existsSync(p.file));
   const names = [...new Set(missing.map((p) => p.pkg))];
-  return { names, text: names.map((n) => `${n} (no ${missing.find((p) => p.pkg === n).file})`).join(' and ') };
+  const describe = (n) => {
+    const p = missing.find((m) => m.pkg === n);
+    return `${n} (${p.why}; no ${p.file})`;
+  };
+  return { names, text: names.map(describe).join(' and ') };
 }
 
 // ---- Node and npm dependencies
@@ -81,7 +85,7 @@ if (names.length > 0) {
     const how = hasApt ? `${isRoot ? '' : 'sudo '}${install}` : `${install} (Debian), or point MUSC_CHROMIUM / MUSC_DARKNET_DATA at a Chromium binary / darknet's data folder`;
     stop(`missing ${text}; install with: ${how}`);
   }
-  process.stderr.write(`${command}: installing Debian packages the tests need: ${names.join(' ')} (apt-get, once)...\n`);
+  process.stderr.write(`${command}: installing what the tests need with apt-get (once): ${text}...\n`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const apt = (argv) => spawnSync('apt-get', argv, { env, encoding: 'utf8', maxBuffer: 64 << 20 });
   const update = apt(['update', '-qq']);
