@@ -115,7 +115,10 @@ for (const precision of ['int8', 'fp32'] as const) {
   });
 }
 
-test("a new image scored against the default int8-stored bank: bit-identical when it lies within the bank's range, image score within 1 % when it exceeds it", async () => {
+/** Image score change of an image beyond the bank's int8 range: ~10x the largest measured over these 12 images (1.9e-4). */
+const BEYOND_RANGE_TOL = 2e-3;
+
+test("a new image scored against the default int8-stored bank: bit-identical when it lies within the bank's range, image score within 0.2 % when it exceeds it", async () => {
   const c = resolveConfig({ ...cfg, precision: 'int8' });
   const batch = await scoreFeatures(features, c);
   for (const { q, inRange } of picks(c)) {
@@ -130,7 +133,7 @@ test("a new image scored against the default int8-stored bank: bit-identical whe
       assert.equal(res.imageScores[0], batch.imageScores[q], `image ${q}: image score`);
     } else {
       // The bank keeps its codes (requantising codes would add error), so the new image is clamped at the bank's scale.
-      assert.ok(dScore < 0.01, `image ${q} exceeds the bank's int8 range: image score differs by ${dScore}`);
+      assert.ok(dScore < BEYOND_RANGE_TOL, `image ${q} exceeds the bank's int8 range: image score differs by ${dScore.toExponential(2)} (bound ${BEYOND_RANGE_TOL})`);
     }
   }
 });
