@@ -15,18 +15,20 @@ import { rscin } from '../src/pipeline/rscin.js';
 /** The composition: maps in float64, image scores and RsCIN scores. */
 export async function composeStages(features: readonly ImageFeatures[], cfg: MuscConfig): Promise<{ maps: Float64Array[]; imageScores: number[]; rscinScores: Float64Array }> {
   const N = features.length;
-  const S = cfg.imageSize;
-  const maps = features.map(() => new Float64Array(S * S));
+  // One unit per image (the default geometry: no tiles, no refinement), maps at the working size.
+  assert.ok(features.every((f) => f.units.length === 1 && f.fine === null), 'one unit per image');
+  const size = features[0].geometry.map;
+  const maps = features.map(() => new Float64Array(size.width * size.height));
   for (let l = 0; l < cfg.layers.length; l++) {
-    const { channels: C, height: gh, width: gw } = features[0].layers[l];
+    const { channels: C, height: gh, width: gw } = features[0].units[0][l];
     const P = gh * gw;
     for (const r of cfg.rList) {
       const z = new Float32Array(N * P * C);
-      features.forEach((f, n) => z.set(lnamd(f.layers[l], r).data, n * P * C));
+      features.forEach((f, n) => z.set(lnamd(f.units[0][l], r).data, n * P * C));
       const scores = await mutualScores(z, { N, P, C }, { precision: 'fp32', intervalLow: cfg.interval[0], intervalHigh: cfg.interval[1] });
       for (let n = 0; n < N; n++) {
-        const up = upsampleBilinear(scores.subarray(n * P, (n + 1) * P), gh, gw, S);
-        for (let i = 0; i < S * S; i++) maps[n][i] += up[i];
+        const up = upsampleBilinear(scores.subarray(n * P, (n + 1) * P), gh, gw, size);
+        for (let i = 0; i < up.length; i++) maps[n][i] += up[i];
       }
     }
   }

@@ -55,12 +55,12 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d;
 }
 
-/** Largest |component| of each image's LNAMD vectors per (layer, r), in bank set order: the range int8 codes must cover. */
+/** Largest |component| of each image's LNAMD vectors per (layer, r), in bank set order (one unit: no tiles): the range int8 codes must cover. */
 function lnamdMaxAbs(f: ImageFeatures, c: MuscConfig): number[] {
   return c.layers.flatMap((_, l) =>
     c.rList.map((r) => {
       let m = 0;
-      for (const v of lnamd(f.layers[l], r).data) m = Math.max(m, Math.abs(v));
+      for (const v of lnamd(f.units[0][l], r).data) m = Math.max(m, Math.abs(v));
       return m;
     }),
   );
