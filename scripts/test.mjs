@@ -7,8 +7,8 @@
  *   node scripts/test.mjs            default tier: every *.test.ts under test/ outside test/data (no ../shared needed)
  *   node scripts/test.mjs --data     data tier: test/data/*.test.ts on $MUSC_DATA or ../shared/data
  *   node scripts/test.mjs --check    only check (and report) the prerequisites; install and run nothing
- *   node scripts/test.mjs serve -- --test-name-pattern=queue
- *                                    run the test files whose name contains "serve", with runner options
+ *   node scripts/test.mjs serve run -- --test-name-pattern=queue
+ *                                    run the test files whose path contains "serve" or "run", with runner options
  *
  * Prerequisites of the default tier: installed npm dependencies (`npm ci`), Debian's `chromium`
  * (browser tests; MUSC_CHROMIUM overrides the path) and `darknet` (its sample photos eagle.jpg,
@@ -110,10 +110,10 @@ for (const config of ['tsconfig.json', 'tsconfig.browser.json'].filter((c) => ex
 const tierDir = dataTier ? 'test/data' : 'test';
 const tests = readdirSync(join(ROOT, tierDir), { recursive: true })
   .map((f) => join(tierDir, String(f)).split('\\').join('/'))
-  .filter((f) => f.endsWith('.test.ts') && (dataTier || !f.startsWith('test/data/')) && filters.every((x) => f.includes(x)))
+  .filter((f) => f.endsWith('.test.ts') && (dataTier || !f.startsWith('test/data/')) && (filters.length === 0 || filters.some((x) => f.includes(x))))
   .sort()
   .map((f) => join(ROOT, 'dist', f.replace(/\.ts$/, '.js')));
-if (tests.length === 0) stop(`no test files under ${tierDir} match ${filters.join(' ')}`);
+if (tests.length === 0) stop(`no test files under ${tierDir} match ${filters.join(' or ')}`);
 const run = spawnSync(
   process.execPath,
   [
