@@ -86,6 +86,7 @@ if (names.length > 0) {
     stop(`missing ${text}; install with: ${how}`);
   }
   process.stderr.write(`${command}: installing what the tests need with apt-get (once): ${text}...\n`);
+  const t0 = Date.now();
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const apt = (argv) => spawnSync('apt-get', argv, { env, encoding: 'utf8', maxBuffer: 64 << 20 });
   const update = apt(['update', '-qq']);
@@ -94,8 +95,10 @@ if (names.length > 0) {
     process.stderr.write(`${(res.stdout ?? '').slice(-2000)}${(res.stderr ?? '').slice(-2000)}`);
     stop(`apt-get failed (exit ${res.status}); install by hand with: ${install}`);
   }
+  const installed = names.join(' ');
   ({ names, text } = missingPackages());
   if (names.length > 0) stop(`still missing after apt-get install: ${text}; check MUSC_CHROMIUM / MUSC_DARKNET_DATA`);
+  process.stderr.write(`${command}: installed ${installed} in ${Math.round((Date.now() - t0) / 1000)} s\n`);
 }
 if (checkOnly) {
   process.stderr.write(`${command}: prerequisites present\n`);
