@@ -42,7 +42,7 @@ test('lnamd r=1: whole-tensor standardisation then per-patch L2 normalisation', 
   for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got.data[i] - want[i]) < 1e-6, `entry ${i}`);
 });
 
-test('lnamd r=3 equals a zero-padded 3x3 mean of the standardised grid (count_include_pad), normalised', () => {
+test('lnamd r=3 and r=5: the L2-normalised r x r window sum of the standardised grid, zero outside the grid', () => {
   const C = 2;
   const H = 5;
   const W = 4;
@@ -50,20 +50,35 @@ test('lnamd r=3 equals a zero-padded 3x3 mean of the standardised grid (count_in
   const n = g.data.length;
   const mean = g.data.reduce((a, b) => a + b, 0) / n;
   const variance = g.data.reduce((a, b) => a + (b - mean) ** 2, 0) / n;
-  const std = (c: number, u: number, v: number) =>
-    u < 0 || v < 0 || u >= H || v >= W ? 0 : (g.data[c * H * W + u * W + v] - mean) / Math.sqrt(variance + 1e-5);
-  const pooled = new Float64Array(H * W * C);
-  for (let c = 0; c < C; c++)
-    for (let u = 0; u < H; u++)
-      for (let v = 0; v < W; v++) {
-        let s = 0;
-        for (let du = -1; du <= 1; du++) for (let dv = -1; dv <= 1; dv++) s += std(c, u + du, v + dv);
-        pooled[(u * W + v) * C + c] = s / 9;
-      }
-  const want = unitRows(pooled, H * W, C);
-  const got = lnamd(g, 3);
-  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got.data[i] - want[i]) < 1e-6, `entry ${i}: ${got.data[i]} vs ${want[i]}`);
-  // Corner patch (0,0), channel 0: only 4 in-bounds neighbours, still divided by 9 before normalising.
+  const at = (c: number, u: number, v: number) => (g.data[c * H * W + u * W + v] - mean) / Math.sqrt(variance + 1e-5);
+  const zeroPadded = (c: number, u: number, v: number) => (u < 0 || v < 0 || u >= H || v >= W ? 0 : at(c, u, v));
+  const replicated = (c: number, u: number, v: number) => at(c, Math.min(H - 1, Math.max(0, u)), Math.min(W - 1, Math.max(0, v)));
+  const windowSums = (r: number, value: (c: number, u: number, v: number) => number) => {
+    const h = (r - 1) / 2;
+    const out = new Float64Array(H * W * C);
+    for (let c = 0; c < C; c++)
+      for (let u = 0; u < H; u++)
+        for (let v = 0; v < W; v++) {
+          let s = 0;
+          for (let du = -h; du <= h; du++) for (let dv = -h; dv <= h; dv++) s += value(c, u + du, v + dv);
+          out[(u * W + v) * C + c] = s;
+        }
+    return unitRows(out, H * W, C);
+  };
+  for (const r of [3, 5]) {
+    const want = windowSums(r, zeroPadded);
+    const got = lnamd(g, r);
+    let err = 0;
+    for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got.data[i] - want[i]));
+    assert.ok(err < 5e-7, `r=${r}: max |lnamd - reference| = ${err.toExponential(2)} (float32 rounding: 4.6e-8 measured)`);
+    // Padding matters at the border: another padding (edge replication) gives other vectors there, so the check above can tell.
+    const other = windowSums(r, replicated);
+    let corner = 0;
+    for (let c = 0; c < C; c++) corner = Math.max(corner, Math.abs(got.data[c] - other[c]));
+    assert.ok(corner > 0.01, `r=${r}: corner patch under edge replication differs by only ${corner}`);
+  }
+  // Not checked because it cannot be observed: the reference's avg_pool2d divides by r² (count_include_pad), dividing by the
+  // in-bounds count instead scales each patch's whole vector, which the L2 normalisation removes (spec §3, step 5).
   assert.throws(() => lnamd(g, 2), ConfigError);
 });
 

@@ -8,7 +8,6 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PythonRandom } from '../src/data/python-random.js';
 import { splitSubsets } from '../src/data/subsets.js';
-import { readMvtecCategory } from '../src/data/mvtec.js';
 import type { DatasetItem } from '../src/data/dataset.js';
 import { ConfigError } from '../src/errors.js';
 import { repoRoot } from './helpers.js';
@@ -36,7 +35,6 @@ interface Fixture {
 }
 
 const ROOT = repoRoot();
-const DATA = path.resolve(ROOT, '../shared/data');
 const fixture = JSON.parse(readFileSync(path.join(ROOT, 'test/fixtures/python-random.json'), 'utf8')) as Fixture;
 
 function itemsFromPaths(paths: string[]): DatasetItem[] {
@@ -115,17 +113,4 @@ test('splitSubsets: divide_num 1 is all indices in order; invalid or too large d
   assert.throws(() => splitSubsets(items, 2.5), ConfigError);
   // Largest group has 2 images, so a third subset would be empty.
   assert.throws(() => splitSubsets(items, 3), /subset 2 empty/);
-});
-
-test('real magnetic_tile and bottle readers give the reference order, so the subsets match too', async () => {
-  for (const c of fixture.subsets) {
-    const rel = c.name === 'magnetic_tile' ? 'magnetic_tile' : c.name === 'bottle' ? 'mvtec_ad/bottle' : null;
-    if (rel === null) continue;
-    const ds = await readMvtecCategory(path.join(DATA, rel));
-    assert.deepEqual(
-      ds.items.map((it) => path.relative(ds.root, it.imagePath).split(path.sep).join('/')),
-      c.paths,
-    );
-    for (const [d, expected] of Object.entries(c.subsets)) assert.deepEqual(splitSubsets(ds.items, Number(d)), expected);
-  }
 });

