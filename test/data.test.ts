@@ -2,10 +2,9 @@
  * Dataset readers and mask rules on tiny synthetic layouts written to a temp folder.
  * The same readers on the real evaluation data: test/data/datasets.test.ts (data tier).
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { loadMaskBinary, maskValueKind } from '../src/data/dataset.js';
@@ -13,16 +12,9 @@ import { compareCodePoints, parseCsv, readBtadCategory, readMvtecCategory, readV
 import { DatasetError } from '../src/errors.js';
 import { IMAGE_EXTENSIONS, loadImageRgb } from '../src/image/io.js';
 import { collectImages } from '../src/inputs/collect.js';
+import { tempDirs } from './helpers.js';
 
-const tmpRoots: string[] = [];
-async function tmpDir(): Promise<string> {
-  const d = await mkdtemp(path.join(os.tmpdir(), 'musc-data-test-'));
-  tmpRoots.push(d);
-  return d;
-}
-after(async () => {
-  for (const d of tmpRoots) await rm(d, { recursive: true, force: true });
-});
+const tmpDir = tempDirs('musc-data-test-');
 
 /** Writes a grey PNG of w x h from a pixel function. */
 async function writeGreyPng(file: string, w: number, h: number, px: (x: number, y: number) => number): Promise<void> {

@@ -1,8 +1,10 @@
 /** Shared paths and inputs for tests: compiled tests run from dist/test, sources live in test/. */
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
 import { writeSyntheticBatch, type SyntheticOptions } from '../src/demo/synthetic.js';
 
 /** The repository root (the folder holding package.json). */
@@ -61,4 +63,23 @@ export async function writePlates(dir: string, opts: SyntheticOptions = {}): Pro
     (kind === 'good' ? good : defective).push(...files);
   }
   return { dir, good, defective };
+}
+
+/** Every file below `dir` (recursively), as paths. */
+export async function listRecursive(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => !e.isDirectory()).map((e) => path.join(e.parentPath, e.name));
+}
+
+/** A factory of temporary folders that the calling test file removes when it ends. */
+export function tempDirs(prefix: string): () => Promise<string> {
+  const roots: string[] = [];
+  after(async () => {
+    for (const d of roots) await rm(d, { recursive: true, force: true });
+  });
+  return async () => {
+    const d = await mkdtemp(path.join(os.tmpdir(), prefix));
+    roots.push(d);
+    return d;
+  };
 }

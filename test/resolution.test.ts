@@ -70,10 +70,17 @@ test('geometry: keep-aspect rounds the short side, tile grids cover the canvas, 
 test('--resolution auto: elongated batches keep their aspect at the area of S², detailed ones are refined, small ones stay square', () => {
   const long = autoPlan(224, Array.from({ length: 3 }, () => ({ width: 1600, height: 500 })));
   assert.deepEqual(long.coarse.canvas, { width: 416, height: 128 });
-  assert.deepEqual(long.fine?.canvas, { width: 832, height: 256 });
+  // √2 × 416 = 588 → 576 (multiple of 32); the short side scales by the same 576/416.
+  assert.deepEqual(long.fine?.canvas, { width: 576, height: 192 });
   assert.match(long.rule, /aspect kept/);
   const big = autoPlan(224, [{ width: 900, height: 900 }]);
-  assert.deepEqual([big.coarse.canvas, big.fine?.canvas], [{ width: 224, height: 224 }, { width: 448, height: 448 }]);
+  assert.deepEqual([big.coarse.canvas, big.fine?.canvas], [{ width: 224, height: 224 }, { width: 320, height: 320 }]);
+  assert.equal(big.refineFraction, 0.1);
+  // Originals smaller than the fine size (Magnetic Tile's crops: median short side ~250 px) stay plain.
+  const tile = autoPlan(224, [{ width: 300, height: 251 }, { width: 250, height: 320 }, { width: 410, height: 260 }]);
+  assert.deepEqual([tile.coarse.canvas, tile.fine], [{ width: 224, height: 224 }, null]);
+  // Banks store one size: auto keeps the aspect but never refines.
+  assert.equal(autoPlan(224, [{ width: 900, height: 900 }], 32, { refine: false }).fine, null);
   const small = autoPlan(224, [{ width: 300, height: 250 }, { width: 200, height: 180 }, { width: 410, height: 400 }]);
   assert.deepEqual([small.coarse.canvas, small.fine], [{ width: 224, height: 224 }, null]);
   assert.match(small.rule, /no refinement/);
@@ -124,11 +131,11 @@ test('tiles: position and any both score every tile and stitch a map at the canv
 });
 
 test('--resolution auto end to end: a detailed batch is refined exactly like the explicit --refine it chose', async () => {
-  // 128 px plates at S = 32: median short side 128 >= 2 x 32, so auto refines the top 10 % at 64.
-  const auto = await run(square, { imageSize: 32, auto: true });
-  const explicit = await run(square, { imageSize: 32, refine: { fraction: 0.1, imageSize: 64 } });
+  // 128 px plates at S = 64: the fine size √2 x 64 → 96 fits in the median short side 128, so auto refines the top 10 % at 96.
+  const auto = await run(square, { imageSize: 64, auto: true });
+  const explicit = await run(square, { imageSize: 64, refine: { fraction: 0.1, imageSize: 96 } });
   assert.match(auto.scores.geometry.rule, /^auto .*refined/);
-  assert.deepEqual([auto.scores.width, auto.scores.height], [64, 64]);
+  assert.deepEqual([auto.scores.width, auto.scores.height], [96, 96]);
   auto.scores.maps.forEach((m, i) => assert.deepEqual(m, explicit.scores.maps[i], `map ${i}`));
 });
 

@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { MUSC_BIN, writePlates, type Plates } from './helpers.js';
+import { listRecursive, MUSC_BIN, writePlates, type Plates } from './helpers.js';
 
 const run = promisify(execFile);
 let tmp = '';
@@ -25,16 +25,6 @@ before(async () => {
 after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
-
-async function listRecursive(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listRecursive(p)));
-    else out.push(p);
-  }
-  return out;
-}
 
 test('fewer than 5 readable images, an empty folder and an unwritable output folder give clear errors', async () => {
   const few = path.join(tmp, 'few');

@@ -77,8 +77,10 @@ export async function buildBankFromImages(inputs: readonly string[], opts: BankB
   if (files.length < minImages) throw new ConfigError(`a ${reference} bank needs at least ${minImages} readable images; found ${files.length} (image files in ${inputs.join(', ')})`);
   const { backbone, cfg, bankBackbone } = await openScoring(opts);
   try {
-    const { features, failures } = await extractFeatures(files, backbone, cfg, opts);
-    const bank = await buildBank(features, cfg, { backbone: bankBackbone, reference, encoding: opts.encoding, threshold: opts.threshold, threads: opts.threads, signal: opts.signal });
+    // A bank stores one size: --resolution auto may keep the aspect but not refine.
+    const bankCfg = { ...cfg, autoRefine: false };
+    const { features, failures } = await extractFeatures(files, backbone, bankCfg, opts);
+    const bank = await buildBank(features, bankCfg, { backbone: bankBackbone, reference, encoding: opts.encoding, threshold: opts.threshold, threads: opts.threads, signal: opts.signal });
     const bytes = opts.out
       ? await writeBank(opts.out, bank).catch((err: unknown) => {
           throw new MuscError('OUTPUT', `cannot write bank ${opts.out}: ${errorText(err)}`, { cause: err });

@@ -42,8 +42,9 @@ export interface ScoringOptions {
   /** Coarse-to-fine: re-score the top `fraction` of patches at the fine size `imageSize` (default 2 S). */
   readonly refine?: { readonly fraction: number; readonly imageSize?: number };
   /**
-   * `auto`: keep the aspect of elongated batches and refine detailed ones (`autoPlan`); `fixed`
-   * (default): exactly the size options given.
+   * `auto`: keep the aspect of elongated batches and refine detailed ones (`autoPlan`); `fixed`:
+   * exactly the size options given. Default: `auto`, unless `imageSize` is given (then `fixed`),
+   * and `fixed` for backbones that take one input size only (ViTs at their native size).
    */
   readonly resolution?: 'auto' | 'fixed';
   /** Backbone layers (ResNet50: `layer1`..`layer4`; ViT: 0-based block indices as strings). */
@@ -88,7 +89,7 @@ export function configOf(o: ScoringOptions): MuscConfig {
     keepAspect: o.keepAspect ?? false,
     tiles: t && (t.grid || t.size) ? { ...(t.grid ? { grid: t.grid } : { size: t.size }), overlap: t.overlap ?? 0.25, match: t.match ?? 'position' } : null,
     refine: o.refine ? { fraction: o.refine.fraction, imageSize: o.refine.imageSize ?? 2 * S } : null,
-    auto: o.resolution === 'auto',
+    auto: o.resolution === 'auto' || (o.resolution === undefined && o.imageSize === undefined),
     layers: o.layers ?? DEFAULT_CONFIG.layers,
     rList: o.rList ?? DEFAULT_CONFIG.rList,
     interval: o.interval ?? DEFAULT_CONFIG.interval,
@@ -134,6 +135,8 @@ export async function openScoring(o: ScoringOptions): Promise<OpenedScoring> {
       ...base,
       imageSize,
       refine: base.refine && o.refine?.imageSize === undefined ? { ...base.refine, imageSize: 2 * imageSize } : base.refine,
+      // A backbone with one input size cannot change the working size (a ViT exported at 518).
+      auto: base.auto && !backbone.fixedInput,
       layers: backbone.layers,
       embeddingSimilarity: backbone.embeddingSimilarity,
     }),

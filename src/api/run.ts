@@ -71,7 +71,8 @@ export async function runBatch(inputs: readonly string[], opts: RunOptions = {})
   const { backbone, cfg } = await openScoring(opts);
   let scored: { features: ImageSizes[]; scores: MuscScores; failures: ScoredBatch['failures'] };
   try {
-    const { features, failures } = await extractFeatures(files, backbone, cfg, opts);
+    const { features, failures, geometry } = await extractFeatures(files, backbone, cfg, opts);
+    opts.log?.(`working size: ${geometry.rule}`);
     if (features.length < MIN_IMAGES) {
       const why = failures.length ? ` (${failures.length} of ${files.length} files could not be read)` : '';
       throw new ConfigError(`MuSc scores images against each other and needs at least ${MIN_IMAGES} readable images; found ${features.length}${why}`);

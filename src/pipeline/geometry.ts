@@ -180,8 +180,12 @@ export interface BatchGeometry {
  * The geometry of a batch (see `resolveGeometry`), plus the fine canvas of coarse-to-fine
  * scoring: the coarse canvas scaled by refine.imageSize / imageSize.
  */
-export function planBatch(cfg: GeometryConfig & { readonly refine?: RefineConfig | null; readonly auto?: boolean }, sizes: readonly Size2D[], sizeMultiple = 32): BatchGeometry {
-  if (cfg.auto && !cfg.imageShape && !cfg.keepAspect && !cfg.tiles && !cfg.refine) return autoPlan(cfg.imageSize, sizes, sizeMultiple);
+export function planBatch(
+  cfg: GeometryConfig & { readonly refine?: RefineConfig | null; readonly auto?: boolean; readonly autoRefine?: boolean },
+  sizes: readonly Size2D[],
+  sizeMultiple = 32,
+): BatchGeometry {
+  if (cfg.auto && !cfg.imageShape && !cfg.keepAspect && !cfg.tiles && !cfg.refine) return autoPlan(cfg.imageSize, sizes, sizeMultiple, { refine: cfg.autoRefine });
   const coarse = resolveGeometry(cfg, sizes, sizeMultiple);
   const refine = cfg.refine;
   if (!refine) return { coarse, fine: null, refineFraction: 0, refineSelect: 'set', map: coarse.canvas, rule: coarse.rule };
@@ -203,35 +207,51 @@ export function planBatch(cfg: GeometryConfig & { readonly refine?: RefineConfig
   };
 }
 
-/** Thresholds of `--resolution auto` (chosen by measurement, see BENCHMARKS.md "Resolution"). */
+/** Thresholds of `--resolution auto` (chosen by measurement, see BENCHMARKS.md "Working size"). */
 export const AUTO_RESOLUTION = {
   /** Keep the aspect ratio when the batch's median aspect is at least this far from square. */
   elongated: 1.5,
-  /** Refine when the median short side holds at least this many times the coarse side. */
-  detail: 2,
+  /**
+   * Fine size of refinement as a multiple of the coarse size: √2 doubles the patch count, so
+   * re-scoring the top `fraction` of patches against all fine patches costs 2·q·(√2)⁴ = 0.8×
+   * the coarse mutual scoring (a cross job has no pair symmetry to exploit).
+   */
+  fineScale: Math.SQRT2,
   /** Share of patches re-scored at the fine size. */
   fraction: 0.1,
 } as const;
+
+/** Median of the images' short sides (S when there are none). */
+function medianShortSide(sizes: readonly Size2D[], S: number): number {
+  return sizes.length ? [...sizes].map((s) => Math.min(s.width, s.height)).sort((a, b) => a - b)[sizes.length >> 1] : S;
+}
 
 /**
  * `--resolution auto`: from the images' median size and aspect.
  * - elongated batches (aspect ≥ 1.5) keep their aspect at the area of S × S (same patch
  *   count, so the same mutual-scoring cost as the square);
- * - batches with detail to spare (median short side ≥ 2 S) are refined: the top 10 % of
- *   patches re-scored at twice the size;
+ * - batches whose originals hold more detail than the working size (median short side at
+ *   least the fine canvas's short side) are refined: the top 10 % of the set's patches are
+ *   re-scored at √2 times the size (about 0.8× the coarse pass's mutual scoring);
  * - otherwise the reference's S × S square.
+ * `refine: false` (banks, which store one size) leaves refinement out.
  */
-export function autoPlan(S: number, sizes: readonly Size2D[], sizeMultiple = 32): BatchGeometry {
+export function autoPlan(S: number, sizes: readonly Size2D[], sizeMultiple = 32, opts: { readonly refine?: boolean } = {}): BatchGeometry {
   const aspect = batchAspect(sizes);
-  const short = sizes.length ? [...sizes].map((s) => Math.min(s.width, s.height)).sort((a, b) => a - b)[sizes.length >> 1] : S;
+  const short = medianShortSide(sizes, S);
   const elongated = Math.max(aspect, 1 / aspect) >= AUTO_RESOLUTION.elongated;
-  const detailed = short >= AUTO_RESOLUTION.detail * S;
   // Same area as S x S: sides S·√a and S/√a.
   const long = elongated ? roundTo(S * Math.sqrt(Math.max(aspect, 1 / aspect)), sizeMultiple) : S;
-  const plan = planBatch({ imageSize: long, keepAspect: elongated, refine: detailed ? { fraction: AUTO_RESOLUTION.fraction, imageSize: 2 * long } : null }, sizes, sizeMultiple);
+  const fineLong = roundTo(long * AUTO_RESOLUTION.fineScale, sizeMultiple);
+  const coarse = planBatch({ imageSize: long, keepAspect: elongated }, sizes, sizeMultiple);
+  const fineShort = Math.min(coarse.coarse.canvas.width, coarse.coarse.canvas.height) * (fineLong / long);
+  const detailed = opts.refine !== false && fineLong > long && short >= fineShort;
+  const plan = detailed ? planBatch({ imageSize: long, keepAspect: elongated, refine: { fraction: AUTO_RESOLUTION.fraction, imageSize: fineLong } }, sizes, sizeMultiple) : coarse;
   const why = [
     `median aspect ${aspect.toFixed(2)}${elongated ? ` ≥ ${AUTO_RESOLUTION.elongated}: aspect kept at the area of ${S}x${S}` : ': square'}`,
-    `median short side ${short} px${detailed ? ` ≥ ${AUTO_RESOLUTION.detail}x${S}: top ${AUTO_RESOLUTION.fraction} of patches refined at 2x` : ` < ${AUTO_RESOLUTION.detail}x${S}: no refinement`}`,
+    opts.refine === false
+      ? 'no refinement (a bank stores one size)'
+      : `median short side ${short} px${detailed ? ` ≥ ${Math.round(fineShort)}: top ${AUTO_RESOLUTION.fraction} of patches refined at √2x` : ` < ${Math.round(fineShort)} (the fine size): no refinement`}`,
   ];
   return { ...plan, rule: `auto (${why.join('; ')}): ${plan.rule}` };
 }

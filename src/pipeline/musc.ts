@@ -39,6 +39,8 @@ export interface MuscConfig {
    * `autoPlan`); ignored when a geometry option is given explicitly.
    */
   readonly auto: boolean;
+  /** With `auto`: whether it may choose refinement (default true; banks store one size). */
+  readonly autoRefine?: boolean;
   /** Backbone layers whose patch features are scored (each on its own grid). */
   readonly layers: readonly string[];
   /** LNAMD aggregation degrees (odd). */

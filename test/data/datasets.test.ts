@@ -2,32 +2,22 @@
  * Data tier: the dataset readers and mask rules on the real evaluation data ($MUSC_DATA or
  * ../shared/data): MVTec AD bottle and Magnetic Tile, and the reference's subset split on them.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { binarizeMask, loadMaskBinary, maskValueKind, type DatasetItem } from '../../src/data/dataset.js';
 import { readMvtecCategory } from '../../src/data/mvtec.js';
 import { splitSubsets } from '../../src/data/subsets.js';
 import { loadMaskGrey } from '../../src/image/io.js';
-import { evaluationData, repoRoot } from '../helpers.js';
+import { evaluationData, repoRoot, tempDirs } from '../helpers.js';
 
 const DATA = evaluationData();
 const BOTTLE = path.join(DATA, 'mvtec_ad/bottle');
 const TILE = path.join(DATA, 'magnetic_tile');
 
-const tmpRoots: string[] = [];
-async function tmpDir(): Promise<string> {
-  const d = await mkdtemp(path.join(os.tmpdir(), 'musc-data-test-'));
-  tmpRoots.push(d);
-  return d;
-}
-after(async () => {
-  for (const d of tmpRoots) await rm(d, { recursive: true, force: true });
-});
+const tmpDir = tempDirs('musc-data-test-');
 
 /** Paths and subsets of the real categories as produced by the reference (scripts/gen-python-random-fixture.py). */
 const fixture = JSON.parse(readFileSync(path.join(repoRoot(), 'test/fixtures/python-random.json'), 'utf8')) as {

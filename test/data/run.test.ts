@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { evaluationData, MUSC_BIN } from '../helpers.js';
+import { evaluationData, listRecursive, MUSC_BIN } from '../helpers.js';
 
 const run = promisify(execFile);
 const DATA = evaluationData();
@@ -41,16 +41,6 @@ interface Row {
 
 async function readRows(out: string): Promise<Row[]> {
   return (JSON.parse(await readFile(path.join(out, 'scores.json'), 'utf8')) as { images: Row[] }).images;
-}
-
-async function listRecursive(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listRecursive(p)));
-    else out.push(p);
-  }
-  return out;
 }
 
 test('a batch mixing real photos with every kind of awkward file: bad files are reported, the rest scored', async () => {
