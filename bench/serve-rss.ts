@@ -6,7 +6,12 @@
  * taken once the heatmap cache is full (its entry count, `--cache` = the server's default
  * 256, or its byte budget, whichever comes first). Prints one JSON object on stdout.
  *
- *   npm run bench:serve -- [--requests 1000] [--images DIR] [--cache 256] [--heatmap-every 1]
+ *   npm run bench:serve -- [--requests 1000] [--images DIR] [--cache 256] [--heatmap-every 1] [--malloc mmap|default]
+ *
+ * `--malloc mmap` (default) starts the server with MALLOC_MMAP_THRESHOLD_=131072, the setting the
+ * README recommends for long-running servers on glibc: buffers above 128 KiB (uploads, maps, PNGs)
+ * are then always mmap-ed and returned to the system when freed. `default` keeps glibc's dynamic
+ * threshold, which after the first large frees serves ~1 MB buffers from fragmenting arenas.
  *
  * Images: `--images DIR` (PNG/JPEG files, sent in turn), by default MVTec bottle test images
  * from ../shared/data when present (900 x 900, as a camera would send), else synthetic
@@ -29,6 +34,8 @@ const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
+const malloc = arg('malloc', 'mmap');
+if (malloc !== 'mmap' && malloc !== 'default') throw new Error(`--malloc must be mmap or default (got ${malloc})`);
 const requests = Number(arg('requests', '1000'));
 const cacheEntries = Number(arg('cache', '256'));
 const heatmapEvery = Number(arg('heatmap-every', '1'));
@@ -87,7 +94,8 @@ try {
   log(`building a bank of ${bankFiles.length} images from ${source}`);
   await run(['bank', 'build', ...bankFiles, '--out', bank]);
 
-  server = spawn(process.execPath, [MUSC, 'serve', '--bank', bank, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const env = malloc === 'mmap' ? { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072' } : process.env;
+  server = spawn(process.execPath, [MUSC, 'serve', '--bank', bank, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'], env });
   const url = await new Promise<string>((res, rej) => {
     let text = '';
     server!.stderr!.on('data', (d: Buffer) => {
@@ -146,6 +154,7 @@ try {
     pass: slope * 100 < 1,
     msPerRequest: +((seconds * 1000) / requests).toFixed(1),
     seconds: +seconds.toFixed(1),
+    malloc: malloc === 'mmap' ? 'MALLOC_MMAP_THRESHOLD_=131072' : 'glibc default',
     node: process.version,
     cpus: os.cpus().length,
   };
