@@ -1,0 +1,234 @@
+/**
+ * The coordinator: a `MutualScoring` executor that farms each set's tiles out to
+ * `musc worker` processes through a BullMQ queue and merges their partial top-K lists.
+ * It builds the operands exactly as `mutualScores` does (same function, same options),
+ * so the merged scores are bit-identical to the in-process run (see tiles.ts).
+ *
+ * Faults are BullMQ's: a worker that dies mid-tile loses its lock and the job is retried
+ * by another (stalled-job handling); a job that throws is retried (`attempts`). Job ids
+ * are `<job id>.<set>.<tile>` with the set named by the SHA-256 of its operands and tiling,
+ * so a coordinator restarted with the same job id finds the finished tiles (and the
+ * finished sets' scores in the store) and only waits for the rest. A partial whose
+ * checksum does not match the one the worker returned, or that is missing, is never
+ * merged: its job is removed and added again, and the tile recomputed.
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue, QueueEvents, type Job } from 'bullmq';
+import { ConfigError, MuscError } from '../errors.js';
+import { int8ReferenceLevels, intervalBounds, othersPerUnit, selfOperands, toDistance, type MsmOptions, type MutualScoring, type ScoringSetId } from '../pipeline/msm.js';
+import { selfBlockPlan } from '../pipeline/pairwise.js';
+import { maxAbs } from '../pipeline/quantize.js';
+import { LargestK } from '../pipeline/top-k.js';
+import { CorruptFileError, decodePartial, encodeOperands, sha256 } from './format.js';
+import { connectionFrom, QUEUE_NAME, type TileJobData, type TileResult } from './queue.js';
+import { getScores, getVerified, keys, openStore, putScores, type SharedStore } from './store.js';
+import { mergePartial, tilePlan, type Tile } from './tiles.js';
+
+/** Default blocks per tile: ~1–3 s of int8 GEMM on 2 cores at ResNet50's layer2 (BENCHMARKS.md). */
+export const DEFAULT_BLOCKS_PER_TILE = 24;
+
+/** Options of the queued executor. */
+export interface QueuedScoringOptions {
+  /** Redis URL of the queue (`redis://host:port[/db]`). */
+  readonly queue: string;
+  /** Shared store: a folder every worker sees at the same path (or a store object). */
+  readonly store: string | SharedStore;
+  /** Names this run; a coordinator restarted with the same id resumes (default: a new random id). */
+  readonly jobId?: string;
+  /** GEMM blocks per tile (default `DEFAULT_BLOCKS_PER_TILE`). */
+  readonly blocksPerTile?: number;
+  /** Tries per tile job before the run fails (default 3). */
+  readonly attempts?: number;
+  /** Leave the job's files in the store after `finish` (default: removed). */
+  readonly keepStore?: boolean;
+  readonly log?: (message: string) => void;
+}
+
+/** What the distributed path did (for benchmarks and tests). */
+export interface DistributedStats {
+  sets: number;
+  /** Sets whose scores a previous coordinator of the same job id had finished. */
+  setsReused: number;
+  tiles: number;
+  /** Tiles already finished when this coordinator asked for them. */
+  tilesReused: number;
+  /** Tiles whose partial was missing or corrupt and were computed again. */
+  tilesRecomputed: number;
+  /** Operand bytes written to the store. */
+  operandBytes: number;
+  /** Operand bytes workers read from the store. */
+  operandReadBytes: number;
+  /** Partial bytes read back (each was written once). */
+  partialBytes: number;
+  /** Seconds workers spent computing tiles (sum). */
+  tileSeconds: number;
+}
+
+const JOB_ID = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+
+/** Waits for a promise unless the signal aborts first. */
+function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Runs mutual scoring on queue workers; `mutualScoring` plugs into `scoreFeatures`. */
+export class QueuedScoring {
+  readonly jobId: string;
+  readonly stats: DistributedStats = { sets: 0, setsReused: 0, tiles: 0, tilesReused: 0, tilesRecomputed: 0, operandBytes: 0, operandReadBytes: 0, partialBytes: 0, tileSeconds: 0 };
+  private readonly store: SharedStore;
+  private readonly queue: Queue<TileJobData, TileResult>;
+  private readonly events: QueueEvents;
+  private readonly blocksPerTile: number;
+  private readonly attempts: number;
+
+  private constructor(private readonly opts: QueuedScoringOptions) {
+    if (opts.jobId !== undefined && !JOB_ID.test(opts.jobId)) throw new ConfigError(`--job-id ${opts.jobId}: use a letter, then up to 63 letters, digits, - or _`);
+    this.jobId = opts.jobId ?? `run-${randomUUID().slice(0, 8)}`;
+    this.store = typeof opts.store === 'string' ? openStore(opts.store) : opts.store;
+    this.blocksPerTile = opts.blocksPerTile ?? DEFAULT_BLOCKS_PER_TILE;
+    this.attempts = opts.attempts ?? 3;
+    const connection = connectionFrom(opts.queue);
+    this.queue = new Queue(QUEUE_NAME, { connection });
+    this.events = new QueueEvents(QUEUE_NAME, { connection });
+    // One waiter per tile in flight.
+    this.events.setMaxListeners(0);
+  }
+
+  /** Connects to the queue (fails with a one-line ConfigError when Redis cannot be reached). */
+  static async open(opts: QueuedScoringOptions): Promise<QueuedScoring> {
+    const q = new QueuedScoring(opts);
+    try {
+      await Promise.all([q.queue.waitUntilReady(), q.events.waitUntilReady()]);
+    } catch (err) {
+      await q.close();
+      throw new ConfigError(`--queue ${opts.queue}: cannot reach Redis (${err instanceof Error ? err.message : String(err)})`);
+    }
+    return q;
+  }
+
+  /** The executor for `scoreFeatures` (`hooks.mutualScoring`). */
+  readonly mutualScoring: MutualScoring = (z, dims, opts, set) => this.score(z, dims, opts, set);
+
+  /** Removes the job's files from the store (unless `keepStore`): call after the run succeeded. */
+  async finish(): Promise<void> {
+    if (!this.opts.keepStore) await this.store.remove(this.jobId);
+  }
+
+  /** Closes the connections (the queue's jobs and the store's files stay). */
+  async close(): Promise<void> {
+    await Promise.allSettled([this.queue.close(), this.events.close()]);
+  }
+
+  private async score(z: Float32Array, dims: { N: number; P: number; C: number }, opts: MsmOptions, set: ScoringSetId): Promise<Float32Array> {
+    const { N, P, C } = dims;
+    // The same checks and operands as mutualScores (msm.ts), so the scores are the same.
+    if (z.length !== N * P * C) throw new RangeError(`mutualScores: z has ${z.length} elements, expected ${N}x${P}x${C}`);
+    if (opts.owner && opts.owner.length !== N) throw new RangeError(`mutualScores: owner has ${opts.owner.length} entries, expected ${N}`);
+    if (opts.maxQueryGroups !== undefined) throw new ConfigError('partial (benchmark) scoring runs in-process only');
+    const { kMin, kMax } = intervalBounds(othersPerUnit(N, opts.owner) + 1, opts.intervalLow ?? 0, opts.intervalHigh ?? 0.3);
+    const precision = opts.precision ?? 'fp32';
+    const levels = int8ReferenceLevels(opts.int8ReferenceLevels);
+    const ops = selfOperands(z, C, precision, levels, opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z));
+    const file = encodeOperands({ ops, units: N, patches: P, owner: opts.owner, k: kMax, referenceLevels: precision === 'int8' ? levels : undefined });
+    const opsSha = sha256(file);
+    const tiles = tilePlan(selfBlockPlan(N, P, opts), P, this.blocksPerTile);
+    // The set's name covers its operands and its tiling: a resumed run with other tiles starts afresh.
+    const setKey = sha256(Buffer.from(`${opsSha}|${JSON.stringify(tiles.map((t) => t.blocks))}`)).slice(0, 32);
+    const tag = `${set.layer} r=${set.r} subset ${set.subset}${set.tile !== undefined ? ` tile ${set.tile}` : ''}`;
+    this.stats.sets++;
+
+    const done = await getScores(this.store, keys.done(this.jobId, setKey), N * P);
+    if (done) {
+      this.stats.setsReused++;
+      opts.onProgress?.(1);
+      return done;
+    }
+    const opsKey = keys.set(this.jobId, setKey);
+    const existing = await this.store.get(opsKey);
+    if (!existing || sha256(existing) !== opsSha) {
+      await this.store.put(opsKey, file);
+      this.stats.operandBytes += file.length;
+    }
+
+    const best = new LargestK(N * P, kMax);
+    const total = tiles.reduce((s, t) => s + t.work, 0);
+    let finished = 0;
+    const jobs = await Promise.all(tiles.map((t) => this.enqueue(t, setKey, opsSha)));
+    this.opts.log?.(`${tag}: ${tiles.length} tiles queued (job ${this.jobId})`);
+    await Promise.all(
+      tiles.map(async (t, i) => {
+        await this.settle(jobs[i], t, setKey, best, opts.signal);
+        finished += t.work;
+        opts.onProgress?.(finished / total);
+      }),
+    );
+    const scores = best.meanOfRanks(kMin, kMax, toDistance);
+    await putScores(this.store, keys.done(this.jobId, setKey), scores);
+    // The set is safe in the store: its tiles are no longer needed.
+    await Promise.all(jobs.map((j) => j.remove().catch(() => undefined)));
+    await Promise.all([opsKey, ...tiles.map((t) => keys.partial(this.jobId, setKey, t.index))].map((k) => this.store.remove(k)));
+    return scores;
+  }
+
+  /** Adds a tile's job, or finds the one a previous coordinator of this job id added. */
+  private async enqueue(t: Tile, setKey: string, opsSha: string): Promise<Job<TileJobData, TileResult>> {
+    const id = `${this.jobId}.${setKey}.${t.index}`;
+    this.stats.tiles++;
+    const old = await this.queue.getJob(id);
+    if (old) {
+      const state = await old.getState();
+      if (state === 'completed') this.stats.tilesReused++;
+      if (state === 'failed') await old.retry('failed');
+      return old;
+    }
+    return this.add(t, setKey, opsSha);
+  }
+
+  private add(t: Tile, setKey: string, opsSha: string): Promise<Job<TileJobData, TileResult>> {
+    const data: TileJobData = { job: this.jobId, set: setKey, opsSha, tile: t.index, blocks: t.blocks, ranges: t.ranges };
+    return this.queue.add('self', data, {
+      jobId: `${this.jobId}.${setKey}.${t.index}`,
+      attempts: this.attempts,
+      backoff: { type: 'fixed', delay: 1000 },
+      // Kept until the set is merged: a restarted coordinator reads the results from them.
+      removeOnComplete: false,
+      removeOnFail: false,
+    });
+  }
+
+  /** Waits for a tile, checks its partial and merges it; a bad or missing partial is recomputed. */
+  private async settle(job: Job<TileJobData, TileResult>, t: Tile, setKey: string, best: LargestK, signal?: AbortSignal): Promise<void> {
+    const key = keys.partial(this.jobId, setKey, t.index);
+    for (let round = 0; ; round++) {
+      let result: TileResult;
+      try {
+        result = await abortable(job.waitUntilFinished(this.events), signal);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        throw new MuscError('DISTRIBUTED', `tile ${job.id} failed after ${this.attempts} tries: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      try {
+        const part = decodePartial(await getVerified(this.store, key, result.sha256));
+        if (part.set !== setKey || part.tile !== t.index) throw new CorruptFileError(`${key} holds tile ${part.set}.${part.tile}`);
+        this.stats.partialBytes += result.bytes;
+        this.stats.operandReadBytes += result.readBytes;
+        this.stats.tileSeconds += result.seconds;
+        // Everything is checked before the first value is merged: a bad partial never half-merges.
+        mergePartial(best, part);
+        return;
+      } catch (err) {
+        if (!(err instanceof CorruptFileError) || round >= this.attempts) throw err;
+        this.opts.log?.(`tile ${job.id}: ${err.message}; computing it again`);
+        this.stats.tilesRecomputed++;
+        await job.remove();
+        job = await this.add(t, setKey, job.data.opsSha);
+      }
+    }
+  }
+}
