@@ -9,6 +9,7 @@ import type { BankBackbone } from '../bank/format.js';
 import { bankBackboneOf } from '../bank/scorer.js';
 import { ConfigError } from '../errors.js';
 import type { Normalization } from '../image/normalize.js';
+import type { MutualScoring } from '../pipeline/msm.js';
 import { DEFAULT_CONFIG, resolveConfig, type MuscConfig, type ProgressFn } from '../pipeline/musc.js';
 import type { Size2D } from '../tensor.js';
 
@@ -68,6 +69,11 @@ export interface ScoringOptions {
   readonly onProgress?: ProgressFn;
   /** Messages about what is being done (model downloads, skipped folders); default: none. */
   readonly log?: (message: string) => void;
+  /**
+   * Where mutual scoring of each set runs (default: in this process). `QueuedScoring.mutualScoring`
+   * (musc-ts/distributed) runs it on `musc worker` processes with the same scores.
+   */
+  readonly mutualScoring?: MutualScoring;
 }
 
 /** S of `imageSize` (the long side of a fixed W x H). */

@@ -96,8 +96,9 @@ export class QueuedScoring {
     const connection = connectionFrom(opts.queue);
     this.queue = new Queue(QUEUE_NAME, { connection });
     this.events = new QueueEvents(QUEUE_NAME, { connection });
-    // One waiter per tile in flight.
+    // One waiter (and one job handle) per tile in flight.
     this.events.setMaxListeners(0);
+    this.queue.setMaxListeners(0);
   }
 
   /** Connects to the queue (fails with a one-line ConfigError when Redis cannot be reached). */

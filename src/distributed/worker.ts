@@ -66,6 +66,7 @@ export async function startWorker(opts: TileWorkerOptions): Promise<TileWorker> 
 
   const process_ = async (job: Job<TileJobData, TileResult>): Promise<TileResult> => {
     const d = job.data;
+    opts.log?.(`tile ${job.id} started`);
     let set = sets.get(d.set);
     let readBytes = 0;
     if (!set) {

@@ -420,7 +420,7 @@ export async function scoreFeatures(
             const zFine = lnamdStack(subset.map((idx) => features[idx].fine![l]), r);
             time('lnamd', t0);
             t0 = performance.now();
-            const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(w), select: geometry.refineSelect });
+            const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(w), select: geometry.refineSelect, mutual, set: { ...set, fine: true } });
             time('msm', t0);
             t0 = performance.now();
             const Pf = gf.height * gf.width;

@@ -10,7 +10,7 @@
  * exactly full fine scoring. Hand-written orchestration over the shared core.
  */
 import { upsampleBilinear } from './maps.js';
-import { int8ReferenceLevels, intervalBounds, mutualScores, othersPerUnit, selfOperands, toDistance, type MsmOptions } from './msm.js';
+import { int8ReferenceLevels, intervalBounds, mutualScores, othersPerUnit, selfOperands, toDistance, type MsmOptions, type MutualScoring, type ScoringSetId } from './msm.js';
 import { crossBestMatches } from './pairwise.js';
 import { SimilarityKernel } from './similarity-kernel.js';
 import { LargestK } from './top-k.js';
@@ -59,7 +59,7 @@ export async function refineScores(
   coarse: ScoreGrids,
   fine: { gridHeight: number; gridWidth: number },
   fraction: number,
-  opts: MsmOptions & { select?: 'image' | 'set' } = {},
+  opts: MsmOptions & { select?: 'image' | 'set'; mutual?: MutualScoring; set?: ScoringSetId } = {},
 ): Promise<{ scores: Float32Array; refined: number }> {
   const { N, P, C } = dims;
   if (fine.gridHeight * fine.gridWidth !== P) throw new RangeError(`refine: the fine grid ${fine.gridHeight}x${fine.gridWidth} does not hold ${P} patches`);
@@ -72,7 +72,8 @@ export async function refineScores(
   const m = rows.length;
   if (fraction >= 0.5) {
     // A full fine pass computes each pair once: cheaper than the cross job from here on.
-    const full = await mutualScores(zFine, dims, opts);
+    // It is a self job, so it runs wherever the coarse sets run (e.g. on queue workers).
+    const full = opts.mutual ? await opts.mutual(zFine, dims, opts, opts.set ?? { subset: 0, layer: 'fine', r: 0 }) : await mutualScores(zFine, dims, opts);
     if (m === N * P) return { scores: full, refined: m };
     calibrate(scores, rows, Float32Array.from(rows, (r) => full[r]));
     return { scores, refined: m };
