@@ -12,6 +12,7 @@ import { splitSubsets } from './data/subsets.js';
 import { ConfigError, DatasetError } from './errors.js';
 import { imageMetrics, pixelMetrics, type ImageMetrics, type PixelMetrics } from './metrics/index.js';
 import { MIN_IMAGES, type MutualScoring } from './pipeline/msm.js';
+import type { CrossScoring } from './pipeline/refine.js';
 import { extractFeatures, planGeometry, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn, type StageTimes } from './pipeline/musc.js';
 
 /** Evaluation of one category. */
@@ -66,6 +67,8 @@ export interface EvaluateHooks {
   readonly threads?: number;
   /** Where mutual scoring runs (default: in this process; see `MutualScoring`). */
   readonly mutualScoring?: MutualScoring;
+  /** Where refinement's cross jobs run (default: in this process; see `CrossScoring`). */
+  readonly crossScoring?: CrossScoring;
 }
 
 /** Scores one category folder zero-shot and computes its metrics (`readCategory` + `evaluateDataset`). */

@@ -2,7 +2,7 @@
  * Distributed mutual scoring (src/distributed): tiles merged in any order give the
  * in-process scores exactly; a coordinator and 2 `musc worker` processes on a private
  * redis-server (127.0.0.1, random port, no persistence) give the same scores (int8
- * bit-identical, fp32 within 1e-6); a restarted coordinator resumes from finished tiles;
+ * bit-identical, fp32 within 1e-6), refinement's jobs too; a restarted coordinator resumes from finished tiles;
  * corrupt and missing partials are recomputed, never merged; a SIGKILLed worker's tile is
  * retried by the other. Synthetic unit vectors: no model, no data. Real images: test/data/distributed.test.ts.
  */
@@ -18,6 +18,7 @@ import { connectionFrom, QUEUE_NAME } from '../src/distributed/queue.js';
 import { computeTile, mergePartial, tilePlan } from '../src/distributed/tiles.js';
 import { int8ReferenceLevels, intervalBounds, mutualScores, othersPerUnit, selfOperands, toDistance, type MsmOptions } from '../src/pipeline/msm.js';
 import { selfBlockPlan } from '../src/pipeline/pairwise.js';
+import { refineScores } from '../src/pipeline/refine.js';
 import { maxAbs } from '../src/pipeline/quantize.js';
 import { SimilarityKernel } from '../src/pipeline/similarity-kernel.js';
 import { LargestK } from '../src/pipeline/top-k.js';
@@ -92,7 +93,7 @@ test('tiles computed separately and merged in any order give the in-process scor
     try {
       // Each tile goes through its file format, as between a worker and the coordinator.
       const parts: Partial[] = [];
-      for (const t of tiles) parts.push(decodePartial(encodePartial(await computeTile(kernel, { ops, units: dims.N, patches: dims.P, k: kMax }, 'set', t))));
+      for (const t of tiles) parts.push(decodePartial(encodePartial(await computeTile(kernel, { kind: 'self', ops, units: dims.N, patches: dims.P, k: kMax }, 'set', t))));
       const orders = [parts, [...parts].reverse(), parts.map((p, i) => parts[(i * 7) % parts.length])];
       for (const order of orders) {
         const best = new LargestK(dims.N * dims.P, kMax);
@@ -129,6 +130,28 @@ test('coordinator + 2 worker processes on Redis: int8 bit-identical, fp32 within
     assert.ok(q.stats.partialBytes > 0 && q.stats.operandBytes > 0);
     await q.finish();
     await assert.rejects(readdir(path.join(store, q.jobId)), { code: 'ENOENT' }, 'the store keeps nothing of a finished run');
+  } finally {
+    await q.close();
+  }
+});
+
+test('refinement on the queue: its cross job (q < ½) and full fine pass (q ≥ ½) give the in-process scores, bit for bit', async () => {
+  // Coarse 4x4 grids, fine 8x8 (the fine vectors are the synthetic set above).
+  const zc = unitVectors(dims.N, 16, dims.C, 3);
+  const coarse = { scores: await mutualScores(zc, { N: dims.N, P: 16, C: dims.C }, { precision: 'int8' }), gridHeight: 4, gridWidth: 4 };
+  const fine = { gridHeight: 8, gridWidth: 8 };
+  const q = await QueuedScoring.open({ queue: redis!.url, store, blocksPerTile: 1 });
+  try {
+    for (const fraction of [0.2, 0.6]) {
+      const opts = { precision: 'int8' as const, queryRows: 96, maxBlockColumns: 128 };
+      const ref = await refineScores(z, dims, coarse, fine, fraction, opts);
+      const sets = q.stats.sets;
+      const got = await refineScores(z, dims, coarse, fine, fraction, { ...opts, mutual: q.mutualScoring, cross: q.crossScoring });
+      assert.equal(got.refined, ref.refined);
+      assert.ok(bits(got.scores).equals(bits(ref.scores)), `q = ${fraction}: queued refinement differs`);
+      assert.equal(q.stats.sets, sets + 1, 'the fine pass ran on the queue');
+    }
+    await q.finish();
   } finally {
     await q.close();
   }

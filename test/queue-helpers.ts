@@ -1,5 +1,5 @@
 /**
- * Test helpers of the distributed path: a private `redis-server` on a free loopback port
+ * Test (and bench/dist.ts) helpers of the distributed path: a private `redis-server` on a free loopback port
  * (no persistence) and `musc worker` child processes, all stopped by the caller's `after`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -80,9 +80,13 @@ export async function startRedis(): Promise<Child & { url: string }> {
   return { ...child, url: `redis://127.0.0.1:${port}` };
 }
 
-/** Starts `musc worker` (1 ONNX Runtime thread, short lock so a killed worker's tile comes back in ~2 s). */
-export async function startWorker(url: string, store: string, lockMs = 2000): Promise<Child> {
-  const proc = spawn(process.execPath, [MUSC_BIN, 'worker', '--queue', url, '--store', store, '--threads', '1', '--lock-ms', String(lockMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts `musc worker`; by default with 1 ONNX Runtime thread (two share a 2-core machine) and a
+ * short lock, so a killed worker's tile comes back in ~2 s.
+ */
+export async function startWorker(url: string, store: string, opts: { lockMs?: number; threads?: number } = {}): Promise<Child> {
+  const argv = [MUSC_BIN, 'worker', '--queue', url, '--store', store, '--threads', String(opts.threads ?? 1), '--lock-ms', String(opts.lockMs ?? 2000)];
+  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const child = track(proc);
   await child.waitFor(/waiting for tiles/, 30_000);
   return child;

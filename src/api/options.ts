@@ -10,6 +10,7 @@ import { bankBackboneOf } from '../bank/scorer.js';
 import { ConfigError } from '../errors.js';
 import type { Normalization } from '../image/normalize.js';
 import type { MutualScoring } from '../pipeline/msm.js';
+import type { CrossScoring } from '../pipeline/refine.js';
 import { DEFAULT_CONFIG, resolveConfig, type MuscConfig, type ProgressFn } from '../pipeline/musc.js';
 import type { Size2D } from '../tensor.js';
 
@@ -74,6 +75,8 @@ export interface ScoringOptions {
    * (musc-ts/distributed) runs it on `musc worker` processes with the same scores.
    */
   readonly mutualScoring?: MutualScoring;
+  /** Where refinement's cross jobs run (default: in this process); `QueuedScoring.crossScoring` likewise. */
+  readonly crossScoring?: CrossScoring;
 }
 
 /** S of `imageSize` (the long side of a fixed W x H). */

@@ -2,7 +2,7 @@
 import { Option, type Command } from 'commander';
 import { QueuedScoring } from '../distributed/coordinator.js';
 import { ConfigError } from '../errors.js';
-import type { MutualScoring } from '../pipeline/msm.js';
+import type { ScoringOptions } from '../api/options.js';
 import { positiveInt } from './parsers.js';
 
 /** Adds the queue flags (each also read from the environment, for containers). */
@@ -28,16 +28,16 @@ export interface QueueOpts {
  * Runs `fn` with the executor the flags name (none without `--queue`); the store's files of
  * the run are removed when it succeeds and kept when it fails, so the same `--job-id` resumes.
  */
-export async function withQueue<T>(o: QueueOpts, fn: (mutualScoring: MutualScoring | undefined) => Promise<T>): Promise<T> {
+export async function withQueue<T>(o: QueueOpts, fn: (executors: Pick<ScoringOptions, 'mutualScoring' | 'crossScoring'>) => Promise<T>): Promise<T> {
   if (!o.queue) {
     if (o.store || o.jobId) throw new ConfigError('--store and --job-id need --queue');
-    return fn(undefined);
+    return fn({});
   }
   if (!o.store) throw new ConfigError('--queue needs --store (a folder the workers share)');
   const q = await QueuedScoring.open({ queue: o.queue, store: o.store, jobId: o.jobId, blocksPerTile: o.tileBlocks, keepStore: o.keepStore, log: (m) => process.stderr.write(`${m}\n`) });
   process.stderr.write(`distributed: job ${q.jobId} on ${o.queue} (store ${o.store}); rerun with --job-id ${q.jobId} to resume\n`);
   try {
-    const out = await fn(q.mutualScoring);
+    const out = await fn({ mutualScoring: q.mutualScoring, crossScoring: q.crossScoring });
     await q.finish();
     const s = q.stats;
     process.stderr.write(`distributed: ${s.tiles} tiles (${s.tilesReused} reused, ${s.tilesRecomputed} recomputed), ${s.sets} sets (${s.setsReused} reused)\n`);

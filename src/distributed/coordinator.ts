@@ -1,6 +1,7 @@
 /**
- * The coordinator: a `MutualScoring` executor that farms each set's tiles out to
- * `musc worker` processes through a BullMQ queue and merges their partial top-K lists.
+ * The coordinator: a `MutualScoring` executor (and a `CrossScoring` one for refinement's
+ * cross jobs) that farms each job's tiles out to `musc worker` processes through a
+ * BullMQ queue and merges their partial top-K lists.
  * It builds the operands exactly as `mutualScores` does (same function, same options),
  * so the merged scores are bit-identical to the in-process run (see tiles.ts).
  *
@@ -16,10 +17,12 @@ import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import { ConfigError, MuscError } from '../errors.js';
 import { int8ReferenceLevels, intervalBounds, othersPerUnit, selfOperands, toDistance, type MsmOptions, type MutualScoring, type ScoringSetId } from '../pipeline/msm.js';
-import { selfBlockPlan } from '../pipeline/pairwise.js';
+import type { GemmOperands } from '../pipeline/gemm-operands.js';
+import { crossBlockPlan, selfBlockPlan, type Block, type RowLayout, type UnitLayout } from '../pipeline/pairwise.js';
+import type { CrossScoring } from '../pipeline/refine.js';
 import { maxAbs } from '../pipeline/quantize.js';
 import { LargestK } from '../pipeline/top-k.js';
-import { CorruptFileError, decodePartial, encodeOperands, sha256 } from './format.js';
+import { CorruptFileError, decodePartial, encodeOperands, sha256, type PairwiseKind, type SetOperands } from './format.js';
 import { connectionFrom, QUEUE_NAME, type TileJobData, type TileResult } from './queue.js';
 import { getScores, getVerified, keys, openStore, putScores, type SharedStore } from './store.js';
 import { mergePartial, tilePlan, type Tile } from './tiles.js';
@@ -116,6 +119,9 @@ export class QueuedScoring {
   /** The executor for `scoreFeatures` (`hooks.mutualScoring`). */
   readonly mutualScoring: MutualScoring = (z, dims, opts, set) => this.score(z, dims, opts, set);
 
+  /** The executor of refinement's cross jobs (`hooks.crossScoring`). */
+  readonly crossScoring: CrossScoring = (ops, query, reference, interval, opts) => this.cross(ops, query, reference, interval, opts);
+
   /** Removes the job's files from the store (unless `keepStore`): call after the run succeeded. */
   async finish(): Promise<void> {
     if (!this.opts.keepStore) await this.store.remove(this.jobId);
@@ -136,15 +142,42 @@ export class QueuedScoring {
     const precision = opts.precision ?? 'fp32';
     const levels = int8ReferenceLevels(opts.int8ReferenceLevels);
     const ops = selfOperands(z, C, precision, levels, opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z));
-    const file = encodeOperands({ ops, units: N, patches: P, owner: opts.owner, k: kMax, referenceLevels: precision === 'int8' ? levels : undefined });
+    const job: SetOperands = { kind: 'self', ops, units: N, patches: P, owner: opts.owner, k: kMax, referenceLevels: precision === 'int8' ? levels : undefined };
+    const tag = `${set.layer} r=${set.r} subset ${set.subset}${set.tile !== undefined ? ` tile ${set.tile}` : ''}${set.fine ? ' (fine)' : ''}`;
+    return this.pairwise(job, selfBlockPlan(N, P, opts), kMin, opts, tag);
+  }
+
+  /** The cross job of a refinement (`CrossScoring`), on the workers. */
+  private async cross(ops: GemmOperands, query: RowLayout, reference: UnitLayout, interval: { kMin: number; kMax: number }, opts: MsmOptions): Promise<Float32Array> {
+    const levels = int8ReferenceLevels(opts.int8ReferenceLevels);
+    const job: SetOperands = {
+      kind: 'cross',
+      ops,
+      units: reference.units,
+      patches: reference.patches,
+      owner: reference.owner,
+      rows: query.rows,
+      rowOwner: query.owner,
+      k: interval.kMax,
+      referenceLevels: ops.precision === 'int8' ? levels : undefined,
+    };
+    return this.pairwise(job, crossBlockPlan(query.rows, reference, opts), interval.kMin, opts, `refinement of ${query.rows} rows`);
+  }
+
+  /**
+   * Runs one pairwise job on the workers: operands to the store, tiles on the queue, partials
+   * merged into the job's top-K, and the mean of ranks [kMin, k) of each row's distances.
+   */
+  private async pairwise(set: SetOperands, plan: readonly Block[], kMin: number, opts: Pick<MsmOptions, 'signal' | 'onProgress'>, tag: string): Promise<Float32Array> {
+    const file = encodeOperands(set);
     const opsSha = sha256(file);
-    const tiles = tilePlan(selfBlockPlan(N, P, opts), P, this.blocksPerTile);
+    const rows = set.kind === 'self' ? set.units * set.patches : (set.rows ?? 0);
+    const tiles = tilePlan(plan, set.patches, this.blocksPerTile, set.kind);
     // The set's name covers its operands and its tiling: a resumed run with other tiles starts afresh.
-    const setKey = sha256(Buffer.from(`${opsSha}|${JSON.stringify(tiles.map((t) => t.blocks))}`)).slice(0, 32);
-    const tag = `${set.layer} r=${set.r} subset ${set.subset}${set.tile !== undefined ? ` tile ${set.tile}` : ''}`;
+    const setKey = sha256(Buffer.from(`${opsSha}|${kMin}|${JSON.stringify(tiles.map((t) => t.blocks))}`)).slice(0, 32);
     this.stats.sets++;
 
-    const done = await getScores(this.store, keys.done(this.jobId, setKey), N * P);
+    const done = await getScores(this.store, keys.done(this.jobId, setKey), rows);
     if (done) {
       this.stats.setsReused++;
       opts.onProgress?.(1);
@@ -157,10 +190,10 @@ export class QueuedScoring {
       this.stats.operandBytes += file.length;
     }
 
-    const best = new LargestK(N * P, kMax);
+    const best = new LargestK(rows, set.k);
     const total = tiles.reduce((s, t) => s + t.work, 0);
     let finished = 0;
-    const jobs = await Promise.all(tiles.map((t) => this.enqueue(t, setKey, opsSha)));
+    const jobs = await Promise.all(tiles.map((t) => this.enqueue(t, set.kind, setKey, opsSha)));
     this.opts.log?.(`${tag}: ${tiles.length} tiles queued (job ${this.jobId})`);
     await Promise.all(
       tiles.map(async (t, i) => {
@@ -169,7 +202,7 @@ export class QueuedScoring {
         opts.onProgress?.(finished / total);
       }),
     );
-    const scores = best.meanOfRanks(kMin, kMax, toDistance);
+    const scores = best.meanOfRanks(kMin, set.k, toDistance);
     await putScores(this.store, keys.done(this.jobId, setKey), scores);
     // The set is safe in the store: its tiles are no longer needed.
     await Promise.all(jobs.map((j) => j.remove().catch(() => undefined)));
@@ -178,7 +211,7 @@ export class QueuedScoring {
   }
 
   /** Adds a tile's job, or finds the one a previous coordinator of this job id added. */
-  private async enqueue(t: Tile, setKey: string, opsSha: string): Promise<Job<TileJobData, TileResult>> {
+  private async enqueue(t: Tile, kind: PairwiseKind, setKey: string, opsSha: string): Promise<Job<TileJobData, TileResult>> {
     const id = `${this.jobId}.${setKey}.${t.index}`;
     this.stats.tiles++;
     const old = await this.queue.getJob(id);
@@ -188,12 +221,12 @@ export class QueuedScoring {
       if (state === 'failed') await old.retry('failed');
       return old;
     }
-    return this.add(t, setKey, opsSha);
+    return this.add(t, kind, setKey, opsSha);
   }
 
-  private add(t: Tile, setKey: string, opsSha: string): Promise<Job<TileJobData, TileResult>> {
+  private add(t: Tile, kind: PairwiseKind, setKey: string, opsSha: string): Promise<Job<TileJobData, TileResult>> {
     const data: TileJobData = { job: this.jobId, set: setKey, opsSha, tile: t.index, blocks: t.blocks, ranges: t.ranges };
-    return this.queue.add('self', data, {
+    return this.queue.add(kind, data, {
       jobId: `${this.jobId}.${setKey}.${t.index}`,
       attempts: this.attempts,
       backoff: { type: 'fixed', delay: 1000 },
@@ -228,7 +261,7 @@ export class QueuedScoring {
         this.opts.log?.(`tile ${job.id}: ${err.message}; computing it again`);
         this.stats.tilesRecomputed++;
         await job.remove();
-        job = await this.add(t, setKey, job.data.opsSha);
+        job = await this.add(t, job.name as PairwiseKind, setKey, job.data.opsSha);
       }
     }
   }

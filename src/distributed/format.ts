@@ -1,7 +1,7 @@
 /**
  * Binary files of the distributed path, written to the shared store (never to Redis):
- *  - operands: one mutual-scoring set's GEMM operands (`GemmOperands`) and unit layout,
- *    written once per set; its SHA-256 names the set, so a worker can verify what it read;
+ *  - operands: one pairwise job's GEMM operands (`GemmOperands`) and layout (a mutual-scoring
+ *    set, or the cross job of a refinement), written once per job; its SHA-256 names the set, so a worker can verify what it read;
  *  - partial: one tile's per-row top-K values (`LargestK` content of the rows it touched),
  *    whose SHA-256 the worker returns in the job's result for the coordinator to check.
  * Layout of both: 8-byte magic, u32 header length, JSON header, padding to 8 bytes, arrays.
@@ -67,13 +67,24 @@ function unpack<H>(magic: string, buf: Uint8Array): { header: H; next: (bytes: n
   };
 }
 
-/** One mutual-scoring set as the workers need it: operands, units and their owners, K. */
+/** Shape of a pairwise job (pairwise.ts): a batch against itself, or query rows against reference units. */
+export type PairwiseKind = 'self' | 'cross';
+
+/**
+ * One pairwise job as the workers need it: operands, units and their owners, K.
+ * self: the query side holds the same `units` as the reference; cross: it holds `rows` single rows.
+ */
 export interface SetOperands {
+  readonly kind: PairwiseKind;
   readonly ops: GemmOperands;
+  /** Reference units (self: also the query units) of `patches` rows each. */
   readonly units: number;
   readonly patches: number;
-  /** Image of each unit (absent: unit u is image u). */
+  /** Image of each reference unit (absent: unit u is image u). */
   readonly owner?: Int32Array;
+  /** cross: query rows, and the image owning each (absent: no row is excluded). */
+  readonly rows?: number;
+  readonly rowOwner?: Int32Array;
   /** Values kept per row (kMax of the interval). */
   readonly k: number;
   /** int8: levels of the reference codes (127 needs a CPU whose u8×s8 GEMM cannot saturate). */
@@ -81,6 +92,9 @@ export interface SetOperands {
 }
 
 interface OpsHeader {
+  kind: PairwiseKind;
+  rows?: number;
+  rowOwner: boolean;
   precision: MsmPrecision;
   channels: number;
   center: number;
@@ -100,6 +114,9 @@ interface OpsHeader {
 export function encodeOperands(s: SetOperands): Buffer {
   const { ops } = s;
   const header: OpsHeader = {
+    kind: s.kind,
+    rows: s.rows,
+    rowOwner: s.rowOwner !== undefined,
     precision: ops.precision,
     channels: ops.channels,
     center: ops.center,
@@ -114,7 +131,7 @@ export function encodeOperands(s: SetOperands): Buffer {
     owner: s.owner !== undefined,
     referenceLevels: s.referenceLevels,
   };
-  return pack(OPS_MAGIC, header, [ops.query, ops.reference, ...(s.owner ? [s.owner] : [])]);
+  return pack(OPS_MAGIC, header, [ops.query, ops.reference, ...(s.owner ? [s.owner] : []), ...(s.rowOwner ? [s.rowOwner] : [])]);
 }
 
 /** Parses a set written by `encodeOperands`. */
@@ -126,8 +143,9 @@ export function decodeOperands(buf: Uint8Array): SetOperands {
   const query = fp32 ? new Float32Array(q.buffer) : q;
   const reference = fp32 ? new Float32Array(r.buffer) : new Int8Array(r.buffer);
   const owner = h.owner ? new Int32Array(next(h.units * 4).buffer) : undefined;
+  const rowOwner = h.rowOwner ? new Int32Array(next((h.rows ?? 0) * 4).buffer) : undefined;
   const ops: GemmOperands = { precision: h.precision, channels: h.channels, query, reference, center: h.center, ditherNorm: h.ditherNorm, noiseBias: h.noiseBias, factor: h.factor };
-  return { ops, units: h.units, patches: h.patches, k: h.k, owner, referenceLevels: h.referenceLevels };
+  return { kind: h.kind, ops, units: h.units, patches: h.patches, k: h.k, owner, rows: h.rows, rowOwner, referenceLevels: h.referenceLevels };
 }
 
 /** Disjoint global row ranges [start, end), ascending, that a tile touches. */

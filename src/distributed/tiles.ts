@@ -1,16 +1,17 @@
 /**
- * Tiles: the unit of distributed work. A tile is a run of consecutive blocks of the
- * self block plan (`selfBlockPlan`) that share one query group, so it touches the
- * query units [q0, q1) and one contiguous range of reference units. Its result is the
+ * Tiles: the unit of distributed work. A tile is a run of consecutive blocks of a
+ * block plan that share one query group. In a self plan (`selfBlockPlan`) it touches
+ * the query units [q0, q1) and one contiguous range of reference units (column maxima
+ * serve the reference rows); in a cross plan (`crossBlockPlan`) only its query rows. Its result is the
  * top-K of every row it touched (`Partial`). Merging partials is exact: the K largest
  * of a union are the K largest of the parts' K largest, as a multiset, and
  * `LargestK.meanOfRanks` sorts, so the merged scores are bit-identical to one process's
  * whatever the tiling, the number of workers or the order tiles finish in.
  */
-import { selfBestMatches, type Block } from '../pipeline/pairwise.js';
+import { crossBestMatches, selfBestMatches, type Block } from '../pipeline/pairwise.js';
 import type { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK, type TopKSink } from '../pipeline/top-k.js';
-import type { Partial, RowRanges, SetOperands } from './format.js';
+import type { PairwiseKind, Partial, RowRanges, SetOperands } from './format.js';
 
 /** One tile: its blocks and the global row ranges they write. */
 export interface Tile {
@@ -27,16 +28,22 @@ export function blockWork(b: Block): number {
 }
 
 /**
- * Cuts a self plan into tiles of at most `blocksPerTile` consecutive blocks of one query group.
+ * Cuts a plan into tiles of at most `blocksPerTile` consecutive blocks of one query group.
  * @param patches P, to turn unit ranges into row ranges
  */
-export function tilePlan(plan: readonly Block[], patches: number, blocksPerTile: number): Tile[] {
+export function tilePlan(plan: readonly Block[], patches: number, blocksPerTile: number, kind: PairwiseKind = 'self'): Tile[] {
   if (!Number.isInteger(blocksPerTile) || blocksPerTile < 1) throw new RangeError(`tiles need at least one block (got ${blocksPerTile})`);
   const tiles: Tile[] = [];
   let run: Block[] = [];
   const flush = () => {
     if (run.length === 0) return;
     const { q0, q1 } = run[0];
+    if (kind === 'cross') {
+      // Row maxima only: the tile writes its query rows.
+      tiles.push({ index: tiles.length, blocks: run, ranges: [[q0, q1]], work: run.reduce((s, b) => s + (b.q1 - b.q0) * (b.r1 - b.r0), 0) });
+      run = [];
+      return;
+    }
     const r0 = Math.min(...run.map((b) => b.r0));
     const r1 = Math.max(...run.map((b) => b.r1));
     // With the diagonal block the reference range starts at q0: one range of rows.
@@ -72,7 +79,10 @@ function rangeSink(best: LargestK, ranges: RowRanges): TopKSink {
 export async function computeTile(kernel: SimilarityKernel, set: SetOperands, setKey: string, tile: Pick<Tile, 'index' | 'blocks' | 'ranges'>): Promise<Partial> {
   if (tile.ranges.length > 2) throw new RangeError('a tile touches at most two row ranges');
   const best = new LargestK(rangeRows(tile.ranges), set.k);
-  await selfBestMatches(kernel, set.ops, { units: set.units, patches: set.patches, owner: set.owner }, rangeSink(best, tile.ranges), { blocks: tile.blocks });
+  const sink = rangeSink(best, tile.ranges);
+  const reference = { units: set.units, patches: set.patches, owner: set.owner };
+  if (set.kind === 'self') await selfBestMatches(kernel, set.ops, reference, sink, { blocks: tile.blocks });
+  else await crossBestMatches(kernel, set.ops, { rows: set.rows ?? 0, owner: set.rowOwner }, reference, sink, { blocks: tile.blocks });
   return { set: setKey, tile: tile.index, ranges: tile.ranges, best };
 }
 

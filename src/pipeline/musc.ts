@@ -15,7 +15,7 @@ import { lnamdStack } from './lnamd.js';
 import { anomalyMap, coverage, imageScore, upsampleIntoBox } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
 import { maxAbs } from './quantize.js';
-import { refineScores } from './refine.js';
+import { refineScores, type CrossScoring } from './refine.js';
 import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
 import { SimilarityKernel } from './similarity-kernel.js';
 
@@ -327,6 +327,8 @@ export async function scoreFeatures(
     threads?: number;
     /** Runs mutual scoring of each set (default: `mutualScores` in this process). */
     mutualScoring?: MutualScoring;
+    /** Runs refinement's cross jobs (default: `crossScores` in this process). */
+    crossScoring?: CrossScoring;
   } = {},
 ): Promise<MuscScores> {
   const M = features.length;
@@ -420,7 +422,7 @@ export async function scoreFeatures(
             const zFine = lnamdStack(subset.map((idx) => features[idx].fine![l]), r);
             time('lnamd', t0);
             t0 = performance.now();
-            const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(w), select: geometry.refineSelect, mutual, set: { ...set, fine: true } });
+            const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(w), select: geometry.refineSelect, mutual, cross: hooks.crossScoring, set: { ...set, fine: true } });
             time('msm', t0);
             t0 = performance.now();
             const Pf = gf.height * gf.width;

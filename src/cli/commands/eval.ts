@@ -35,8 +35,8 @@ function printJson(res: EvaluationResult): void {
 /** Runs `musc eval` (also the second half of `musc demo`). */
 export async function runEval(dirs: string[], o: EvalOpts): Promise<EvaluationResult> {
   let bar: Progress | null = null;
-  const res = await withQueue(o, (mutualScoring) => evaluate(dirs, {
-    mutualScoring,
+  const res = await withQueue(o, (executors) => evaluate(dirs, {
+    ...executors,
     ...scoringFrom(o, {
       signal: interruptSignal(o.report ? 'reports of the categories finished before were kept; the current one was not written' : 'nothing was written'),
       onProgress: (s, f) => bar?.update(s, f),

@@ -21,13 +21,13 @@ export function addRunCommand(program: Command): void {
   )).action(async (inputs: string[], o: ScoringOpts & DecisionOpts & QueueOpts & { out: string; overwrite?: boolean }) => {
     const bar = createProgress('run');
     try {
-      const res = await withQueue(o, (mutualScoring) =>
+      const res = await withQueue(o, (executors) =>
         runBatch(inputs, {
           ...scoringFrom(o, { signal: interruptSignal(`${o.out} was left as it was (no outputs of this run written)`), onProgress: (s, f) => bar.update(s, f) }),
           out: o.out,
           overwrite: o.overwrite,
           threshold: ruleFrom(o),
-          mutualScoring,
+          ...executors,
         }),
       );
       bar.stop();
