@@ -69,6 +69,8 @@ export interface EvaluateHooks {
   readonly mutualScoring?: MutualScoring;
   /** Where refinement's cross jobs run (default: in this process; see `CrossScoring`). */
   readonly crossScoring?: CrossScoring;
+  /** Mutual-scoring sets in progress at once (default 1). */
+  readonly setsInFlight?: number;
 }
 
 /** Scores one category folder zero-shot and computes its metrics (`readCategory` + `evaluateDataset`). */

@@ -77,6 +77,11 @@ export interface ScoringOptions {
   readonly mutualScoring?: MutualScoring;
   /** Where refinement's cross jobs run (default: in this process); `QueuedScoring.crossScoring` likewise. */
   readonly crossScoring?: CrossScoring;
+  /**
+   * Mutual-scoring sets in progress at once (default 1). 2 with a queued executor: the next set's
+   * vectors are prepared and queued while the workers finish the current one.
+   */
+  readonly setsInFlight?: number;
 }
 
 /** S of `imageSize` (the long side of a fixed W x H). */

@@ -28,7 +28,7 @@ export interface QueueOpts {
  * Runs `fn` with the executor the flags name (none without `--queue`); the store's files of
  * the run are removed when it succeeds and kept when it fails, so the same `--job-id` resumes.
  */
-export async function withQueue<T>(o: QueueOpts, fn: (executors: Pick<ScoringOptions, 'mutualScoring' | 'crossScoring'>) => Promise<T>): Promise<T> {
+export async function withQueue<T>(o: QueueOpts, fn: (executors: Pick<ScoringOptions, 'mutualScoring' | 'crossScoring' | 'setsInFlight'>) => Promise<T>): Promise<T> {
   if (!o.queue) {
     if (o.store || o.jobId) throw new ConfigError('--store and --job-id need --queue');
     return fn({});
@@ -37,7 +37,7 @@ export async function withQueue<T>(o: QueueOpts, fn: (executors: Pick<ScoringOpt
   const q = await QueuedScoring.open({ queue: o.queue, store: o.store, jobId: o.jobId, blocksPerTile: o.tileBlocks, keepStore: o.keepStore, log: (m) => process.stderr.write(`${m}\n`) });
   process.stderr.write(`distributed: job ${q.jobId} on ${o.queue} (store ${o.store}); rerun with --job-id ${q.jobId} to resume\n`);
   try {
-    const out = await fn({ mutualScoring: q.mutualScoring, crossScoring: q.crossScoring });
+    const out = await fn({ mutualScoring: q.mutualScoring, crossScoring: q.crossScoring, setsInFlight: 2 });
     await q.finish();
     const s = q.stats;
     process.stderr.write(`distributed: ${s.tiles} tiles (${s.tilesReused} reused, ${s.tilesRecomputed} recomputed), ${s.sets} sets (${s.setsReused} reused)\n`);

@@ -65,6 +65,9 @@ export interface DistributedStats {
   partialBytes: number;
   /** Seconds workers spent computing tiles (sum). */
   tileSeconds: number;
+  /** Coordinator seconds spent writing sets (encode, SHA-256, store), reading and merging partials, and cleaning up. */
+  prepareSeconds: number;
+  mergeSeconds: number;
 }
 
 const JOB_ID = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
@@ -83,7 +86,7 @@ function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
 /** Runs mutual scoring on queue workers; `mutualScoring` plugs into `scoreFeatures`. */
 export class QueuedScoring {
   readonly jobId: string;
-  readonly stats: DistributedStats = { sets: 0, setsReused: 0, tiles: 0, tilesReused: 0, tilesRecomputed: 0, operandBytes: 0, operandReadBytes: 0, partialBytes: 0, tileSeconds: 0 };
+  readonly stats: DistributedStats = { sets: 0, setsReused: 0, tiles: 0, tilesReused: 0, tilesRecomputed: 0, operandBytes: 0, operandReadBytes: 0, partialBytes: 0, tileSeconds: 0, prepareSeconds: 0, mergeSeconds: 0 };
   private readonly store: SharedStore;
   private readonly queue: Queue<TileJobData, TileResult>;
   private readonly events: QueueEvents;
@@ -169,6 +172,7 @@ export class QueuedScoring {
    * merged into the job's top-K, and the mean of ranks [kMin, k) of each row's distances.
    */
   private async pairwise(set: SetOperands, plan: readonly Block[], kMin: number, opts: Pick<MsmOptions, 'signal' | 'onProgress'>, tag: string): Promise<Float32Array> {
+    const t0 = performance.now();
     const file = encodeOperands(set);
     const opsSha = sha256(file);
     const rows = set.kind === 'self' ? set.units * set.patches : (set.rows ?? 0);
@@ -191,6 +195,7 @@ export class QueuedScoring {
     }
 
     const best = new LargestK(rows, set.k);
+    this.stats.prepareSeconds += (performance.now() - t0) / 1000;
     const total = tiles.reduce((s, t) => s + t.work, 0);
     let finished = 0;
     const jobs = await Promise.all(tiles.map((t) => this.enqueue(t, set.kind, setKey, opsSha)));
@@ -202,11 +207,13 @@ export class QueuedScoring {
         opts.onProgress?.(finished / total);
       }),
     );
+    const t1 = performance.now();
     const scores = best.meanOfRanks(kMin, set.k, toDistance);
     await putScores(this.store, keys.done(this.jobId, setKey), scores);
     // The set is safe in the store: its tiles are no longer needed.
     await Promise.all(jobs.map((j) => j.remove().catch(() => undefined)));
     await Promise.all([opsKey, ...tiles.map((t) => keys.partial(this.jobId, setKey, t.index))].map((k) => this.store.remove(k)));
+    this.stats.mergeSeconds += (performance.now() - t1) / 1000;
     return scores;
   }
 
@@ -248,6 +255,7 @@ export class QueuedScoring {
         throw new MuscError('DISTRIBUTED', `tile ${job.id} failed after ${this.attempts} tries: ${err instanceof Error ? err.message : String(err)}`);
       }
       try {
+        const t0 = performance.now();
         const part = decodePartial(await getVerified(this.store, key, result.sha256));
         if (part.set !== setKey || part.tile !== t.index) throw new CorruptFileError(`${key} holds tile ${part.set}.${part.tile}`);
         this.stats.partialBytes += result.bytes;
@@ -255,6 +263,7 @@ export class QueuedScoring {
         this.stats.tileSeconds += result.seconds;
         // Everything is checked before the first value is merged: a bad partial never half-merges.
         mergePartial(best, part);
+        this.stats.mergeSeconds += (performance.now() - t0) / 1000;
         return;
       } catch (err) {
         if (!(err instanceof CorruptFileError) || round >= this.attempts) throw err;
