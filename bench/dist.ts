@@ -8,7 +8,8 @@
  * `scoreFeatures` runs in-process and with the queued executor (1 worker with every core:
  * the same arithmetic resources), alternating, `--repeats` times each (best kept: the machine
  * may be shared; compared: `scoreFeatures` wall time, LNAMD + mutual scoring + maps + RsCIN,
- * the queued path with 2 sets in flight as the CLI runs it). Then 2 workers with 1 thread each. Checks the maps are bit-identical, and
+ * the queued path with 2 sets in flight as the CLI runs it). Then `--tile-mode rows` once, and
+ * 2 workers with 1 thread each. Checks the maps are bit-identical, and
  * reports the overhead of the queued path, tiles/s, seconds per tile and per GEMM block, and
  * the bytes moved through the store per image. Writes bench/dist-results.json.
  */
@@ -59,8 +60,8 @@ try {
     const scores = await scoreFeatures(features, cfg, { times });
     return { seconds: (performance.now() - t) / 1000, msm: times.msm, scores };
   };
-  const queued = async () => {
-    const q = await QueuedScoring.open({ queue: redis.url, store, blocksPerTile });
+  const queued = async (mode: 'pairs' | 'rows' = 'pairs') => {
+    const q = await QueuedScoring.open({ queue: redis.url, store, blocksPerTile, mode });
     try {
       const times = zero();
       const t = performance.now();
@@ -82,7 +83,9 @@ try {
     remote.push(await queued());
     log(`queued, 1 worker x ${cores} threads: ${remote.at(-1)!.seconds.toFixed(2)} s (msm ${remote.at(-1)!.msm.toFixed(2)} s)`);
   }
-  const identical = remote.every((r) => sameMaps(local[0].scores, r.scores));
+  const rows = await queued('rows');
+  log(`queued, rows mode, 1 worker x ${cores} threads: ${rows.seconds.toFixed(2)} s`);
+  const identical = [...remote, rows].every((r) => sameMaps(local[0].scores, r.scores));
   let two: Awaited<ReturnType<typeof queued>> | null = null;
   if (twoWorkers) {
     await workers.pop()!.stop('SIGTERM');
@@ -118,6 +121,13 @@ try {
       workerTileSeconds: +s.tileSeconds.toFixed(2),
       coordinatorPrepareSeconds: +s.prepareSeconds.toFixed(2),
       coordinatorMergeSeconds: +s.mergeSeconds.toFixed(2),
+    },
+    queued1Rows: {
+      scoringSeconds: +rows.seconds.toFixed(2),
+      tiles: rows.stats.tiles,
+      workerTileSeconds: +rows.stats.tileSeconds.toFixed(2),
+      coordinatorMergeSeconds: +rows.stats.mergeSeconds.toFixed(2),
+      partialBytes: rows.stats.partialBytes,
     },
     queued2x1: two ? { scoringSeconds: +two.seconds.toFixed(2) } : null,
     tiles: s.tiles,

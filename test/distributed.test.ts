@@ -106,7 +106,7 @@ test('tiles computed separately and merged in any order give the in-process scor
   }
 });
 
-test('coordinator + 2 worker processes on Redis: int8 bit-identical, fp32 within 1e-6, owners and shared int8 range honoured', async () => {
+test('coordinator + 2 worker processes on Redis: int8 bit-identical, fp32 within 1e-6, owners and shared int8 range honoured, both tile modes', async () => {
   const q = await QueuedScoring.open({ queue: redis!.url, store, blocksPerTile: 2 });
   try {
     const owner = Int32Array.from({ length: dims.N }, (_, u) => Math.floor(u / 2));
@@ -127,6 +127,19 @@ test('coordinator + 2 worker processes on Redis: int8 bit-identical, fp32 within
     }
     assert.ok(workers.every((w) => tilesDone(w).length > 0), 'both workers computed tiles');
     assert.equal(q.stats.tilesRecomputed, 0);
+    // Tiles that own their rows (each pair computed twice): the same scores.
+    const rows = await QueuedScoring.open({ queue: redis!.url, store, blocksPerTile: 3, mode: 'rows' });
+    try {
+      for (const c of cases) {
+        const ref = await mutualScores(z, dims, { ...sizes, ...c });
+        const got = await rows.mutualScoring(z, dims, { ...sizes, ...c }, set);
+        if (c.precision === 'fp32') assert.ok(maxAbsDiff(got, ref) <= 1e-6, `rows, fp32 differs by ${maxAbsDiff(got, ref)}`);
+        else assert.ok(bits(got).equals(bits(ref)), `rows, ${JSON.stringify({ ...c, owner: !!c.owner })}: queued scores differ`);
+      }
+      await rows.finish();
+    } finally {
+      await rows.close();
+    }
     assert.ok(q.stats.partialBytes > 0 && q.stats.operandBytes > 0);
     await q.finish();
     await assert.rejects(readdir(path.join(store, q.jobId)), { code: 'ENOENT' }, 'the store keeps nothing of a finished run');

@@ -12,6 +12,7 @@ export function addQueueOptions(cmd: Command): Command {
     .addOption(new Option('--store <dir>', 'shared folder for the bulk data of --queue (the same folder the workers see)').env('MUSC_STORE'))
     .addOption(new Option('--job-id <id>', 'name of this distributed run: rerun with the same id to resume from its finished tiles').env('MUSC_JOB_ID'))
     .addOption(new Option('--tile-blocks <n>', 'GEMM blocks per queued tile').argParser(positiveInt))
+    .addOption(new Option('--tile-mode <mode>', 'pairs: each image pair once (least GEMM work); rows: tiles own their rows (2x GEMM, far fewer bytes to move and merge at large N)').choices(['pairs', 'rows']).default('pairs'))
     .addOption(new Option('--keep-store', "keep the run's files in --store after it succeeds"));
 }
 
@@ -21,6 +22,7 @@ export interface QueueOpts {
   store?: string;
   jobId?: string;
   tileBlocks?: number;
+  tileMode?: 'pairs' | 'rows';
   keepStore?: boolean;
 }
 
@@ -34,7 +36,7 @@ export async function withQueue<T>(o: QueueOpts, fn: (executors: Pick<ScoringOpt
     return fn({});
   }
   if (!o.store) throw new ConfigError('--queue needs --store (a folder the workers share)');
-  const q = await QueuedScoring.open({ queue: o.queue, store: o.store, jobId: o.jobId, blocksPerTile: o.tileBlocks, keepStore: o.keepStore, log: (m) => process.stderr.write(`${m}\n`) });
+  const q = await QueuedScoring.open({ queue: o.queue, store: o.store, jobId: o.jobId, blocksPerTile: o.tileBlocks, mode: o.tileMode, keepStore: o.keepStore, log: (m) => process.stderr.write(`${m}\n`) });
   process.stderr.write(`distributed: job ${q.jobId} on ${o.queue} (store ${o.store}); rerun with --job-id ${q.jobId} to resume\n`);
   try {
     const out = await fn({ mutualScoring: q.mutualScoring, crossScoring: q.crossScoring, setsInFlight: 2 });

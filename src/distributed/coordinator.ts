@@ -27,8 +27,11 @@ import { connectionFrom, QUEUE_NAME, type TileJobData, type TileResult } from '.
 import { getScores, getVerified, keys, openStore, putScores, type SharedStore } from './store.js';
 import { mergePartial, tilePlan, type Tile } from './tiles.js';
 
-/** Default blocks per tile: ~1–3 s of int8 GEMM on 2 cores at ResNet50's layer2 (BENCHMARKS.md). */
-export const DEFAULT_BLOCKS_PER_TILE = 24;
+/**
+ * Default blocks per tile: ~0.7 s of int8 GEMM on 2 cores at the default config (11 ms per block,
+ * BENCHMARKS.md), long enough that the per-tile cost (Redis round trip, partial file) stays small.
+ */
+export const DEFAULT_BLOCKS_PER_TILE = 64;
 
 /** Options of the queued executor. */
 export interface QueuedScoringOptions {
@@ -40,6 +43,15 @@ export interface QueuedScoringOptions {
   readonly jobId?: string;
   /** GEMM blocks per tile (default `DEFAULT_BLOCKS_PER_TILE`). */
   readonly blocksPerTile?: number;
+  /**
+   * How a set is tiled. `pairs` (default): each image pair once, its GEMM serving both directions
+   * (least compute; partials hold one value per patch and pair, ~N²·P values per set to move and
+   * merge). `rows`: each tile owns its query rows against the reference units (2× the GEMM work;
+   * partials hold at most K values per row, so ≤ N·P·K per set: for large N, far less to move and
+   * merge on the coordinator). Same scores either way (int8 sets with 63-level reference codes,
+   * on CPUs without VNNI, are always tiled by pairs: their two directions are different products).
+   */
+  readonly mode?: 'pairs' | 'rows';
   /** Tries per tile job before the run fails (default 3). */
   readonly attempts?: number;
   /** Leave the job's files in the store after `finish` (default: removed). */
@@ -92,6 +104,7 @@ export class QueuedScoring {
   private readonly events: QueueEvents;
   private readonly blocksPerTile: number;
   private readonly attempts: number;
+  private readonly mode: 'pairs' | 'rows';
 
   private constructor(private readonly opts: QueuedScoringOptions) {
     if (opts.jobId !== undefined && !JOB_ID.test(opts.jobId)) throw new ConfigError(`--job-id ${opts.jobId}: use a letter, then up to 63 letters, digits, - or _`);
@@ -99,6 +112,7 @@ export class QueuedScoring {
     this.store = typeof opts.store === 'string' ? openStore(opts.store) : opts.store;
     this.blocksPerTile = opts.blocksPerTile ?? DEFAULT_BLOCKS_PER_TILE;
     this.attempts = opts.attempts ?? 3;
+    this.mode = opts.mode ?? 'pairs';
     const connection = connectionFrom(opts.queue);
     this.queue = new Queue(QUEUE_NAME, { connection });
     this.events = new QueueEvents(QUEUE_NAME, { connection });
@@ -145,8 +159,20 @@ export class QueuedScoring {
     const precision = opts.precision ?? 'fp32';
     const levels = int8ReferenceLevels(opts.int8ReferenceLevels);
     const ops = selfOperands(z, C, precision, levels, opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z));
-    const job: SetOperands = { kind: 'self', ops, units: N, patches: P, owner: opts.owner, k: kMax, referenceLevels: precision === 'int8' ? levels : undefined };
+    const referenceLevels = precision === 'int8' ? levels : undefined;
     const tag = `${set.layer} r=${set.r} subset ${set.subset}${set.tile !== undefined ? ` tile ${set.tile}` : ''}${set.fine ? ' (fine)' : ''}`;
+    // Rows mode needs symmetric products: with 63-level reference codes (CPUs without VNNI) the
+    // pair's two directions are different products, and only the pairs tiling reproduces them.
+    if (this.mode === 'rows' && referenceLevels !== 63) {
+      // Every row against every unit of another image, as a cross job: the same maxima of the
+      // same products (int8: the same int32 values, so bit-identical scores), each pair twice.
+      const unitOwner = opts.owner ?? Int32Array.from({ length: N }, (_, u) => u);
+      const rowOwner = Int32Array.from({ length: N * P }, (_, row) => unitOwner[Math.floor(row / P)]);
+      const reference = { units: N, patches: P, owner: opts.owner };
+      const job: SetOperands = { kind: 'cross', ops, ...reference, rows: N * P, rowOwner, k: kMax, referenceLevels };
+      return this.pairwise(job, crossBlockPlan(N * P, reference, opts), kMin, opts, tag);
+    }
+    const job: SetOperands = { kind: 'self', ops, units: N, patches: P, owner: opts.owner, k: kMax, referenceLevels };
     return this.pairwise(job, selfBlockPlan(N, P, opts), kMin, opts, tag);
   }
 
