@@ -1,7 +1,7 @@
 /**
  * Data tier: `musc run` on a bottle subset ($MUSC_DATA or ../shared/data) with a private
  * redis-server and 2 `musc worker` processes writes the same scores.json and maps as the
- * in-process `musc run`, also when one worker is SIGKILLed mid-tile. Synthetic vectors,
+ * in-process `musc run`, also when one worker is SIGKILLed mid-tile, and with refinement. Synthetic vectors,
  * corrupt partials and coordinator restarts: test/distributed.test.ts.
  */
 import assert from 'node:assert/strict';
@@ -94,4 +94,16 @@ test('musc run --queue while one worker is SIGKILLed mid-tile: identical scores.
     if (coordinator.exitCode === null) coordinator.kill('SIGKILL');
   }
   assertSameOutputs(inProcess, await outputsOf(out));
+});
+
+test('musc run --refine 0.2 --tile-mode rows on the queue (fine pass as a cross job, tiles owning their rows): identical outputs', async () => {
+  const store = path.join(tmp, 'store');
+  // The victim of the test above is gone: one worker is enough.
+  const flags = ['--refine', '0.2'];
+  const local = path.join(tmp, 'refine-local');
+  await run(process.execPath, [MUSC_BIN, 'run', ...files, '--out', local, ...flags], { maxBuffer: 1 << 24 });
+  const queued = path.join(tmp, 'refine-queued');
+  const { stderr } = await run(process.execPath, [MUSC_BIN, 'run', ...files, '--out', queued, ...flags, '--tile-mode', 'rows', '--queue', redis!.url, '--store', store], { maxBuffer: 1 << 24 });
+  assert.match(stderr, /refinement of \d+ rows/);
+  assertSameOutputs(await outputsOf(local), await outputsOf(queued));
 });
