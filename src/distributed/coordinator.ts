@@ -197,18 +197,23 @@ export class QueuedScoring {
    * Runs one pairwise job on the workers: operands to the store, tiles on the queue, partials
    * merged into the job's top-K, and the mean of ranks [kMin, k) of each row's distances.
    */
-  private async pairwise(set: SetOperands, plan: readonly Block[], kMin: number, opts: Pick<MsmOptions, 'signal' | 'onProgress'>, tag: string): Promise<Float32Array> {
+  private async pairwise(set: SetOperands, plan: readonly Block[], kMin: number, opts: Pick<MsmOptions, 'signal' | 'onProgress' | 'queryRows' | 'maxBlockColumns'>, tag: string): Promise<Float32Array> {
     const t0 = performance.now();
     const file = encodeOperands(set);
     const opsSha = sha256(file);
     const rows = set.kind === 'self' ? set.units * set.patches : (set.rows ?? 0);
     const tiles = tilePlan(plan, set.patches, this.blocksPerTile, set.kind);
-    // The set's name covers its operands and its tiling: a resumed run with other tiles starts afresh.
-    const setKey = sha256(Buffer.from(`${opsSha}|${kMin}|${JSON.stringify(tiles.map((t) => t.blocks))}`)).slice(0, 32);
+    // The set's name covers its operands and its tiling (a pure function of the plan's sizes: hashing
+    // the blocks themselves would cost a string of hundreds of MB at N = 10 000), so a resumed run
+    // with other tiles starts afresh.
+    const tiling = { kMin, blocksPerTile: this.blocksPerTile, queryRows: opts.queryRows, maxBlockColumns: opts.maxBlockColumns, blocks: plan.length, tiles: tiles.length };
+    const setKey = sha256(Buffer.from(`${opsSha}|${JSON.stringify(tiling)}`)).slice(0, 32);
     this.stats.sets++;
 
     const done = await getScores(this.store, keys.done(this.jobId, setKey), rows);
     if (done) {
+      // A coordinator that stopped between saving the scores and removing the tiles left their jobs.
+      await Promise.all(tiles.map((t) => this.queue.remove(`${this.jobId}.${setKey}.${t.index}`)));
       this.stats.setsReused++;
       opts.onProgress?.(1);
       return done;
