@@ -1,7 +1,8 @@
 /**
  * Data tier: `musc run` on a bottle subset ($MUSC_DATA or ../shared/data) with a private
  * redis-server and 2 `musc worker` processes writes the same scores.json and maps as the
- * in-process `musc run`, also when one worker is SIGKILLed mid-tile, and with refinement. Synthetic vectors,
+ * in-process `musc run`, also when one worker is SIGKILLed mid-tile, when the coordinator is
+ * SIGKILLed and restarted with its job id, and with refinement. Synthetic vectors,
  * corrupt partials and coordinator restarts: test/distributed.test.ts.
  */
 import assert from 'node:assert/strict';
@@ -65,6 +66,37 @@ test('musc run --queue with 2 musc worker processes: identical scores.json and m
   assert.match(stderr, /distributed: \d+ tiles/);
   assertSameOutputs(inProcess, await outputsOf(out));
   assert.ok(workers.every((w) => tilesDone(w).length > 0), 'both workers computed tiles');
+  assert.deepStrictEqual(await readdir(store), [], 'the store keeps nothing of a finished run');
+});
+
+test('musc run --queue SIGKILLed mid-run and restarted with its --job-id resumes from the finished tiles: identical outputs', async (t) => {
+  const store = path.join(tmp, 'store');
+  const args = [MUSC_BIN, 'run', ...files, '--queue', redis!.url, '--store', store, '--job-id', 'restart-test', '--tile-blocks', '8'];
+  const first = spawn(process.execPath, [...args, '--out', path.join(tmp, 'restart-1')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<void>((resolve) => first.once('exit', () => resolve()));
+  try {
+    const from = workers.map((w) => w.lines.length);
+    // Killed once the workers have finished a few tiles of the run.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        if (workers.reduce((n, w, i) => n + w.lines.slice(from[i]).filter((l) => / done in /.test(l)).length, 0) >= 6) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 20);
+      first.once('exit', (code) => (clearInterval(timer), reject(new Error(`the first coordinator ended (${code}) before it was killed`))));
+    });
+  } finally {
+    first.kill('SIGKILL');
+    await exited;
+  }
+  const out = path.join(tmp, 'restart-2');
+  const { stderr } = await run(process.execPath, [...args, '--out', out], { maxBuffer: 1 << 24 });
+  const m = /distributed: (\d+) tiles \((\d+) reused, (\d+) recomputed\), (\d+) sets \((\d+) reused\)/.exec(stderr);
+  assert.ok(m, stderr);
+  assert.ok(Number(m[2]) + Number(m[5]) > 0, `nothing was resumed: ${m[0]}`);
+  t.diagnostic(`restarted coordinator: ${m[0]}`);
+  assertSameOutputs(inProcess, await outputsOf(out));
   assert.deepStrictEqual(await readdir(store), [], 'the store keeps nothing of a finished run');
 });
 
