@@ -289,10 +289,10 @@ export class QueuedScoring {
         const t0 = performance.now();
         const part = decodePartial(await getVerified(this.store, key, result.sha256));
         if (part.set !== setKey || part.tile !== t.index) throw new CorruptFileError(`${key} holds tile ${part.set}.${part.tile}`);
+        if (JSON.stringify(part.ranges) !== JSON.stringify(t.ranges)) throw new CorruptFileError(`${key} covers other rows than its tile`);
         this.stats.partialBytes += result.bytes;
         this.stats.operandReadBytes += result.readBytes;
         this.stats.tileSeconds += result.seconds;
-        // Everything is checked before the first value is merged: a bad partial never half-merges.
         mergePartial(best, part);
         this.stats.mergeSeconds += (performance.now() - t0) / 1000;
         return;

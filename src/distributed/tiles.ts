@@ -90,9 +90,11 @@ export async function computeTile(kernel: SimilarityKernel, set: SetOperands, se
 export function mergePartial(into: LargestK, part: Partial): void {
   if (part.best.k !== into.k) throw new RangeError(`partial keeps ${part.best.k} values per row, the set ${into.k}`);
   const { values, counts, k } = part.best;
+  // Checked before the first value is offered: a bad partial never half-merges.
+  for (const [a, b] of part.ranges) if (!(a >= 0 && a <= b && b <= into.rows)) throw new RangeError(`partial rows [${a}, ${b}) outside the set's ${into.rows}`);
+  if (rangeRows(part.ranges) !== part.best.rows) throw new RangeError(`partial ranges cover ${rangeRows(part.ranges)} rows, its values ${part.best.rows}`);
   let local = 0;
   for (const [a, b] of part.ranges) {
-    if (a < 0 || b > into.rows) throw new RangeError(`partial rows [${a}, ${b}) outside the set's ${into.rows}`);
     for (let row = a; row < b; row++, local++) {
       const base = local * k;
       for (let i = 0; i < counts[local]; i++) into.push(row, values[base + i]);
