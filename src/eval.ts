@@ -11,7 +11,8 @@ import { readBtadCategory, readMvtecCategory, readVisaCategory } from './data/mv
 import { splitSubsets } from './data/subsets.js';
 import { ConfigError, DatasetError } from './errors.js';
 import { imageMetrics, pixelMetrics, type ImageMetrics, type PixelMetrics } from './metrics/index.js';
-import { MIN_IMAGES } from './pipeline/msm.js';
+import { MIN_IMAGES, type MutualScoring } from './pipeline/msm.js';
+import type { CrossScoring } from './pipeline/refine.js';
 import { extractFeatures, planGeometry, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn, type StageTimes } from './pipeline/musc.js';
 
 /** Evaluation of one category. */
@@ -64,6 +65,12 @@ export interface EvaluateHooks {
   /** RsCIN windows (default: the dataset family's, as the reference). */
   readonly kList?: readonly number[];
   readonly threads?: number;
+  /** Where mutual scoring runs (default: in this process; see `MutualScoring`). */
+  readonly mutualScoring?: MutualScoring;
+  /** Where refinement's cross jobs run (default: in this process; see `CrossScoring`). */
+  readonly crossScoring?: CrossScoring;
+  /** Mutual-scoring sets in progress at once (default 1). */
+  readonly setsInFlight?: number;
 }
 
 /** Scores one category folder zero-shot and computes its metrics (`readCategory` + `evaluateDataset`). */

@@ -12,7 +12,8 @@
  * ```
  *
  * The pipeline's stages (backbones, LNAMD, mutual scoring, RsCIN, maps, metrics) are
- * exported for comparison work from `musc-ts/stages`.
+ * exported for comparison work from `musc-ts/stages`. `QueuedScoring` and `startWorker`
+ * run mutual scoring on several machines (README "Scaling out").
  */
 export { Musc } from './api/musc.js';
 export type { BackboneChoice, ScoringOptions } from './api/options.js';
@@ -29,5 +30,9 @@ export type { Failure, MuscConfig, ProgressFn } from './pipeline/musc.js';
 export type { Decision } from './outputs/decisions.js';
 export type { Region } from './outputs/region.js';
 export type { Threshold, ThresholdRule } from './outputs/thresholds.js';
+export { QueuedScoring, type DistributedStats, type QueuedScoringOptions } from './distributed/coordinator.js';
+export { startWorker, type TileWorker, type TileWorkerOptions } from './distributed/worker.js';
+export type { MutualScoring, MsmOptions, ScoringSetId } from './pipeline/msm.js';
+export type { CrossScoring } from './pipeline/refine.js';
 export { BankError } from './bank/format.js';
 export { ConfigError, DatasetError, ImageDecodeError, ModelError, MuscError } from './errors.js';

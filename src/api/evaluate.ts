@@ -90,7 +90,7 @@ export async function evaluate(dirs: string | readonly string[], opts: EvaluateO
       for (const { dir, dataset, plan } of ready) {
         opts.onCategory?.({ kind: 'start', dir, name: dataset.name });
         try {
-          const r = await evaluateDataset(dataset, backbone, cfg, { onProgress: opts.onProgress, maxImages: opts.maxImages, kList: opts.kList, signal: opts.signal, threads: opts.threads });
+          const r = await evaluateDataset(dataset, backbone, cfg, { onProgress: opts.onProgress, maxImages: opts.maxImages, kList: opts.kList, signal: opts.signal, threads: opts.threads, mutualScoring: opts.mutualScoring, crossScoring: opts.crossScoring, setsInFlight: opts.setsInFlight });
           if (plan) {
             const items = r.dataset.items;
             const labels = items.map((it) => it.label);

@@ -9,6 +9,8 @@ import type { BankBackbone } from '../bank/format.js';
 import { bankBackboneOf } from '../bank/scorer.js';
 import { ConfigError } from '../errors.js';
 import type { Normalization } from '../image/normalize.js';
+import type { MutualScoring } from '../pipeline/msm.js';
+import type { CrossScoring } from '../pipeline/refine.js';
 import { DEFAULT_CONFIG, resolveConfig, type MuscConfig, type ProgressFn } from '../pipeline/musc.js';
 import type { Size2D } from '../tensor.js';
 
@@ -69,6 +71,18 @@ export interface ScoringOptions {
   readonly onProgress?: ProgressFn;
   /** Messages about what is being done (model downloads, skipped folders); default: none. */
   readonly log?: (message: string) => void;
+  /**
+   * Where mutual scoring of each set runs (default: in this process). `QueuedScoring.mutualScoring`
+   * (musc-ts/distributed) runs it on `musc worker` processes with the same scores.
+   */
+  readonly mutualScoring?: MutualScoring;
+  /** Where refinement's cross jobs run (default: in this process); `QueuedScoring.crossScoring` likewise. */
+  readonly crossScoring?: CrossScoring;
+  /**
+   * Mutual-scoring sets in progress at once (default 1). 2 with a queued executor: the next set's
+   * vectors are prepared and queued while the workers finish the current one.
+   */
+  readonly setsInFlight?: number;
 }
 
 /** S of `imageSize` (the long side of a fixed W x H). */

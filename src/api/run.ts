@@ -77,7 +77,7 @@ export async function runBatch(inputs: readonly string[], opts: RunOptions = {})
       const why = failures.length ? ` (${failures.length} of ${files.length} files could not be read)` : '';
       throw new ConfigError(`MuSc scores images against each other and needs at least ${MIN_IMAGES} readable images; found ${features.length}${why}`);
     }
-    const scores = await scoreFeatures(features, cfg, { onProgress: opts.onProgress, signal: opts.signal, threads: opts.threads });
+    const scores = await scoreFeatures(features, cfg, { onProgress: opts.onProgress, signal: opts.signal, threads: opts.threads, mutualScoring: opts.mutualScoring, crossScoring: opts.crossScoring, setsInFlight: opts.setsInFlight });
     // Keep only what the outputs need: the backbone features can be freed now.
     scored = { features: features.map((f) => ({ file: f.file, originalWidth: f.originalWidth, originalHeight: f.originalHeight })), scores, failures };
   } finally {

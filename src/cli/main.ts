@@ -1,6 +1,6 @@
 /**
- * The `musc` command line: `run`, `eval`, `demo`, `bank build`, `score`, `serve` and
- * `models inspect` (one file per command in commands/). Actions only map flags to the
+ * The `musc` command line: `run`, `eval`, `demo`, `bank build`, `score`, `serve`,
+ * `models inspect` and `worker` (one file per command in commands/). Actions only map flags to the
  * library's calls (src/api); this file builds the program and turns errors into one
  * line on stderr and an exit code: 0 ok, 2 user error, 130 interrupted, 1 internal error.
  */
@@ -11,6 +11,7 @@ import { addDemoCommand } from './commands/demo.js';
 import { addEvalCommand } from './commands/eval.js';
 import { addModelsCommand } from './commands/models.js';
 import { addRunCommand } from './commands/run.js';
+import { addWorkerCommand } from './commands/worker.js';
 import { addServeCommand } from './serve.js';
 
 /** Builds the CLI program (exported for tests). */
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   addBankCommands(program);
   addServeCommand(program);
   addModelsCommand(program);
+  addWorkerCommand(program);
   return program;
 }
 

@@ -152,6 +152,8 @@ export interface ScoringSetId {
   readonly r: number;
   /** Tiles matched by position: which tile position the set holds. */
   readonly tile?: number;
+  /** The fine pass of coarse-to-fine refinement. */
+  readonly fine?: boolean;
 }
 
 /**

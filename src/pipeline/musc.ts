@@ -5,6 +5,7 @@
  * instead of throwing so a long run finishes with partial results.
  */
 import { basename, dirname } from 'node:path';
+import pLimit from 'p-limit';
 import type { Backbone, BackboneOutput } from '../backbone/backbone.js';
 import { splitSubsets } from '../data/subsets.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
@@ -15,7 +16,7 @@ import { lnamdStack } from './lnamd.js';
 import { anomalyMap, coverage, imageScore, upsampleIntoBox } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
 import { maxAbs } from './quantize.js';
-import { refineScores } from './refine.js';
+import { refineScores, type CrossScoring } from './refine.js';
 import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
 import { SimilarityKernel } from './similarity-kernel.js';
 
@@ -329,6 +330,10 @@ export async function scoreFeatures(
     threads?: number;
     /** Runs mutual scoring of each set (default: `mutualScores` in this process). */
     mutualScoring?: MutualScoring;
+    /** Runs refinement's cross jobs (default: `crossScores` in this process). */
+    crossScoring?: CrossScoring;
+    /** Sets scored at once (default 1; 2 lets a queued executor's workers go on while the next set is prepared). */
+    setsInFlight?: number;
   } = {},
 ): Promise<MuscScores> {
   const M = features.length;
@@ -367,76 +372,103 @@ export async function scoreFeatures(
     return coarseWork + fineWork;
   };
   const total = subsets.reduce((a, s) => a + cfg.layers.reduce((b, _, l) => b + layerWork(s.length, l) * cfg.rList.length, 0), 0);
-  let done = 0;
   const time = (stage: keyof StageTimes, t0: number) => {
     if (hooks.times) hooks.times[stage] += (performance.now() - t0) / 1000;
   };
-  const msmOptions = (w: number) => ({
+  // Progress: each set's fraction done, weighted by its work (sets may run side by side).
+  const fractions: number[] = [];
+  const weights: number[] = [];
+  const report = () => hooks.onProgress?.('scoring', fractions.reduce((a, f, i) => a + f * weights[i], 0) / total);
+  const msmOptions = (i: number) => ({
     intervalLow: cfg.interval[0],
     intervalHigh: cfg.interval[1],
     kernel,
     precision: cfg.precision,
     signal: hooks.signal,
     maxQueryGroups: hooks.maxQueryGroups,
-    onProgress: (f: number) => hooks.onProgress?.('scoring', (done + f * w) / total),
+    onProgress: (f: number) => {
+      fractions[i] = f;
+      report();
+    },
   });
   const mutual = hooks.mutualScoring ?? mutualScores;
-  try {
-    for (const [subsetIndex, subset] of subsets.entries()) {
-      const N = subset.length;
-      for (let l = 0; l < cfg.layers.length; l++) {
-        const g0 = features[subset[0]].units[0][l];
-        const P = g0.height * g0.width;
-        const C = g0.channels;
-        const w = layerWork(N, l);
-        for (const r of cfg.rList) {
-          hooks.signal?.throwIfAborted();
-          const set = { subset: subsetIndex, layer: cfg.layers[l], r };
-          // Unit vectors and coarse scores of every unit, `[N, T, P, ·]` (image-major).
-          let t0 = performance.now();
-          const zAll = lnamdStack(subset.flatMap((idx) => features[idx].units.map((u) => u[l])), r);
-          time('lnamd', t0);
-          const unitScores = new Float32Array(N * T * P);
-          if (!tiled || matchAny) {
-            t0 = performance.now();
-            const owner = tiled ? Int32Array.from({ length: N * T }, (_, u) => Math.floor(u / T)) : undefined;
-            unitScores.set(await mutual(zAll, { N: N * T, P, C }, { ...msmOptions(w), owner }, set));
-            time('msm', t0);
-          } else {
-            // Tiles matched by position: one mutual-scoring set per tile position, one int8 scale for all
-            // (as a bank of these tiles has).
-            const int8Range = maxAbs(zAll);
-            const per = P * C;
-            for (let t = 0; t < T; t++) {
-              const z = new Float32Array(N * per);
-              for (let n = 0; n < N; n++) z.set(zAll.subarray((n * T + t) * per, (n * T + t + 1) * per), n * per);
-              t0 = performance.now();
-              const scores = await mutual(z, { N, P, C }, { ...msmOptions(w), int8Range }, { ...set, tile: t });
-              time('msm', t0);
-              for (let n = 0; n < N; n++) unitScores.set(scores.subarray(n * P, (n + 1) * P), (n * T + t) * P);
-            }
-          }
-          t0 = performance.now();
-          if (fine) {
-            const gf = features[subset[0]].fine![l];
-            const zFine = lnamdStack(subset.map((idx) => features[idx].fine![l]), r);
-            time('lnamd', t0);
-            t0 = performance.now();
-            const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(w), select: geometry.refineSelect });
-            time('msm', t0);
-            t0 = performance.now();
-            const Pf = gf.height * gf.width;
-            subset.forEach((idx, n) => upsampleIntoBox(scores.subarray(n * Pf, (n + 1) * Pf), gf.height, gf.width, fine.boxes[0], map.width, maps[idx], 1 / nMaps));
-          } else {
-            subset.forEach((idx, n) => {
-              for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((n * T + t) * P, (n * T + t + 1) * P), g0.height, g0.width, coarse.boxes[t], map.width, maps[idx], 1 / nMaps);
-            });
-          }
-          time('maps', t0);
-          done += w;
-        }
+
+  /** Scores one set; returns how to add its maps (applied in set order, so the float sums do not depend on timing). */
+  const scoreSet = async (i: number, subsetIndex: number, subset: readonly number[], l: number, r: number): Promise<() => void> => {
+    hooks.signal?.throwIfAborted();
+    const N = subset.length;
+    const g0 = features[subset[0]].units[0][l];
+    const P = g0.height * g0.width;
+    const C = g0.channels;
+    const set = { subset: subsetIndex, layer: cfg.layers[l], r };
+    // Unit vectors and coarse scores of every unit, `[N, T, P, ·]` (image-major).
+    let t0 = performance.now();
+    const zAll = lnamdStack(subset.flatMap((idx) => features[idx].units.map((u) => u[l])), r);
+    time('lnamd', t0);
+    const unitScores = new Float32Array(N * T * P);
+    if (!tiled || matchAny) {
+      t0 = performance.now();
+      const owner = tiled ? Int32Array.from({ length: N * T }, (_, u) => Math.floor(u / T)) : undefined;
+      unitScores.set(await mutual(zAll, { N: N * T, P, C }, { ...msmOptions(i), owner }, set));
+      time('msm', t0);
+    } else {
+      // Tiles matched by position: one mutual-scoring set per tile position, one int8 scale for all
+      // (as a bank of these tiles has).
+      const int8Range = maxAbs(zAll);
+      const per = P * C;
+      for (let t = 0; t < T; t++) {
+        const z = new Float32Array(N * per);
+        for (let n = 0; n < N; n++) z.set(zAll.subarray((n * T + t) * per, (n * T + t + 1) * per), n * per);
+        t0 = performance.now();
+        const base = t / T;
+        const scores = await mutual(z, { N, P, C }, { ...msmOptions(i), int8Range, onProgress: (f) => msmOptions(i).onProgress(base + f / T) }, { ...set, tile: t });
+        time('msm', t0);
+        for (let n = 0; n < N; n++) unitScores.set(scores.subarray(n * P, (n + 1) * P), (n * T + t) * P);
       }
     }
+    if (fine) {
+      t0 = performance.now();
+      const gf = features[subset[0]].fine![l];
+      const zFine = lnamdStack(subset.map((idx) => features[idx].fine![l]), r);
+      time('lnamd', t0);
+      t0 = performance.now();
+      const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(i), select: geometry.refineSelect, mutual, cross: hooks.crossScoring, set: { ...set, fine: true } });
+      time('msm', t0);
+      const Pf = gf.height * gf.width;
+      return () => subset.forEach((idx, n) => upsampleIntoBox(scores.subarray(n * Pf, (n + 1) * Pf), gf.height, gf.width, fine.boxes[0], map.width, maps[idx], 1 / nMaps));
+    }
+    return () =>
+      subset.forEach((idx, n) => {
+        for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((n * T + t) * P, (n * T + t + 1) * P), g0.height, g0.width, coarse.boxes[t], map.width, maps[idx], 1 / nMaps);
+      });
+  };
+
+  // Sets start in order, at most `setsInFlight` at once (a queued executor keeps its workers busy
+  // while the next set is prepared); their maps are added in order.
+  const slot = pLimit(Math.max(1, hooks.setsInFlight ?? 1));
+  const started: Promise<() => void>[] = [];
+  for (const [subsetIndex, subset] of subsets.entries()) {
+    for (let l = 0; l < cfg.layers.length; l++) {
+      for (const r of cfg.rList) {
+        const i = started.length;
+        fractions.push(0);
+        weights.push(layerWork(subset.length, l));
+        started.push(slot(() => scoreSet(i, subsetIndex, subset, l, r)));
+      }
+    }
+  }
+  try {
+    for (const pending of started) {
+      const apply = await pending;
+      const t0 = performance.now();
+      apply();
+      time('maps', t0);
+    }
+  } catch (err) {
+    // Nothing may still use the kernel when it is disposed.
+    slot.clearQueue();
+    await Promise.allSettled(started);
+    throw err;
   } finally {
     await kernel.dispose();
   }

@@ -16,7 +16,7 @@
  */
 import type { GemmOperands } from './gemm-operands.js';
 import type { SimilarityKernel } from './similarity-kernel.js';
-import type { LargestK } from './top-k.js';
+import type { TopKSink } from './top-k.js';
 
 /** Query rows (patches) per GEMM call by default. */
 export const DEFAULT_QUERY_ROWS = 1568;
@@ -102,7 +102,7 @@ function converter(ops: GemmOperands): (v: number) => number {
  * similarity in that unit (row `unit·P + p` of `best`). Each unordered unit pair is
  * computed once.
  */
-export async function selfBestMatches(kernel: SimilarityKernel, ops: GemmOperands, layout: UnitLayout, best: LargestK, opts: PairwiseOptions = {}): Promise<void> {
+export async function selfBestMatches(kernel: SimilarityKernel, ops: GemmOperands, layout: UnitLayout, best: TopKSink, opts: PairwiseOptions = {}): Promise<void> {
   const { units: U, patches: P } = layout;
   const W = ops.channels;
   const owner = layout.owner ?? identityOwner(U);
@@ -150,7 +150,7 @@ export async function crossBestMatches(
   ops: GemmOperands,
   query: RowLayout,
   reference: UnitLayout,
-  best: LargestK,
+  best: TopKSink,
   opts: PairwiseOptions = {},
 ): Promise<void> {
   const { units: U, patches: Q } = reference;

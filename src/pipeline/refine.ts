@@ -10,10 +10,30 @@
  * exactly full fine scoring. Hand-written orchestration over the shared core.
  */
 import { upsampleBilinear } from './maps.js';
-import { int8ReferenceLevels, intervalBounds, mutualScores, othersPerUnit, selfOperands, toDistance, type MsmOptions } from './msm.js';
-import { crossBestMatches } from './pairwise.js';
+import { int8ReferenceLevels, intervalBounds, mutualScores, othersPerUnit, selfOperands, toDistance, type MsmOptions, type MutualScoring, type ScoringSetId } from './msm.js';
+import type { GemmOperands } from './gemm-operands.js';
+import { crossBestMatches, type RowLayout, type UnitLayout } from './pairwise.js';
 import { SimilarityKernel } from './similarity-kernel.js';
 import { LargestK } from './top-k.js';
+
+/**
+ * Where refinement's cross job runs: query rows against reference units, returning for each row
+ * the mean of ranks [kMin, kMax) of its best per-image distances. `crossScores` in this process
+ * (the default), or an executor that farms the same blocks out and returns the same scores.
+ */
+export type CrossScoring = (ops: GemmOperands, query: RowLayout, reference: UnitLayout, interval: { kMin: number; kMax: number }, opts: MsmOptions) => Promise<Float32Array>;
+
+/** The cross job in this process. */
+export const crossScores: CrossScoring = async (ops, query, reference, { kMin, kMax }, opts) => {
+  const best = new LargestK(query.rows, kMax);
+  const kernel = opts.kernel ?? (await SimilarityKernel.create({ precision: ops.precision, threads: opts.threads }));
+  try {
+    await crossBestMatches(kernel, ops, query, reference, best, opts);
+  } finally {
+    if (!opts.kernel) await kernel.dispose();
+  }
+  return best.meanOfRanks(kMin, kMax, toDistance);
+};
 
 /** A set of per-image score grids `[N, gh·gw]`. */
 export interface ScoreGrids {
@@ -59,7 +79,7 @@ export async function refineScores(
   coarse: ScoreGrids,
   fine: { gridHeight: number; gridWidth: number },
   fraction: number,
-  opts: MsmOptions & { select?: 'image' | 'set' } = {},
+  opts: MsmOptions & { select?: 'image' | 'set'; mutual?: MutualScoring; cross?: CrossScoring; set?: ScoringSetId } = {},
 ): Promise<{ scores: Float32Array; refined: number }> {
   const { N, P, C } = dims;
   if (fine.gridHeight * fine.gridWidth !== P) throw new RangeError(`refine: the fine grid ${fine.gridHeight}x${fine.gridWidth} does not hold ${P} patches`);
@@ -72,7 +92,8 @@ export async function refineScores(
   const m = rows.length;
   if (fraction >= 0.5) {
     // A full fine pass computes each pair once: cheaper than the cross job from here on.
-    const full = await mutualScores(zFine, dims, opts);
+    // It is a self job, so it runs wherever the coarse sets run (e.g. on queue workers).
+    const full = opts.mutual ? await opts.mutual(zFine, dims, opts, opts.set ?? { subset: 0, layer: 'fine', r: 0 }) : await mutualScores(zFine, dims, opts);
     if (m === N * P) return { scores: full, refined: m };
     calibrate(scores, rows, Float32Array.from(rows, (r) => full[r]));
     return { scores, refined: m };
@@ -84,15 +105,8 @@ export async function refineScores(
   const query = new Ctor(m * W);
   for (let k = 0; k < m; k++) query.set(ops.query.subarray(rows[k] * W, (rows[k] + 1) * W) as never, k * W);
   const owner = Int32Array.from(rows, (row) => Math.floor(row / P));
-  const { kMin, kMax } = intervalBounds(othersPerUnit(N) + 1, opts.intervalLow ?? 0, opts.intervalHigh ?? 0.3);
-  const best = new LargestK(m, kMax);
-  const kernel = opts.kernel ?? (await SimilarityKernel.create({ precision, threads: opts.threads }));
-  try {
-    await crossBestMatches(kernel, { ...ops, query }, { rows: m, owner }, { units: N, patches: P }, best, opts);
-  } finally {
-    if (!opts.kernel) await kernel.dispose();
-  }
-  calibrate(scores, rows, best.meanOfRanks(kMin, kMax, toDistance));
+  const interval = intervalBounds(othersPerUnit(N) + 1, opts.intervalLow ?? 0, opts.intervalHigh ?? 0.3);
+  calibrate(scores, rows, await (opts.cross ?? crossScores)({ ...ops, query }, { rows: m, owner }, { units: N, patches: P }, interval, opts));
   return { scores, refined: m };
 }
 

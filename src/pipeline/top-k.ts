@@ -3,7 +3,12 @@
  * Float32Array), so mutual scoring keeps O(rows·K) memory instead of every
  * per-pair value. Hand-written: typed-array heaps, no allocation per value.
  */
-export class LargestK {
+/** Where the pairwise routines offer their per-row values: a `LargestK`, or a view of one (distributed tiles). */
+export interface TopKSink {
+  push(row: number, v: number): void;
+}
+
+export class LargestK implements TopKSink {
   /** Heap storage `[rows, k]`; each row's first `counts[row]` slots form a min-heap. */
   readonly values: Float32Array;
   readonly counts: Uint32Array;

@@ -4,6 +4,7 @@ import { Option } from 'commander';
 import { evaluate, type EvaluationResult } from '../../api/evaluate.js';
 import { meanMetrics, type CategoryResult } from '../../eval.js';
 import { MuscError } from '../../errors.js';
+import { addQueueOptions, withQueue, type QueueOpts } from '../distributed.js';
 import { interruptSignal } from '../interrupt.js';
 import { addDecisionOptions, addOverwriteOption, addScoringOptions, ruleFrom, scoringFrom, type DecisionOpts, type ScoringOpts } from '../options.js';
 import { integer } from '../parsers.js';
@@ -11,7 +12,7 @@ import { createProgress, type Progress } from '../progress.js';
 import { MIN_IMAGES } from '../../pipeline/msm.js';
 
 /** Parsed options of `musc eval`. */
-export type EvalOpts = ScoringOpts & DecisionOpts & { json?: boolean; maxImages?: number; report?: string; overwrite?: boolean };
+export type EvalOpts = ScoringOpts & DecisionOpts & QueueOpts & { json?: boolean; maxImages?: number; report?: string; overwrite?: boolean };
 
 const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(2) : '  n/a');
 
@@ -34,7 +35,8 @@ function printJson(res: EvaluationResult): void {
 /** Runs `musc eval` (also the second half of `musc demo`). */
 export async function runEval(dirs: string[], o: EvalOpts): Promise<EvaluationResult> {
   let bar: Progress | null = null;
-  const res = await evaluate(dirs, {
+  const res = await withQueue(o, (executors) => evaluate(dirs, {
+    ...executors,
     ...scoringFrom(o, {
       signal: interruptSignal(o.report ? 'reports of the categories finished before were kept; the current one was not written' : 'nothing was written'),
       onProgress: (s, f) => bar?.update(s, f),
@@ -55,7 +57,7 @@ export async function runEval(dirs: string[], o: EvalOpts): Promise<EvaluationRe
         if (e.reportDir) process.stderr.write(`report: ${e.reportDir}/report.html\n`);
       }
     },
-  }).finally(() => bar?.stop());
+  })).finally(() => bar?.stop());
   if (o.json) printJson(res);
   else printTable(res.categories);
   if (res.failed.length > 0) {
@@ -65,7 +67,7 @@ export async function runEval(dirs: string[], o: EvalOpts): Promise<EvaluationRe
 }
 
 export function addEvalCommand(program: Command): void {
-  addOverwriteOption(
+  addQueueOptions(addOverwriteOption(
     addDecisionOptions(
       addScoringOptions(
         program
@@ -77,7 +79,7 @@ export function addEvalCommand(program: Command): void {
           .addOption(new Option('--max-images <n>', `score a stratified subset of at most n images per category (≥ ${MIN_IMAGES})`).argParser(integer(MIN_IMAGES))),
       ),
     ),
-  ).action(async (dirs: string[], o: EvalOpts) => {
+  )).action(async (dirs: string[], o: EvalOpts) => {
     await runEval(dirs, o);
   });
 }

@@ -1,0 +1,103 @@
+/**
+ * Tiles: the unit of distributed work. A tile is a run of consecutive blocks of a
+ * block plan that share one query group. In a self plan (`selfBlockPlan`) it touches
+ * the query units [q0, q1) and one contiguous range of reference units (column maxima
+ * serve the reference rows); in a cross plan (`crossBlockPlan`) only its query rows. Its result is the
+ * top-K of every row it touched (`Partial`). Merging partials is exact: the K largest
+ * of a union are the K largest of the parts' K largest, as a multiset, and
+ * `LargestK.meanOfRanks` sorts, so the merged scores are bit-identical to one process's
+ * whatever the tiling, the number of workers or the order tiles finish in.
+ */
+import { crossBestMatches, selfBestMatches, type Block } from '../pipeline/pairwise.js';
+import type { SimilarityKernel } from '../pipeline/similarity-kernel.js';
+import { LargestK, type TopKSink } from '../pipeline/top-k.js';
+import type { PairwiseKind, Partial, RowRanges, SetOperands } from './format.js';
+
+/** One tile: its blocks and the global row ranges they write. */
+export interface Tile {
+  readonly index: number;
+  readonly blocks: readonly Block[];
+  readonly ranges: RowRanges;
+  /** GEMM work (unit pairs), for progress. */
+  readonly work: number;
+}
+
+/** Unit pairs a block computes (the diagonal block: its upper triangle). */
+export function blockWork(b: Block): number {
+  return b.q0 === b.r0 ? ((b.q1 - b.q0) * (b.q1 - b.q0 + 1)) / 2 : (b.q1 - b.q0) * (b.r1 - b.r0);
+}
+
+/**
+ * Cuts a plan into tiles of at most `blocksPerTile` consecutive blocks of one query group.
+ * @param patches P, to turn unit ranges into row ranges
+ */
+export function tilePlan(plan: readonly Block[], patches: number, blocksPerTile: number, kind: PairwiseKind = 'self'): Tile[] {
+  if (!Number.isInteger(blocksPerTile) || blocksPerTile < 1) throw new RangeError(`tiles need at least one block (got ${blocksPerTile})`);
+  const tiles: Tile[] = [];
+  let run: Block[] = [];
+  const flush = () => {
+    if (run.length === 0) return;
+    const { q0, q1 } = run[0];
+    if (kind === 'cross') {
+      // Row maxima only: the tile writes its query rows.
+      tiles.push({ index: tiles.length, blocks: run, ranges: [[q0, q1]], work: run.reduce((s, b) => s + (b.q1 - b.q0) * (b.r1 - b.r0), 0) });
+      run = [];
+      return;
+    }
+    const r0 = Math.min(...run.map((b) => b.r0));
+    const r1 = Math.max(...run.map((b) => b.r1));
+    // With the diagonal block the reference range starts at q0: one range of rows.
+    const units: [number, number][] = r0 <= q1 ? [[q0, Math.max(q1, r1)]] : [[q0, q1], [r0, r1]];
+    tiles.push({ index: tiles.length, blocks: run, ranges: units.map(([a, b]) => [a * patches, b * patches] as const), work: run.reduce((s, b) => s + blockWork(b), 0) });
+    run = [];
+  };
+  for (const b of plan) {
+    if (run.length > 0 && (run[0].q0 !== b.q0 || run.length >= blocksPerTile)) flush();
+    run.push(b);
+  }
+  flush();
+  return tiles;
+}
+
+/** Rows in `ranges`, in order. */
+export function rangeRows(ranges: RowRanges): number {
+  return ranges.reduce((s, [a, b]) => s + (b - a), 0);
+}
+
+/** A `TopKSink` over the global rows of `ranges`, backed by a compact `LargestK` of those rows only. */
+function rangeSink(best: LargestK, ranges: RowRanges): TopKSink {
+  if (ranges.length === 1) {
+    const [a] = ranges[0];
+    return { push: (row, v) => best.push(row - a, v) };
+  }
+  const [[a0, b0], [a1]] = ranges;
+  const shift = b0 - a0 - a1;
+  return { push: (row, v) => best.push(row < b0 ? row - a0 : row + shift, v) };
+}
+
+/** Runs one tile of a set (what a worker does) and returns its partial result. */
+export async function computeTile(kernel: SimilarityKernel, set: SetOperands, setKey: string, tile: Pick<Tile, 'index' | 'blocks' | 'ranges'>): Promise<Partial> {
+  if (tile.ranges.length > 2) throw new RangeError('a tile touches at most two row ranges');
+  const best = new LargestK(rangeRows(tile.ranges), set.k);
+  const sink = rangeSink(best, tile.ranges);
+  const reference = { units: set.units, patches: set.patches, owner: set.owner };
+  if (set.kind === 'self') await selfBestMatches(kernel, set.ops, reference, sink, { blocks: tile.blocks });
+  else await crossBestMatches(kernel, set.ops, { rows: set.rows ?? 0, owner: set.rowOwner }, reference, sink, { blocks: tile.blocks });
+  return { set: setKey, tile: tile.index, ranges: tile.ranges, best };
+}
+
+/** Offers every value of a partial to the set's running top-K (order independent, exact). */
+export function mergePartial(into: LargestK, part: Partial): void {
+  if (part.best.k !== into.k) throw new RangeError(`partial keeps ${part.best.k} values per row, the set ${into.k}`);
+  const { values, counts, k } = part.best;
+  // Checked before the first value is offered: a bad partial never half-merges.
+  for (const [a, b] of part.ranges) if (!(a >= 0 && a <= b && b <= into.rows)) throw new RangeError(`partial rows [${a}, ${b}) outside the set's ${into.rows}`);
+  if (rangeRows(part.ranges) !== part.best.rows) throw new RangeError(`partial ranges cover ${rangeRows(part.ranges)} rows, its values ${part.best.rows}`);
+  let local = 0;
+  for (const [a, b] of part.ranges) {
+    for (let row = a; row < b; row++, local++) {
+      const base = local * k;
+      for (let i = 0; i < counts[local]; i++) into.push(row, values[base + i]);
+    }
+  }
+}
