@@ -121,7 +121,10 @@ export async function selfBestMatches(kernel: SimilarityKernel, ops: GemmOperand
       ops.query.subarray(q0 * P * W, q1 * P * W),
       ops.reference.subarray(r0 * P * W, r1 * P * W),
       { rows: I * P, J, Q: P, C: W, I, P },
-      !diagonal,
+      // Column maxima on the diagonal block too (unused there): one session, one ORT thread
+      // pool for the whole job. Alternating with a rows-only session left the idle pool's
+      // threads spinning against the working one on small machines (measured 1.5x slower int8).
+      true,
     );
     for (let ii = 0; ii < I; ii++) {
       const qu = q0 + ii;

@@ -47,9 +47,13 @@ export function quantizeSymmetric(z: ArrayLike<number>, scale: number, levels: n
   if (out.length !== z.length) throw new RangeError(`quantize: out has ${out.length} elements, need ${z.length}`);
   const C = dither?.length ?? 1;
   if (z.length % C !== 0) throw new RangeError(`quantize: ${z.length} values are not rows of ${C} channels`);
-  for (let i = 0; i < z.length; i++) {
-    const q = Math.round(z[i] * scale + (dither ? dither[i % C] : 0));
-    out[i] = q > levels ? levels : q < -levels ? -levels : q;
+  // Row by row, so the channel index needs no modulo (this runs over every vector of a set).
+  const rows = z.length / C;
+  for (let r = 0, i = 0; r < rows; r++) {
+    for (let c = 0; c < C; c++, i++) {
+      const q = Math.round(z[i] * scale + (dither ? dither[c] : 0));
+      out[i] = q > levels ? levels : q < -levels ? -levels : q;
+    }
   }
   return out;
 }
