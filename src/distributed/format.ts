@@ -7,7 +7,6 @@
  * Layout of both: 8-byte magic, u32 header length, JSON header, padding to 8 bytes, arrays.
  * Arrays are copied out on decode (a Buffer's offset need not be aligned for a typed view).
  */
-import { createHash } from 'node:crypto';
 import type { GemmOperands, MsmPrecision } from '../pipeline/gemm-operands.js';
 import { LargestK } from '../pipeline/top-k.js';
 
@@ -19,10 +18,8 @@ export class CorruptFileError extends Error {
 const OPS_MAGIC = 'MUSCOPS1';
 const PART_MAGIC = 'MUSCPRT1';
 
-/** SHA-256 of a buffer, hex. */
-export function sha256(buf: Uint8Array): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
+/** Hex SHA-256 of a buffer: the one the model cache and the bank format use. */
+export { sha256 } from '../backbone/model-cache.js';
 
 const pad8 = (n: number) => (n + 7) & ~7;
 

@@ -421,7 +421,8 @@ export async function scoreFeatures(
         for (let n = 0; n < N; n++) z.set(zAll.subarray((n * T + t) * per, (n * T + t + 1) * per), n * per);
         t0 = performance.now();
         const base = t / T;
-        const scores = await mutual(z, { N, P, C }, { ...msmOptions(i), int8Range, onProgress: (f) => msmOptions(i).onProgress(base + f / T) }, { ...set, tile: t });
+        const opts = msmOptions(i);
+        const scores = await mutual(z, { N, P, C }, { ...opts, int8Range, onProgress: (f) => opts.onProgress(base + f / T) }, { ...set, tile: t });
         time('msm', t0);
         for (let n = 0; n < N; n++) unitScores.set(scores.subarray(n * P, (n + 1) * P), (n * T + t) * P);
       }
