@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { int8Operands, int8Side } from '../src/pipeline/gemm-operands.js';
 import { intervalBounds, mutualScores, selfOperands, toDistance } from '../src/pipeline/msm.js';
-import { crossBestMatches, crossBlockPlan, selfBlockPlan } from '../src/pipeline/pairwise.js';
-import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../src/pipeline/quantize.js';
+import { crossBestMatches, crossBlockPlan, selfBestMatches, selfBlockPlan } from '../src/pipeline/pairwise.js';
+import { channelDither, int8Scale, maxAbs, quantizeSymmetric, queryDither } from '../src/pipeline/quantize.js';
 import { SimilarityKernel } from '../src/pipeline/similarity-kernel.js';
 import { LargestK } from '../src/pipeline/top-k.js';
 import { mulberry32 } from '../src/util/random.js';
@@ -38,23 +38,24 @@ function reluLikeUnits(rows: number, C: number, seed: number): Float32Array {
 }
 
 /**
- * The definition, on whatever vectors `vecA`/`vecB` return: for unit u, patch p, each
- * unit of another owner gives its minimum distance; the interval mean of the sorted minima.
+ * The definition, on whatever vectors `vec` returns: for unit u, patch p, each unit of
+ * another owner gives its minimum distance; the interval mean of the sorted minima.
+ * With `refVec` (int8: the two sides' codes differ), a pair of units is measured as a self
+ * job does: the lower unit's `vec` against the higher unit's `refVec`.
  */
-function naiveScores(N: number, P: number, C: number, vec: (row: number) => Float64Array, owner: Int32Array, high = 0.3, d2Offset = 0): Float64Array {
+function naiveScores(N: number, P: number, C: number, vec: (row: number) => Float64Array, owner: Int32Array, high = 0.3, d2Offset = 0, refVec = vec): Float64Array {
   const perOwner = owner.filter((o) => o === owner[0]).length;
   const others = N - perOwner;
   const { kMin, kMax } = intervalBounds(others + 1, 0, high);
   const out = new Float64Array(N * P);
   for (let u = 0; u < N; u++)
     for (let p = 0; p < P; p++) {
-      const a = vec(u * P + p);
       const mins: number[] = [];
       for (let v = 0; v < N; v++) {
         if (owner[v] === owner[u]) continue;
         let best = Infinity;
         for (let q = 0; q < P; q++) {
-          const b = vec(v * P + q);
+          const [a, b] = u < v ? [vec(u * P + p), refVec(v * P + q)] : [vec(v * P + q), refVec(u * P + p)];
           let d = 0;
           for (let c = 0; c < C; c++) d += (a[c] - b[c]) ** 2;
           best = Math.min(best, Math.sqrt(Math.max(0, d - d2Offset)));
@@ -82,16 +83,18 @@ test('int8 scores are the exact distances of the quantised vectors (norm channel
   const fp32 = naiveScores(N, P, C, rowsOf(z, C), owner);
   const errors: Record<string, number> = {};
   for (const dither of [false, true]) {
-    const d = dither ? channelDither(C) : undefined;
-    const codes = quantizeSymmetric(z, scale, 127, undefined, d);
-    const vec = rowsOf(codes, C, scale, d);
+    // Query side and reference side round with different dithers (see queryDither).
+    const dq = dither ? queryDither(C) : undefined;
+    const dr = dither ? channelDither(C) : undefined;
+    const vec = rowsOf(quantizeSymmetric(z, scale, 127, undefined, dq), C, scale, dq);
+    const refVec = rowsOf(quantizeSymmetric(z, scale, 127, undefined, dr), C, scale, dr);
     if (!dither) {
       // Without dither, quantised squared norms really drift (the flaw being fixed).
       const drift = Math.max(...Array.from({ length: N * P }, (_, r) => Math.abs(vec(r).reduce((a, v) => a + v * v, 0) - 1)));
       assert.ok(drift > 0.03, `quantised squared norms drift: max |‖q‖² − 1| = ${drift}`);
     }
     // With dither the expected squared quantisation noise, C/12·2/s², is removed from every squared distance.
-    const exactOnCodes = naiveScores(N, P, C, vec, owner, 0.3, dither ? (C / 12) * (2 / scale ** 2) : 0);
+    const exactOnCodes = naiveScores(N, P, C, vec, owner, 0.3, dither ? (C / 12) * (2 / scale ** 2) : 0, refVec);
     const int8 = await mutualScores(z, { N, P, C }, { precision: 'int8', int8ReferenceLevels: 127, int8Dither: dither, queryRows: 24, maxBlockColumns: 36 });
     const err = maxDiff(int8, exactOnCodes);
     assert.ok(err < 2e-4, `dither ${dither}: int8 vs the exact distance of the codes: ${err}`);
@@ -133,9 +136,10 @@ test('int8 with 7-bit reference codes (CPUs without VNNI): still the exact quant
   const range = maxAbs(z);
   const sa = int8Scale(range, 127);
   const sb = int8Scale(range, 63);
-  const d = channelDither(C);
-  const qa = quantizeSymmetric(z, sa, 127, undefined, d);
-  const qb = quantizeSymmetric(z, sb, 63, undefined, d);
+  const dq = queryDither(C);
+  const dr = channelDither(C);
+  const qa = quantizeSymmetric(z, sa, 127, undefined, dq);
+  const qb = quantizeSymmetric(z, sb, 63, undefined, dr);
   // The definition with a query side at sa and a reference side at sb.
   const owner = Int32Array.from({ length: N }, (_, i) => i);
   const { kMin, kMax } = intervalBounds(N, 0, 0.3);
@@ -147,8 +151,10 @@ test('int8 with 7-bit reference codes (CPUs without VNNI): still the exact quant
         if (owner[v] === owner[u]) continue;
         let best = Infinity;
         for (let q = 0; q < P; q++) {
+          // The lower unit on the query side (as a self job uses each pair).
+          const [x, y] = u < v ? [(u * P + p) * C, (v * P + q) * C] : [(v * P + q) * C, (u * P + p) * C];
           let d2 = 0;
-          for (let c = 0; c < C; c++) d2 += ((qa[(u * P + p) * C + c] - d[c]) / sa - (qb[(v * P + q) * C + c] - d[c]) / sb) ** 2;
+          for (let c = 0; c < C; c++) d2 += ((qa[x + c] - dq[c]) / sa - (qb[y + c] - dr[c]) / sb) ** 2;
           best = Math.min(best, Math.sqrt(Math.max(0, d2 - (C / 12) * (1 / sa ** 2 + 1 / sb ** 2))));
         }
         mins.push(best);
@@ -156,11 +162,11 @@ test('int8 with 7-bit reference codes (CPUs without VNNI): still the exact quant
       mins.sort((x, y) => x - y);
       want[u * P + p] = mins.slice(kMin, kMax).reduce((x, y) => x + y, 0) / (kMax - kMin);
     }
-  // A self job computes each pair once: the second direction comes from the column maxima of the
-  // same block, i.e. with the roles of the two scales swapped; the bound covers that difference.
-  const got = await mutualScores(z, { N, P, C }, { precision: 'int8', int8ReferenceLevels: 63 });
-  const err = maxDiff(got, want);
-  assert.ok(err < 5e-3, `int8 (63 levels) vs the exact quantised distance: ${err}`);
+  for (const blocks of [{}, { queryRows: 18, maxBlockColumns: 18 }]) {
+    const got = await mutualScores(z, { N, P, C }, { precision: 'int8', int8ReferenceLevels: 63, ...blocks });
+    const err = maxDiff(got, want);
+    assert.ok(err < 2e-4, `int8 (63 levels, blocks ${JSON.stringify(blocks)}) vs the exact quantised distance: ${err}`);
+  }
 });
 
 test('units owned by images (tiles): same-image units are never compared, the interval spans the other images\' units', async () => {
@@ -184,35 +190,80 @@ test('units owned by images (tiles): same-image units are never compared, the in
   await assert.rejects(mutualScores(z, { N, P, C }, { owner: Int32Array.from({ length: N }, (_, u) => (u === 0 ? 0 : 1 + (u % 5))) }), /same number of units/);
 });
 
-test('a cross job (one image against the others) reproduces that image\'s rows of the self job: int8 bit for bit', async () => {
+test('a cross job (one image against the others) reproduces the rows of that image placed first in the batch: int8 bit for bit', async () => {
   const N = 9;
   const P = 16;
   const C = 48;
   const z = reluLikeUnits(N * P, C, 33);
   const K = intervalBounds(N).kMax;
+  const i = 4;
+  // The batch with image i first: a self job puts the lower unit of each pair on the query
+  // side, so the first image is measured exactly as a cross job measures its query rows.
+  const order = [i, ...Array.from({ length: N }, (_, k) => k).filter((k) => k !== i)];
+  const zFirst = new Float32Array(z.length);
+  order.forEach((k, n) => zFirst.set(z.subarray(k * P * C, (k + 1) * P * C), n * P * C));
   for (const precision of ['int8', 'fp32'] as const) {
     const kernel = await SimilarityKernel.create({ precision });
     try {
-      const batch = await mutualScores(z, { N, P, C }, { precision, kernel, int8ReferenceLevels: 127 });
-      const i = 4;
       const rows = z.subarray(i * P * C, (i + 1) * P * C);
-      // The batch's quantisation: one scale for the whole set, query side and reference side.
+      // The batch's quantisation: one scale for the whole set, each side its dither.
       const self = selfOperands(z, C, precision, 127);
       const ops =
         precision === 'fp32'
           ? { ...self, query: rows }
-          : int8Operands(int8Side(rows, int8Scale(maxAbs(z), 127), 127, channelDither(C)), int8Side(z, int8Scale(maxAbs(z), 127), 127, channelDither(C)), C);
+          : int8Operands(int8Side(rows, int8Scale(maxAbs(z), 127), 127, queryDither(C)), int8Side(z, int8Scale(maxAbs(z), 127), 127, channelDither(C)), C);
       const best = new LargestK(P, K);
       const owner = new Int32Array(P).fill(i);
       await crossBestMatches(kernel, ops, { rows: P, owner }, { units: N, patches: P }, best, { queryRows: 7, maxBlockColumns: 40 });
       const got = best.meanOfRanks(0, K, toDistance);
-      const want = batch.subarray(i * P, (i + 1) * P);
-      if (precision === 'int8') assert.deepEqual(Array.from(got), Array.from(want), 'int8: identical');
-      else assert.ok(maxDiff(got, want) < 1e-6, `fp32: ${maxDiff(got, want)}`);
+      // Several block plans: the pairs' roles, hence the scores, do not depend on them.
+      for (const blocks of [{}, { queryRows: 32, maxBlockColumns: 48 }]) {
+        const batch = await mutualScores(zFirst, { N, P, C }, { precision, kernel, int8ReferenceLevels: 127, ...blocks });
+        const want = batch.subarray(0, P);
+        if (precision === 'int8') assert.deepEqual(Array.from(got), Array.from(want), `int8: identical (blocks ${JSON.stringify(blocks)})`);
+        else assert.ok(maxDiff(got, want) < 1e-6, `fp32: ${maxDiff(got, want)}`);
+      }
     } finally {
       await kernel.dispose();
     }
   }
+});
+
+test('int8 nearest neighbours that are near duplicates: the two sides\' own dithers keep them unbiased (one shared dither over-corrects them)', async () => {
+  // Images that repeat one another up to a small perturbation (|δ| well below one int8
+  // step per channel), as the background of aligned product photos does.
+  const N = 8;
+  const P = 10;
+  const C = 512;
+  const base = reluLikeUnits(P, C, 41);
+  const r = mulberry32(42);
+  const z = new Float32Array(N * P * C);
+  for (let u = 0; u < N; u++)
+    for (let p = 0; p < P; p++) {
+      let s = 0;
+      const o = (u * P + p) * C;
+      for (let c = 0; c < C; c++) {
+        z[o + c] = base[p * C + c] + 0.003 * (r() - 0.5); // ≈ 0.17 step rms per channel
+        s += z[o + c] ** 2;
+      }
+      for (let c = 0; c < C; c++) z[o + c] /= Math.sqrt(s);
+    }
+  const fp32 = await mutualScores(z, { N, P, C }, { precision: 'fp32' });
+  const now = await mutualScores(z, { N, P, C }, { precision: 'int8', int8ReferenceLevels: 127 });
+  // The former arithmetic: one dither for both sides, the same mean noise removed.
+  const scale = int8Scale(maxAbs(z), 127);
+  const shared = int8Operands(int8Side(z, scale, 127, channelDither(C)), int8Side(z, scale, 127, channelDither(C)), C);
+  const kernel = await SimilarityKernel.create({ precision: 'int8' });
+  const { kMin, kMax } = intervalBounds(N);
+  const best = new LargestK(N * P, kMax);
+  await selfBestMatches(kernel, shared, { units: N, patches: P }, best);
+  await kernel.dispose();
+  const former = best.meanOfRanks(kMin, kMax, toDistance);
+  const bias = (s: Float32Array) => Array.from(s).reduce((t, v, k) => t + v - fp32[k], 0) / s.length;
+  const typical = Array.from(fp32).reduce((t, v) => t + v, 0) / fp32.length;
+  assert.ok(bias(former) < -0.3 * typical, `one shared dither: nearest distances biased low (${bias(former)} of ${typical})`);
+  assert.ok(Math.abs(bias(now)) < 0.25 * Math.abs(bias(former)), `own dithers: bias ${bias(now)} vs shared ${bias(former)}`);
+  assert.ok(maxDiff(now, fp32) < 0.4 * maxDiff(former, fp32), `own dithers: max error ${maxDiff(now, fp32)} vs shared ${maxDiff(former, fp32)}`);
 });
 
 test('block plans cover every unit pair exactly once (self) and every row x unit once (cross)', () => {

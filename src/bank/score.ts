@@ -17,7 +17,7 @@ import { lnamdStack } from '../pipeline/lnamd.js';
 import { coverage, imageScore, upsampleIntoBox } from '../pipeline/maps.js';
 import { int8ReferenceLevels, intervalBounds, toDistance } from '../pipeline/msm.js';
 import { crossBestMatches } from '../pipeline/pairwise.js';
-import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../pipeline/quantize.js';
+import { channelDither, int8Scale, maxAbs, quantizeSymmetric, queryDither } from '../pipeline/quantize.js';
 import { dot, embeddingRow, minMaxNormalize, rscinRow, usableKList } from '../pipeline/rscin.js';
 import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK } from '../pipeline/top-k.js';
@@ -146,7 +146,8 @@ function bankOperands(zq: Float32Array, set: BankSet, precision: MsmPrecision): 
   const qMax = maxAbs(zq);
   const range = Math.max(set.maxAbs, qMax);
   const dither = setDither(set);
-  const query = int8Side(zq, int8Scale(range, 127), 127, dither);
+  // Queries get the query side's own dither (as a batch's), unless the bank's codes have none (old banks).
+  const query = int8Side(zq, int8Scale(range, 127), 127, dither ? queryDither(C) : null, dither);
   const requantise = qMax > set.maxAbs && !(set.data instanceof Int8Array);
   const reference = requantise
     ? int8Side(bankFloats(set), int8Scale(range, levels), levels, dither)
@@ -155,7 +156,7 @@ function bankOperands(zq: Float32Array, set: BankSet, precision: MsmPrecision): 
   let prepared = requantise ? undefined : int8References.get(set);
   if (prepared && (prepared.queryScale !== query.scale || prepared.levels !== levels)) prepared = undefined;
   for (let queryDigits = prepared?.queryDigits ?? 1; ; queryDigits *= 2) {
-    prepared ??= int8ReferenceOperand(reference, C, query.scale, queryDigits);
+    prepared ??= int8ReferenceOperand(reference, C, query.scale, queryDigits, query.dither);
     const ops = int8OperandsWith(query, prepared);
     if (ops) {
       if (!requantise) int8References.set(set, prepared);

@@ -48,8 +48,9 @@ export interface QueuedScoringOptions {
    * (least compute; partials hold one value per patch and pair, ~N²·P values per set to move and
    * merge). `rows`: each tile owns its query rows against the reference units (2× the GEMM work;
    * partials hold at most K values per row, so ≤ N·P·K per set: for large N, far less to move and
-   * merge on the coordinator). Same scores either way (int8 sets with 63-level reference codes,
-   * on CPUs without VNNI, are always tiled by pairs: their two directions are different products).
+   * merge on the coordinator). Same scores either way: int8 self sets are always tiled by pairs
+   * (their sides have their own dithers, so a pair's two directions are different products);
+   * rows mode applies to fp32 sets and to refinement's cross jobs.
    */
   readonly mode?: 'pairs' | 'rows';
   /** Tries per tile job before the run fails (default 3). */
@@ -161,11 +162,12 @@ export class QueuedScoring {
     const ops = selfOperands(z, C, precision, levels, opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z));
     const referenceLevels = precision === 'int8' ? levels : undefined;
     const tag = `${set.layer} r=${set.r} subset ${set.subset}${set.tile !== undefined ? ` tile ${set.tile}` : ''}${set.fine ? ' (fine)' : ''}`;
-    // Rows mode needs symmetric products: with 63-level reference codes (CPUs without VNNI) the
-    // pair's two directions are different products, and only the pairs tiling reproduces them.
-    if (this.mode === 'rows' && referenceLevels !== 63) {
+    // Rows mode needs symmetric products: in int8 the two sides are quantised with their own
+    // dithers (and, on CPUs without VNNI, at other levels), so a pair's two directions are
+    // different products and only the pairs tiling reproduces the in-process scores.
+    if (this.mode === 'rows' && precision === 'fp32') {
       // Every row against every unit of another image, as a cross job: the same maxima of the
-      // same products (int8: the same int32 values, so bit-identical scores), each pair twice.
+      // same products (each pair twice).
       const unitOwner = opts.owner ?? Int32Array.from({ length: N }, (_, u) => u);
       const rowOwner = Int32Array.from({ length: N * P }, (_, row) => unitOwner[Math.floor(row / P)]);
       const reference = { units: N, patches: P, owner: opts.owner };

@@ -17,7 +17,7 @@ import type { FeatureGrid, PatchVectors } from '../tensor.js';
 /** LayerNorm epsilon of the reference. */
 export const LNAMD_EPS = 1e-5;
 
-/** Channels gathered per pass over a token-major grid: a tile of 16 floats is one 64-byte cache line per token. */
+/** Channels gathered per pass (token-major input, channel-major output): 16 floats are one 64-byte cache line per token. */
 const HWC_TILE = 16;
 
 /**
@@ -48,6 +48,9 @@ function forEachChannel(grid: FeatureGrid, visit: (plane: Float32Array) => void)
  * same bits (the local copies keep the hot loops off the closure).
  */
 function standardisation(grid: FeatureGrid): { mean: number; inv: number } {
+  // Every degree r of a grid needs the same two numbers: computed once per grid object.
+  const known = standardised.get(grid);
+  if (known && known.data === grid.data) return known;
   const P = grid.height * grid.width;
   const n = grid.channels * P;
   let sum = 0;
@@ -66,12 +69,17 @@ function standardisation(grid: FeatureGrid): { mean: number; inv: number } {
     }
     sq = s;
   });
-  return { mean, inv: 1 / Math.sqrt(sq / n + LNAMD_EPS) };
+  const result = { data: grid.data, mean, inv: 1 / Math.sqrt(sq / n + LNAMD_EPS) };
+  standardised.set(grid, result);
+  return result;
 }
+const standardised = new WeakMap<FeatureGrid, { data: Float32Array; mean: number; inv: number }>();
 
 /**
  * Zero-padded r x r box mean of the standardised channel-major grid, written as `[P, C]`.
- * Separable: rows first into `rows`, then columns, one channel plane at a time.
+ * Separable: rows first into `rows`, then columns, one channel plane at a time. Planes are
+ * gathered 16 at a time and written out token by token (16 floats: one cache line per
+ * token), not one strided value per token and channel.
  */
 function boxMeanChw(data: Float32Array, C: number, H: number, W: number, mean: number, inv: number, r: number, result: Float32Array): void {
   const P = H * W;
@@ -79,31 +87,41 @@ function boxMeanChw(data: Float32Array, C: number, H: number, W: number, mean: n
   const half = (r - 1) >> 1;
   const plane = new Float64Array(P);
   const rows = new Float64Array(P);
-  for (let c = 0; c < C; c++) {
-    const base = c * P;
-    for (let i = 0; i < P; i++) plane[i] = (data[base + i] - mean) * inv;
-    if (r === 1) {
-      for (let p = 0; p < P; p++) result[p * C + c] = plane[p];
-      continue;
-    }
-    for (let u = 0; u < H; u++) {
-      const row = u * W;
-      for (let v = 0; v < W; v++) {
-        let s = 0;
-        const lo = Math.max(0, v - half);
-        const hi = Math.min(W - 1, v + half);
-        for (let x = lo; x <= hi; x++) s += plane[row + x];
-        rows[row + v] = s;
+  // float64 like the sums, so each value is rounded to float32 once, on the final store.
+  const tile = new Float64Array(HWC_TILE * P);
+  for (let c0 = 0; c0 < C; c0 += HWC_TILE) {
+    const k = Math.min(HWC_TILE, C - c0);
+    for (let j = 0; j < k; j++) {
+      const base = (c0 + j) * P;
+      const out = j * P;
+      if (r === 1) {
+        for (let i = 0; i < P; i++) tile[out + i] = (data[base + i] - mean) * inv;
+        continue;
+      }
+      for (let i = 0; i < P; i++) plane[i] = (data[base + i] - mean) * inv;
+      for (let u = 0; u < H; u++) {
+        const row = u * W;
+        for (let v = 0; v < W; v++) {
+          let s = 0;
+          const lo = Math.max(0, v - half);
+          const hi = Math.min(W - 1, v + half);
+          for (let x = lo; x <= hi; x++) s += plane[row + x];
+          rows[row + v] = s;
+        }
+      }
+      for (let u = 0; u < H; u++) {
+        const lo = Math.max(0, u - half);
+        const hi = Math.min(H - 1, u + half);
+        for (let v = 0; v < W; v++) {
+          let s = 0;
+          for (let y = lo; y <= hi; y++) s += rows[y * W + v];
+          tile[out + u * W + v] = s * norm;
+        }
       }
     }
-    for (let u = 0; u < H; u++) {
-      const lo = Math.max(0, u - half);
-      const hi = Math.min(H - 1, u + half);
-      for (let v = 0; v < W; v++) {
-        let s = 0;
-        for (let y = lo; y <= hi; y++) s += rows[y * W + v];
-        result[(u * W + v) * C + c] = s * norm;
-      }
+    for (let p = 0; p < P; p++) {
+      const o = p * C + c0;
+      for (let j = 0; j < k; j++) result[o + j] = tile[j * P + p];
     }
   }
 }

@@ -20,7 +20,7 @@ import type { PatchVectors } from '../tensor.js';
 import { int8FullRangeIsExact } from '../util/cpu.js';
 import { fp32Operands, int8Operands, int8Side, type GemmOperands, type MsmPrecision } from './gemm-operands.js';
 import { selfBestMatches, selfBlockPlan, type BlockSizes } from './pairwise.js';
-import { channelDither, int8Scale, maxAbs } from './quantize.js';
+import { channelDither, int8Scale, maxAbs, queryDither } from './quantize.js';
 import { SimilarityKernel } from './similarity-kernel.js';
 import { LargestK } from './top-k.js';
 
@@ -98,10 +98,22 @@ export function int8ReferenceLevels(override?: 127 | 63): 127 | 63 {
  * quantised with one scale per set (int8; the query side always at 127 levels).
  */
 export function selfOperands(z: Float32Array, C: number, precision: MsmPrecision, referenceLevels: 127 | 63 = int8ReferenceLevels(), dither = true, range = maxAbs(z)): GemmOperands {
-  if (precision === 'fp32') return fp32Operands(z, z, C);
-  const d = dither ? channelDither(C) : null;
-  const query = int8Side(z, int8Scale(range, 127), 127, d);
-  const reference = referenceLevels === 127 ? query : int8Side(z, int8Scale(range, referenceLevels), referenceLevels, d);
+  return crossOperands(z, z, C, precision, referenceLevels, dither, range);
+}
+
+/**
+ * GEMM operands of some rows of a set (`rows`, e.g. the patches refinement re-scores)
+ * against the whole set `z`, in the set's arithmetic: the rows get exactly the operands
+ * `selfOperands(z)` gives them, so their similarities are the same.
+ */
+export function crossOperands(rows: Float32Array, z: Float32Array, C: number, precision: MsmPrecision, referenceLevels: 127 | 63 = int8ReferenceLevels(), dither = true, range = maxAbs(z)): GemmOperands {
+  if (precision === 'fp32') return fp32Operands(rows, z, C);
+  // Each side its own dither (see queryDither): every unordered pair is computed once, with the
+  // lower unit on the query side, so a unit's scores against earlier units come from column maxima.
+  const dq = dither ? queryDither(C) : null;
+  const dr = dither ? channelDither(C) : null;
+  const query = int8Side(rows, int8Scale(range, 127), 127, dq, dr);
+  const reference = int8Side(z, int8Scale(range, referenceLevels), referenceLevels, dr, dq);
   return int8Operands(query, reference, C);
 }
 

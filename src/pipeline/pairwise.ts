@@ -7,8 +7,8 @@
  * owned by an image. For every query row and every reference unit owned by ANOTHER
  * image, the best similarity max_q s(row, q) is offered to a running top-K
  * (`LargestK`, row = query row). Two shapes of job:
- *  - self (a batch): query = reference; each unordered unit pair is computed once,
- *    the block's row maxima serve one direction and its column maxima the other;
+ *  - self (a batch): query = reference; each unordered unit pair is used once, the
+ *    lower unit on the query side: row maxima serve its direction, column maxima the other;
  *  - cross (a bank, a refinement): query rows against reference units, row maxima only.
  * Work is cut into blocks of ~1.5k × 1.5k patches so the similarity block stays in
  * cache for the reductions (measured, see BENCHMARKS.md); a block plan is a plain
@@ -121,22 +121,22 @@ export async function selfBestMatches(kernel: SimilarityKernel, ops: GemmOperand
       ops.query.subarray(q0 * P * W, q1 * P * W),
       ops.reference.subarray(r0 * P * W, r1 * P * W),
       { rows: I * P, J, Q: P, C: W, I, P },
-      // Column maxima on the diagonal block too (unused there): one session, one ORT thread
-      // pool for the whole job. Alternating with a rows-only session left the idle pool's
-      // threads spinning against the working one on small machines (measured 1.5x slower int8).
+      // One session (rows and columns) for every block: alternating with a rows-only session
+      // left the idle pool's threads spinning against the working one on small machines
+      // (measured 1.5x slower int8).
       true,
     );
     for (let ii = 0; ii < I; ii++) {
       const qu = q0 + ii;
       for (let jj = 0; jj < J; jj++) {
         const ru = r0 + jj;
-        // The diagonal block holds both orders of each pair: its row maxima serve both directions.
-        if (owner[qu] === owner[ru] || (diagonal && ru === qu)) continue;
+        // Every unordered pair is used once, the lower unit on the query side, also in the
+        // diagonal block (which holds both orders): int8 sides are quantised with different
+        // dithers, so this keeps the scores independent of the block plan.
+        if (owner[qu] === owner[ru] || (diagonal && ru <= qu)) continue;
         for (let p = 0; p < P; p++) best.push(qu * P + p, sim(rowMax[(ii * P + p) * J + jj]));
-        if (!diagonal) {
-          const col = (ii * J + jj) * P;
-          for (let q = 0; q < P; q++) best.push(ru * P + q, sim(colMax![col + q]));
-        }
+        const col = (ii * J + jj) * P;
+        for (let q = 0; q < P; q++) best.push(ru * P + q, sim(colMax![col + q]));
       }
     }
     done += work(blk);

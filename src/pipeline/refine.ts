@@ -10,7 +10,7 @@
  * exactly full fine scoring. Hand-written orchestration over the shared core.
  */
 import { upsampleBilinear } from './maps.js';
-import { int8ReferenceLevels, intervalBounds, mutualScores, othersPerUnit, selfOperands, toDistance, type MsmOptions, type MutualScoring, type ScoringSetId } from './msm.js';
+import { crossOperands, int8ReferenceLevels, intervalBounds, mutualScores, othersPerUnit, toDistance, type MsmOptions, type MutualScoring, type ScoringSetId } from './msm.js';
 import type { GemmOperands } from './gemm-operands.js';
 import { crossBestMatches, type RowLayout, type UnitLayout } from './pairwise.js';
 import { SimilarityKernel } from './similarity-kernel.js';
@@ -99,14 +99,13 @@ export async function refineScores(
     return { scores, refined: m };
   }
   const precision = opts.precision ?? 'fp32';
-  const ops = selfOperands(zFine, C, precision, int8ReferenceLevels(opts.int8ReferenceLevels), opts.int8Dither ?? true);
-  const W = ops.channels;
-  const Ctor = ops.query.constructor as new (n: number) => Float32Array | Uint8Array;
-  const query = new Ctor(m * W);
-  for (let k = 0; k < m; k++) query.set(ops.query.subarray(rows[k] * W, (rows[k] + 1) * W) as never, k * W);
+  // Only the selected rows are quantised for the query side (a tenth of the set by default).
+  const zRows = new Float32Array(m * C);
+  for (let k = 0; k < m; k++) zRows.set(zFine.subarray(rows[k] * C, (rows[k] + 1) * C), k * C);
+  const ops = crossOperands(zRows, zFine, C, precision, int8ReferenceLevels(opts.int8ReferenceLevels), opts.int8Dither ?? true);
   const owner = Int32Array.from(rows, (row) => Math.floor(row / P));
   const interval = intervalBounds(othersPerUnit(N) + 1, opts.intervalLow ?? 0, opts.intervalHigh ?? 0.3);
-  calibrate(scores, rows, await (opts.cross ?? crossScores)({ ...ops, query }, { rows: m, owner }, { units: N, patches: P }, interval, opts));
+  calibrate(scores, rows, await (opts.cross ?? crossScores)(ops, { rows: m, owner }, { units: N, patches: P }, interval, opts));
   return { scores, refined: m };
 }
 
