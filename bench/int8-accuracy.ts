@@ -1,7 +1,8 @@
 /**
  * int8 vs fp32 mutual scoring on identical real features, stage by stage: for every
  * (layer, r) of the default config, the per-(layer, r) anomaly maps of all images in
- * fp32, in int8 (distances from the quantised vectors' own norms, the default), and in
+ * fp32, in int8 (distances from the quantised vectors' own norms, each GEMM side with its own
+ * dither: the default), with one dither shared by both sides, without dither, and in
  * the former int8 arithmetic (√(2 − 2·qa·qb/s²), emulated here for comparison).
  * Reports max and mean |int8 − fp32| as a fraction of the fp32 map range.
  *
@@ -11,7 +12,8 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createResNet50Backbone } from '../src/backbone/backbone.js';
 import { readCategory } from '../src/eval.js';
-import type { GemmOperands } from '../src/pipeline/gemm-operands.js';
+import { int8Operands, int8Side, type GemmOperands } from '../src/pipeline/gemm-operands.js';
+import { channelDither, int8Scale, maxAbs } from '../src/pipeline/quantize.js';
 import { lnamdStack } from '../src/pipeline/lnamd.js';
 import { upsampleBilinear } from '../src/pipeline/maps.js';
 import { intervalBounds, mutualScores, selfOperands, toDistance } from '../src/pipeline/msm.js';
@@ -50,6 +52,16 @@ async function formerInt8(z: Float32Array, P: number, C: number): Promise<Float3
   return best.meanOfRanks(kMin, kMax, toDistance);
 }
 
+/** The previous default: both sides rounded with the same channel dither (its mean noise removed). */
+async function sharedDither(z: Float32Array, P: number, C: number): Promise<Float32Array> {
+  const scale = int8Scale(maxAbs(z), 127);
+  const ops = int8Operands(int8Side(z, scale, 127, channelDither(C)), int8Side(z, scale, 127, channelDither(C)), C);
+  const { kMin, kMax } = intervalBounds(N);
+  const best = new LargestK(N * P, kMax);
+  await selfBestMatches(kernel, ops, { units: N, patches: P }, best);
+  return best.meanOfRanks(kMin, kMax, toDistance);
+}
+
 const rows: Record<string, unknown>[] = [];
 for (let l = 0; l < cfg.layers.length; l++) {
   const g = features[0].units[0][l];
@@ -60,6 +72,7 @@ for (let l = 0; l < cfg.layers.length; l++) {
     const fp32 = await mutualScores(z, { N, P, C }, { precision: 'fp32' });
     const int8 = await mutualScores(z, { N, P, C }, { precision: 'int8', kernel });
     const plain = await mutualScores(z, { N, P, C }, { precision: 'int8', kernel, int8Dither: false });
+    const shared = await sharedDither(z, P, C);
     const old = await formerInt8(z, P, C);
     // "The map range": max − min of the fp32 maps of this (layer, r) over the whole category.
     const stat = (s: Float32Array) => {
@@ -82,10 +95,11 @@ for (let l = 0; l < cfg.layers.length; l++) {
     };
     const now = stat(int8);
     const noDither = stat(plain);
+    const oneDither = stat(shared);
     const before = stat(old);
-    rows.push({ layer: cfg.layers[l], r, int8: now, int8WithoutDither: noDither, formerInt8: before });
+    rows.push({ layer: cfg.layers[l], r, int8: now, int8SharedDither: oneDither, int8WithoutDither: noDither, formerInt8: before });
     const pc = (x: { maxOfRange: number; meanOfRange: number }) => `max ${(100 * x.maxOfRange).toFixed(3)} % / mean ${(100 * x.meanOfRange).toFixed(4)} %`;
-    process.stderr.write(`${cfg.layers[l]} r=${r} (of the map range): int8 ${pc(now)}; without dither ${pc(noDither)}; former int8 ${pc(before)}\n`);
+    process.stderr.write(`${cfg.layers[l]} r=${r} (of the map range): int8 ${pc(now)}; one shared dither ${pc(oneDither)}; without dither ${pc(noDither)}; former int8 ${pc(before)}\n`);
   }
 }
 await kernel.dispose();

@@ -15,7 +15,7 @@ import { Queue } from 'bullmq';
 import { QueuedScoring } from '../src/distributed/coordinator.js';
 import { decodePartial, encodePartial, type Partial } from '../src/distributed/format.js';
 import { connectionFrom, QUEUE_NAME } from '../src/distributed/queue.js';
-import { computeTile, mergePartial, tilePlan } from '../src/distributed/tiles.js';
+import { computeTile, mergePartial, rowTilePlan, tilePlan } from '../src/distributed/tiles.js';
 import { int8ReferenceLevels, intervalBounds, mutualScores, othersPerUnit, selfOperands, toDistance, type MsmOptions } from '../src/pipeline/msm.js';
 import { selfBlockPlan } from '../src/pipeline/pairwise.js';
 import { refineScores } from '../src/pipeline/refine.js';
@@ -86,19 +86,24 @@ test('tiles computed separately and merged in any order give the in-process scor
     const ref = await mutualScores(z, dims, opts);
     const { kMin, kMax } = intervalBounds(othersPerUnit(dims.N) + 1);
     const ops = selfOperands(z, dims.C, precision, int8ReferenceLevels(), true, maxAbs(z));
-    const tiles = tilePlan(selfBlockPlan(dims.N, dims.P, sizes), dims.P, 2);
-    assert.ok(tiles.length >= 10, `${tiles.length} tiles`);
-    assert.ok(tiles.some((t) => t.ranges.length === 2), 'some tiles touch two row ranges');
+    const pairTiles = tilePlan(selfBlockPlan(dims.N, dims.P, sizes), dims.P, 2);
+    assert.ok(pairTiles.length >= 10, `${pairTiles.length} tiles`);
+    assert.ok(pairTiles.some((t) => t.ranges.length === 2), 'some tiles touch two row ranges');
+    // Rows mode: each tile owns one query group's rows; every ordered pair is computed by its owner.
+    const rowTiles = rowTilePlan(dims.N, dims.P, sizes, 2);
+    assert.ok(rowTiles.every((t) => t.ranges.length === 1) && rowTiles.some((t) => t.blocks.some((b) => b.r0 === t.ranges[0][0] / dims.P && b.q0 < b.r0)), 'rows tiles own one range and take column maxima from earlier groups');
     const kernel = await SimilarityKernel.create({ precision, threads: 1 });
     try {
-      // Each tile goes through its file format, as between a worker and the coordinator.
-      const parts: Partial[] = [];
-      for (const t of tiles) parts.push(decodePartial(encodePartial(await computeTile(kernel, { kind: 'self', ops, units: dims.N, patches: dims.P, k: kMax }, 'set', t))));
-      const orders = [parts, [...parts].reverse(), parts.map((p, i) => parts[(i * 7) % parts.length])];
-      for (const order of orders) {
-        const best = new LargestK(dims.N * dims.P, kMax);
-        for (const p of order) mergePartial(best, p);
-        assert.ok(bits(best.meanOfRanks(kMin, kMax, toDistance)).equals(bits(ref)), `${precision}: merged scores differ from the in-process ones`);
+      for (const [mode, tiles] of [['pairs', pairTiles], ['rows', rowTiles]] as const) {
+        // Each tile goes through its file format, as between a worker and the coordinator.
+        const parts: Partial[] = [];
+        for (const t of tiles) parts.push(decodePartial(encodePartial(await computeTile(kernel, { kind: 'self', ops, units: dims.N, patches: dims.P, k: kMax }, 'set', t))));
+        const orders = [parts, [...parts].reverse(), parts.map((p, i) => parts[(i * 7) % parts.length])];
+        for (const order of orders) {
+          const best = new LargestK(dims.N * dims.P, kMax);
+          for (const p of order) mergePartial(best, p);
+          assert.ok(bits(best.meanOfRanks(kMin, kMax, toDistance)).equals(bits(ref)), `${precision}, ${mode}: merged scores differ from the in-process ones`);
+        }
       }
     } finally {
       await kernel.dispose();

@@ -18,14 +18,14 @@ import { Queue, QueueEvents, type Job } from 'bullmq';
 import { ConfigError, MuscError } from '../errors.js';
 import { int8ReferenceLevels, intervalBounds, othersPerUnit, selfOperands, toDistance, type MsmOptions, type MutualScoring, type ScoringSetId } from '../pipeline/msm.js';
 import type { GemmOperands } from '../pipeline/gemm-operands.js';
-import { crossBlockPlan, selfBlockPlan, type Block, type RowLayout, type UnitLayout } from '../pipeline/pairwise.js';
+import { crossBlockPlan, selfBlockPlan, type RowLayout, type UnitLayout } from '../pipeline/pairwise.js';
 import type { CrossScoring } from '../pipeline/refine.js';
 import { maxAbs } from '../pipeline/quantize.js';
 import { LargestK } from '../pipeline/top-k.js';
 import { CorruptFileError, decodePartial, encodeOperands, sha256, type PairwiseKind, type SetOperands } from './format.js';
 import { connectionFrom, QUEUE_NAME, type TileJobData, type TileResult } from './queue.js';
 import { getScores, getVerified, keys, openStore, putScores, type SharedStore } from './store.js';
-import { mergePartial, tilePlan, type Tile } from './tiles.js';
+import { mergePartial, rowTilePlan, tilePlan, type Tile } from './tiles.js';
 
 /**
  * Default blocks per tile: ~0.7 s of int8 GEMM on 2 cores at the default config (11 ms per block,
@@ -48,9 +48,8 @@ export interface QueuedScoringOptions {
    * (least compute; partials hold one value per patch and pair, ~N²·P values per set to move and
    * merge). `rows`: each tile owns its query rows against the reference units (2× the GEMM work;
    * partials hold at most K values per row, so ≤ N·P·K per set: for large N, far less to move and
-   * merge on the coordinator). Same scores either way: int8 self sets are always tiled by pairs
-   * (their sides have their own dithers, so a pair's two directions are different products);
-   * rows mode applies to fp32 sets and to refinement's cross jobs.
+   * merge on the coordinator). Same scores either way: a rows tile measures each of its pairs as
+   * the in-process plan does (`rowTilePlan`).
    */
   readonly mode?: 'pairs' | 'rows';
   /** Tries per tile job before the run fails (default 3). */
@@ -162,20 +161,11 @@ export class QueuedScoring {
     const ops = selfOperands(z, C, precision, levels, opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z));
     const referenceLevels = precision === 'int8' ? levels : undefined;
     const tag = `${set.layer} r=${set.r} subset ${set.subset}${set.tile !== undefined ? ` tile ${set.tile}` : ''}${set.fine ? ' (fine)' : ''}`;
-    // Rows mode needs symmetric products: in int8 the two sides are quantised with their own
-    // dithers (and, on CPUs without VNNI, at other levels), so a pair's two directions are
-    // different products and only the pairs tiling reproduces the in-process scores.
-    if (this.mode === 'rows' && precision === 'fp32') {
-      // Every row against every unit of another image, as a cross job: the same maxima of the
-      // same products (each pair twice).
-      const unitOwner = opts.owner ?? Int32Array.from({ length: N }, (_, u) => u);
-      const rowOwner = Int32Array.from({ length: N * P }, (_, row) => unitOwner[Math.floor(row / P)]);
-      const reference = { units: N, patches: P, owner: opts.owner };
-      const job: SetOperands = { kind: 'cross', ops, ...reference, rows: N * P, rowOwner, k: kMax, referenceLevels };
-      return this.pairwise(job, crossBlockPlan(N * P, reference, opts), kMin, opts, tag);
-    }
     const job: SetOperands = { kind: 'self', ops, units: N, patches: P, owner: opts.owner, k: kMax, referenceLevels };
-    return this.pairwise(job, selfBlockPlan(N, P, opts), kMin, opts, tag);
+    // Rows mode: each tile owns a query group's rows and computes all of their pairs, each as the
+    // in-process plan does (the earlier unit on the query side), so the scores are the same.
+    const tiles = this.mode === 'rows' ? rowTilePlan(N, P, opts, this.blocksPerTile) : tilePlan(selfBlockPlan(N, P, opts), P, this.blocksPerTile, 'self');
+    return this.pairwise(job, tiles, kMin, opts, tag);
   }
 
   /** The cross job of a refinement (`CrossScoring`), on the workers. */
@@ -192,23 +182,22 @@ export class QueuedScoring {
       k: interval.kMax,
       referenceLevels: ops.precision === 'int8' ? levels : undefined,
     };
-    return this.pairwise(job, crossBlockPlan(query.rows, reference, opts), interval.kMin, opts, `refinement of ${query.rows} rows`);
+    return this.pairwise(job, tilePlan(crossBlockPlan(query.rows, reference, opts), reference.patches, this.blocksPerTile, 'cross'), interval.kMin, opts, `refinement of ${query.rows} rows`);
   }
 
   /**
    * Runs one pairwise job on the workers: operands to the store, tiles on the queue, partials
    * merged into the job's top-K, and the mean of ranks [kMin, k) of each row's distances.
    */
-  private async pairwise(set: SetOperands, plan: readonly Block[], kMin: number, opts: Pick<MsmOptions, 'signal' | 'onProgress' | 'queryRows' | 'maxBlockColumns'>, tag: string): Promise<Float32Array> {
+  private async pairwise(set: SetOperands, tiles: readonly Tile[], kMin: number, opts: Pick<MsmOptions, 'signal' | 'onProgress' | 'queryRows' | 'maxBlockColumns'>, tag: string): Promise<Float32Array> {
     const t0 = performance.now();
     const file = encodeOperands(set);
     const opsSha = sha256(file);
     const rows = set.kind === 'self' ? set.units * set.patches : (set.rows ?? 0);
-    const tiles = tilePlan(plan, set.patches, this.blocksPerTile, set.kind);
     // The set's name covers its operands and its tiling (a pure function of the plan's sizes: hashing
     // the blocks themselves would cost a string of hundreds of MB at N = 10 000), so a resumed run
     // with other tiles starts afresh.
-    const tiling = { kMin, blocksPerTile: this.blocksPerTile, queryRows: opts.queryRows, maxBlockColumns: opts.maxBlockColumns, blocks: plan.length, tiles: tiles.length };
+    const tiling = { kMin, mode: this.mode, blocksPerTile: this.blocksPerTile, queryRows: opts.queryRows, maxBlockColumns: opts.maxBlockColumns, blocks: tiles.reduce((s, t) => s + t.blocks.length, 0), tiles: tiles.length };
     const setKey = sha256(Buffer.from(`${opsSha}|${JSON.stringify(tiling)}`)).slice(0, 32);
     this.stats.sets++;
 

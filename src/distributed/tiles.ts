@@ -8,7 +8,7 @@
  * `LargestK.meanOfRanks` sorts, so the merged scores are bit-identical to one process's
  * whatever the tiling, the number of workers or the order tiles finish in.
  */
-import { crossBestMatches, selfBestMatches, type Block } from '../pipeline/pairwise.js';
+import { crossBestMatches, DEFAULT_REFERENCE_COLUMNS, selfBestMatches, selfBlockPlan, type Block, type BlockSizes } from '../pipeline/pairwise.js';
 import type { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK, type TopKSink } from '../pipeline/top-k.js';
 import type { PairwiseKind, Partial, RowRanges, SetOperands } from './format.js';
@@ -59,20 +59,60 @@ export function tilePlan(plan: readonly Block[], patches: number, blocksPerTile:
   return tiles;
 }
 
+/**
+ * Tiles of a self set in which each tile owns the rows of one query group (`rows` mode): the
+ * group's pairs with every other unit, each measured as the self plan measures it (the earlier
+ * unit on the query side, which matters in int8): the group's own blocks (diagonal, later units)
+ * and every earlier group's block against it (its rows then come from column maxima). Each pair
+ * is computed by both owners (2× the GEMM work), but a partial holds at most K values per owned
+ * row, whatever N. Values for rows the tile does not own are dropped (`computeTile`).
+ */
+export function rowTilePlan(units: number, patches: number, sizes: BlockSizes, blocksPerTile: number): Tile[] {
+  if (!Number.isInteger(blocksPerTile) || blocksPerTile < 1) throw new RangeError(`tiles need at least one block (got ${blocksPerTile})`);
+  const own = selfBlockPlan(units, patches, sizes);
+  const groups = own.filter((b) => b.q0 === b.r0);
+  const chunk = Math.max(1, Math.floor(Math.max(patches, sizes.maxBlockColumns ?? DEFAULT_REFERENCE_COLUMNS) / patches));
+  const tiles: Tile[] = [];
+  for (const g of groups) {
+    const blocks = own.filter((b) => b.q0 === g.q0);
+    for (const h of groups) {
+      if (h.q0 >= g.q0) break;
+      for (let r0 = g.q0; r0 < g.q1; r0 += chunk) blocks.push({ q0: h.q0, q1: h.q1, r0, r1: Math.min(g.q1, r0 + chunk) });
+    }
+    for (let i = 0; i < blocks.length; i += blocksPerTile) {
+      const run = blocks.slice(i, i + blocksPerTile);
+      tiles.push({ index: tiles.length, blocks: run, ranges: [[g.q0 * patches, g.q1 * patches]], work: run.reduce((s, b) => s + blockWork(b), 0) });
+    }
+  }
+  return tiles;
+}
+
 /** Rows in `ranges`, in order. */
 export function rangeRows(ranges: RowRanges): number {
   return ranges.reduce((s, [a, b]) => s + (b - a), 0);
 }
 
-/** A `TopKSink` over the global rows of `ranges`, backed by a compact `LargestK` of those rows only. */
+/**
+ * A `TopKSink` over the global rows of `ranges`, backed by a compact `LargestK` of those rows
+ * only; values for other rows are dropped (a `rows` tile's blocks also touch rows it does not own).
+ */
 function rangeSink(best: LargestK, ranges: RowRanges): TopKSink {
   if (ranges.length === 1) {
-    const [a] = ranges[0];
-    return { push: (row, v) => best.push(row - a, v) };
+    const [a, b] = ranges[0];
+    return {
+      push: (row, v) => {
+        if (row >= a && row < b) best.push(row - a, v);
+      },
+    };
   }
-  const [[a0, b0], [a1]] = ranges;
+  const [[a0, b0], [a1, b1]] = ranges;
   const shift = b0 - a0 - a1;
-  return { push: (row, v) => best.push(row < b0 ? row - a0 : row + shift, v) };
+  return {
+    push: (row, v) => {
+      if (row >= a0 && row < b0) best.push(row - a0, v);
+      else if (row >= a1 && row < b1) best.push(row + shift, v);
+    },
+  };
 }
 
 /** Runs one tile of a set (what a worker does) and returns its partial result. */
