@@ -140,28 +140,9 @@ test('int8 with 7-bit reference codes (CPUs without VNNI): still the exact quant
   const dr = channelDither(C);
   const qa = quantizeSymmetric(z, sa, 127, undefined, dq);
   const qb = quantizeSymmetric(z, sb, 63, undefined, dr);
-  // The definition with a query side at sa and a reference side at sb.
+  // The definition with a query side at sa and a reference side at sb (the lower unit on the query side).
   const owner = Int32Array.from({ length: N }, (_, i) => i);
-  const { kMin, kMax } = intervalBounds(N, 0, 0.3);
-  const want = new Float64Array(N * P);
-  for (let u = 0; u < N; u++)
-    for (let p = 0; p < P; p++) {
-      const mins: number[] = [];
-      for (let v = 0; v < N; v++) {
-        if (owner[v] === owner[u]) continue;
-        let best = Infinity;
-        for (let q = 0; q < P; q++) {
-          // The lower unit on the query side (as a self job uses each pair).
-          const [x, y] = u < v ? [(u * P + p) * C, (v * P + q) * C] : [(v * P + q) * C, (u * P + p) * C];
-          let d2 = 0;
-          for (let c = 0; c < C; c++) d2 += ((qa[x + c] - dq[c]) / sa - (qb[y + c] - dr[c]) / sb) ** 2;
-          best = Math.min(best, Math.sqrt(Math.max(0, d2 - (C / 12) * (1 / sa ** 2 + 1 / sb ** 2))));
-        }
-        mins.push(best);
-      }
-      mins.sort((x, y) => x - y);
-      want[u * P + p] = mins.slice(kMin, kMax).reduce((x, y) => x + y, 0) / (kMax - kMin);
-    }
+  const want = naiveScores(N, P, C, rowsOf(qa, C, sa, dq), owner, 0.3, (C / 12) * (1 / sa ** 2 + 1 / sb ** 2), rowsOf(qb, C, sb, dr));
   for (const blocks of [{}, { queryRows: 18, maxBlockColumns: 18 }]) {
     const got = await mutualScores(z, { N, P, C }, { precision: 'int8', int8ReferenceLevels: 63, ...blocks });
     const err = maxDiff(got, want);
