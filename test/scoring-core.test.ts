@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { int8Operands, int8Side } from '../src/pipeline/gemm-operands.js';
+import { int8Operands, int8SelfSides, int8Side } from '../src/pipeline/gemm-operands.js';
+import { lnamdStack, lnamdStackWithRange } from '../src/pipeline/lnamd.js';
 import { intervalBounds, mutualScores, selfOperands, toDistance } from '../src/pipeline/msm.js';
 import { crossBestMatches, crossBlockPlan, selfBestMatches, selfBlockPlan } from '../src/pipeline/pairwise.js';
 import { channelDither, int8Scale, maxAbs, quantizeSymmetric, queryDither } from '../src/pipeline/quantize.js';
@@ -281,5 +282,32 @@ test('the GEMM-only kernel runs the same shapes without reductions (benchmark fl
     } finally {
       await kernel.dispose();
     }
+  }
+});
+
+test('a self job\'s two int8 sides from one pass equal the two sides quantised separately (codes and norm terms), and LNAMD reports the range maxAbs finds', () => {
+  const C = 96;
+  const z = reluLikeUnits(40, C, 77);
+  const dq = queryDither(C);
+  const dr = channelDither(C);
+  const sq = int8Scale(maxAbs(z), 127);
+  const sr = int8Scale(maxAbs(z), 63);
+  const [a, b] = int8SelfSides(z, { scale: sq, levels: 127, dither: dq }, { scale: sr, levels: 63, dither: dr });
+  const [a2, b2] = [int8Side(z, sq, 127, dq, dr), int8Side(z, sr, 63, dr, dq)];
+  for (const [x, y] of [
+    [a, a2],
+    [b, b2],
+  ]) {
+    assert.deepEqual(Array.from(x.codes), Array.from(y.codes));
+    assert.deepEqual(Array.from(x.norms!.sumSq), Array.from(y.norms!.sumSq));
+    assert.deepEqual(Array.from(x.norms!.cross), Array.from(y.norms!.cross));
+    assert.deepEqual(Array.from(x.codes), Array.from(quantizeSymmetric(z, x.scale, x.levels, undefined, x.dither!)));
+  }
+  const r = mulberry32(3);
+  const grids = Array.from({ length: 3 }, () => ({ layout: 'chw' as const, channels: 8, height: 5, width: 6, data: Float32Array.from({ length: 240 }, () => Math.max(0, r() - 0.5)) }));
+  for (const deg of [1, 3, 5]) {
+    const { z: zl, range } = lnamdStackWithRange(grids, deg);
+    assert.equal(range, maxAbs(zl), `r = ${deg}`);
+    assert.deepEqual(Array.from(zl), Array.from(lnamdStack(grids, deg)));
   }
 });

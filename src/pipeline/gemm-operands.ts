@@ -21,7 +21,7 @@
  *   in s, ~1e-5). The result depends only on the two vectors' codes and the scales,
  *   so a bank and a batch with the same codes give bit-identical scores.
  */
-import { quantizeSymmetric, quantizeWithNorms } from './quantize.js';
+import { quantizeBothSides, quantizeSymmetric, quantizeWithNorms } from './quantize.js';
 
 /** Arithmetic of the pairwise similarity GEMMs. */
 export type MsmPrecision = 'fp32' | 'int8';
@@ -84,6 +84,18 @@ export function int8Side(z: Float32Array, scale: number, levels: number, dither:
     return { codes, scale, levels, dither, norms: { otherDither, sumSq, cross } };
   }
   return { codes: quantizeSymmetric(z, scale, levels, undefined, dither ?? undefined), scale, levels, dither };
+}
+
+/**
+ * Both sides of a self job (query and reference rows are the same vectors `[rows, C]`), quantised
+ * in one pass: the same sides as `int8Side(z, ...query)` and `int8Side(z, ...reference)`.
+ */
+export function int8SelfSides(z: Float32Array, query: { scale: number; levels: number; dither: Float64Array }, reference: { scale: number; levels: number; dither: Float64Array }): [Int8Side, Int8Side] {
+  const [a, b] = quantizeBothSides(z, query.scale, query.levels, query.dither, reference.scale, reference.levels, reference.dither);
+  return [
+    { codes: a.codes, scale: query.scale, levels: query.levels, dither: query.dither, norms: { otherDither: reference.dither, sumSq: a.sumSq, cross: a.cross } },
+    { codes: b.codes, scale: reference.scale, levels: reference.levels, dither: reference.dither, norms: { otherDither: query.dither, sumSq: b.sumSq, cross: b.cross } },
+  ];
 }
 
 /**

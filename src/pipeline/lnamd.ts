@@ -174,27 +174,40 @@ function boxMeanHwc(data: Float32Array, C: number, H: number, W: number, mean: n
  * @param out optional `[P, C]` destination to avoid allocation
  */
 export function lnamd(grid: FeatureGrid, r: number, out?: Float32Array): PatchVectors {
+  const { channels: C, height: H, width: W } = grid;
+  const result = out ?? new Float32Array(H * W * C);
+  lnamdInto(grid, r, result);
+  return { data: result, patches: H * W, channels: C, gridHeight: H, gridWidth: W };
+}
+
+/** LNAMD into `result`; returns the largest |component| written (the int8 range of the vectors). */
+function lnamdInto(grid: FeatureGrid, r: number, result: Float32Array): number {
   if (!Number.isInteger(r) || r < 1 || r % 2 === 0) {
     throw new ConfigError(`LNAMD degree r must be a positive odd integer (got ${r}); even r shrinks the grid in the reference`);
   }
   const { channels: C, height: H, width: W } = grid;
   const P = H * W;
-  const result = out ?? new Float32Array(P * C);
   if (result.length !== P * C) throw new RangeError(`lnamd: out has ${result.length} elements, need ${P * C}`);
   const { mean, inv } = standardisation(grid);
   if (grid.layout === 'hwc') boxMeanHwc(grid.data, C, H, W, mean, inv, r, result);
   else boxMeanChw(grid.data, C, H, W, mean, inv, r, result);
-  // L2 normalisation per patch; a zero vector (constant input) stays zero rather than NaN.
+  // L2 normalisation per patch; a zero vector (constant input) stays zero rather than NaN. The
+  // largest |value| is taken from the stored float32 values, as maxAbs over the result would.
+  let range = 0;
   for (let p = 0; p < P; p++) {
     const o = p * C;
     let ss = 0;
     for (let c = 0; c < C; c++) ss += result[o + c] * result[o + c];
     if (ss > 0) {
       const k = 1 / Math.sqrt(ss);
-      for (let c = 0; c < C; c++) result[o + c] *= k;
+      for (let c = 0; c < C; c++) {
+        result[o + c] *= k;
+        const a = Math.abs(result[o + c]);
+        if (a > range) range = a;
+      }
     }
   }
-  return { data: result, patches: P, channels: C, gridHeight: H, gridWidth: W };
+  return range;
 }
 
 /**
@@ -203,12 +216,21 @@ export function lnamd(grid: FeatureGrid, r: number, out?: Float32Array): PatchVe
  * @param out optional destination of N·P·C values, reused across r
  */
 export function lnamdStack(grids: readonly FeatureGrid[], r: number, out?: Float32Array): Float32Array {
+  return lnamdStackWithRange(grids, r, out).z;
+}
+
+/**
+ * `lnamdStack`, also returning the largest |component| of the result (what int8 mutual scoring
+ * quantises with), found in the normalising pass instead of another pass over N·P·C values.
+ */
+export function lnamdStackWithRange(grids: readonly FeatureGrid[], r: number, out?: Float32Array): { z: Float32Array; range: number } {
   const g0 = grids[0];
   const size = g0.height * g0.width * g0.channels;
   const z = out ?? new Float32Array(grids.length * size);
+  let range = 0;
   grids.forEach((g, n) => {
     if (g.channels !== g0.channels || g.height * g.width !== g0.height * g0.width) throw new RangeError('feature grids differ between images of one batch');
-    lnamd(g, r, z.subarray(n * size, (n + 1) * size));
+    range = Math.max(range, lnamdInto(g, r, z.subarray(n * size, (n + 1) * size)));
   });
-  return z;
+  return { z, range };
 }

@@ -18,7 +18,7 @@
 import { ConfigError } from '../errors.js';
 import type { PatchVectors } from '../tensor.js';
 import { int8FullRangeIsExact } from '../util/cpu.js';
-import { fp32Operands, int8Operands, int8Side, type GemmOperands, type MsmPrecision } from './gemm-operands.js';
+import { fp32Operands, int8Operands, int8SelfSides, int8Side, type GemmOperands, type MsmPrecision } from './gemm-operands.js';
 import { selfBestMatches, selfBlockPlan, type BlockSizes } from './pairwise.js';
 import { channelDither, int8Scale, maxAbs, queryDither } from './quantize.js';
 import { SimilarityKernel } from './similarity-kernel.js';
@@ -112,8 +112,13 @@ export function crossOperands(rows: Float32Array, z: Float32Array, C: number, pr
   // lower unit on the query side, so a unit's scores against earlier units come from column maxima.
   const dq = dither ? queryDither(C) : null;
   const dr = dither ? channelDither(C) : null;
-  const query = int8Side(rows, int8Scale(range, 127), 127, dq, dr);
-  const reference = int8Side(z, int8Scale(range, referenceLevels), referenceLevels, dr, dq);
+  const q = { scale: int8Scale(range, 127), levels: 127 };
+  const r = { scale: int8Scale(range, referenceLevels), levels: referenceLevels };
+  // A self job's two sides come from one pass over the set.
+  const [query, reference] =
+    rows === z && dq && dr
+      ? int8SelfSides(z, { ...q, dither: dq }, { ...r, dither: dr })
+      : [int8Side(rows, q.scale, q.levels, dq, dr), int8Side(z, r.scale, r.levels, dr, dq)];
   return int8Operands(query, reference, C);
 }
 

@@ -12,10 +12,9 @@ import { ConfigError, MuscError, errorText } from '../errors.js';
 import { cropRgb, decodeImageRgbSizes, imageSize, type LoadedImage } from '../image/io.js';
 import { gridOfBatch, type FeatureGrid, type Size2D } from '../tensor.js';
 import { needsOriginalSizes, planBatch, type BatchGeometry, type RefineConfig, type TilingConfig } from './geometry.js';
-import { lnamdStack } from './lnamd.js';
+import { lnamdStackWithRange } from './lnamd.js';
 import { anomalyMap, coverage, imageScore, upsampleIntoBox } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
-import { maxAbs } from './quantize.js';
 import { refineScores, type CrossScoring } from './refine.js';
 import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
 import { SimilarityKernel } from './similarity-kernel.js';
@@ -403,18 +402,18 @@ export async function scoreFeatures(
     const set = { subset: subsetIndex, layer: cfg.layers[l], r };
     // Unit vectors and coarse scores of every unit, `[N, T, P, ·]` (image-major).
     let t0 = performance.now();
-    const zAll = lnamdStack(subset.flatMap((idx) => features[idx].units.map((u) => u[l])), r);
+    const { z: zAll, range } = lnamdStackWithRange(subset.flatMap((idx) => features[idx].units.map((u) => u[l])), r);
     time('lnamd', t0);
     const unitScores = new Float32Array(N * T * P);
     if (!tiled || matchAny) {
       t0 = performance.now();
       const owner = tiled ? Int32Array.from({ length: N * T }, (_, u) => Math.floor(u / T)) : undefined;
-      unitScores.set(await mutual(zAll, { N: N * T, P, C }, { ...msmOptions(i), owner }, set));
+      unitScores.set(await mutual(zAll, { N: N * T, P, C }, { ...msmOptions(i), owner, int8Range: range }, set));
       time('msm', t0);
     } else {
       // Tiles matched by position: one mutual-scoring set per tile position, one int8 scale for all
       // (as a bank of these tiles has).
-      const int8Range = maxAbs(zAll);
+      const int8Range = range;
       const per = P * C;
       for (let t = 0; t < T; t++) {
         const z = new Float32Array(N * per);
@@ -430,10 +429,10 @@ export async function scoreFeatures(
     if (fine) {
       t0 = performance.now();
       const gf = features[subset[0]].fine![l];
-      const zFine = lnamdStack(subset.map((idx) => features[idx].fine![l]), r);
+      const { z: zFine, range: fineRange } = lnamdStackWithRange(subset.map((idx) => features[idx].fine![l]), r);
       time('lnamd', t0);
       t0 = performance.now();
-      const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(i), select: geometry.refineSelect, mutual, cross: hooks.crossScoring, set: { ...set, fine: true } });
+      const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(i), int8Range: fineRange, select: geometry.refineSelect, mutual, cross: hooks.crossScoring, set: { ...set, fine: true } });
       time('msm', t0);
       const Pf = gf.height * gf.width;
       return () => subset.forEach((idx, n) => upsampleIntoBox(scores.subarray(n * Pf, (n + 1) * Pf), gf.height, gf.width, fine.boxes[0], map.width, maps[idx], 1 / nMaps));

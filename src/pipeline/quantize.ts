@@ -91,6 +91,50 @@ export function quantizeSymmetric(z: ArrayLike<number>, scale: number, levels: n
   return out;
 }
 
+/** Codes of one GEMM side and its rows' norm terms (see `quantizeWithNorms`). */
+export interface CodesWithNorms {
+  readonly codes: Int8Array;
+  readonly sumSq: Float64Array;
+  readonly cross: Float64Array;
+}
+
+/**
+ * Both sides of a self job's int8 GEMM from one read of `z`: `quantizeWithNorms(z, sa, la, da, db)`
+ * and `quantizeWithNorms(z, sb, lb, db, da)`, value for value (the same expressions in the same
+ * order), in one pass over the set.
+ */
+export function quantizeBothSides(z: ArrayLike<number>, sa: number, la: number, da: Float64Array, sb: number, lb: number, db: Float64Array): [CodesWithNorms, CodesWithNorms] {
+  const C = da.length;
+  if (z.length % C !== 0 || db.length !== C) throw new RangeError(`quantize: ${z.length} values are not rows of ${C} channels`);
+  const rows = z.length / C;
+  const a = { codes: new Int8Array(z.length), sumSq: new Float64Array(rows), cross: new Float64Array(rows) };
+  const b = { codes: new Int8Array(z.length), sumSq: new Float64Array(rows), cross: new Float64Array(rows) };
+  for (let r = 0, i = 0; r < rows; r++, i += C) {
+    let ssa = 0;
+    let qea = 0;
+    let ssb = 0;
+    let qeb = 0;
+    for (let c = 0; c < C; c++) {
+      const v = z[i + c];
+      const qa = clampedRound(v * sa + da[c], la);
+      const qb = clampedRound(v * sb + db[c], lb);
+      a.codes[i + c] = qa;
+      b.codes[i + c] = qb;
+      const ea = qa - da[c];
+      const eb = qb - db[c];
+      ssa += ea * ea;
+      qea += qa * db[c];
+      ssb += eb * eb;
+      qeb += qb * da[c];
+    }
+    a.sumSq[r] = ssa;
+    a.cross[r] = qea;
+    b.sumSq[r] = ssb;
+    b.cross[r] = qeb;
+  }
+  return [a, b];
+}
+
 /**
  * `quantizeSymmetric` with a dither, plus what the int8 GEMM's norm channels need, in the same
  * pass over the codes (gemm-operands.ts): per row, ‖q − d‖² and q·e for the other side's dither e.
@@ -102,7 +146,7 @@ export function quantizeWithNorms(
   levels: number,
   dither: Float64Array,
   otherDither: Float64Array,
-): { codes: Int8Array; sumSq: Float64Array; cross: Float64Array } {
+): CodesWithNorms {
   const C = dither.length;
   if (z.length % C !== 0 || otherDither.length !== C) throw new RangeError(`quantize: ${z.length} values are not rows of ${C} channels`);
   const rows = z.length / C;
