@@ -20,6 +20,12 @@
  *   s = 1 − (Ha + Hb − v)/(sa·sb). ha and hb are rounded to integers (error ≤ 1/(sa·sb)
  *   in s, ~1e-5). The result depends only on the two vectors' codes and the scales,
  *   so a bank and a batch with the same codes give bit-identical scores.
+ * - Dither: each side rounds with its own per-channel dither (query e, reference d;
+ *   quantize.ts), codes standing for (qa − e)/sa and (qb − d)/sb; expanding their
+ *   distance adds qa·d to ha, qb·e to hb and the constant −e·d (`ditherNorm`). Independent
+ *   rounding on the two sides makes the squared noise of every pair C/12·(1/sa² + 1/sb²)
+ *   on average (`noiseBias` removes it); with one dither shared by both sides close
+ *   pairs round alike and that correction overshoots exactly the nearest neighbours.
  */
 import { quantizeBothSides, quantizeSymmetric, quantizeWithNorms } from './quantize.js';
 
@@ -37,13 +43,14 @@ export interface GemmOperands {
   readonly reference: Float32Array | Int8Array;
   /** int8: Ha + Hb (integer; 0 for fp32). */
   readonly center: number;
-  /** int8: ‖d‖² of the channel dither (0 without dither or for fp32). */
+  /** int8: e·d of the two sides' dithers (0 without dither or for fp32). */
   readonly ditherNorm: number;
   /**
    * int8 with dither: half the expected squared quantisation noise of a pair, C/24·(1/sa² + 1/sb²),
    * added back to similarities (0 otherwise). With a subtractive dither the rounding error
-   * of each component is uniform on ±½ step and independent of the signal, so it inflates
-   * every squared distance by C/12·(1/sa² + 1/sb²) on average: a bias, removed here.
+   * of each component is uniform on ±½ step and independent of the signal, and with each side
+   * its own dither independent between the sides, so it inflates every squared distance by
+   * C/12·(1/sa² + 1/sb²) on average: a bias, removed here.
    */
   readonly noiseBias: number;
   /** int8: 1/(sa·sb) (0 for fp32). */
@@ -99,8 +106,9 @@ export function int8SelfSides(z: Float32Array, query: { scale: number; levels: n
 }
 
 /**
- * Per row of codes `[rows, C]`: round(‖q − d‖² · k/2 + q·d), the row's share of
- * (sa·sb/2)·d² (the q·d part comes from expanding (qa − d)·(qb − d)).
+ * Per row of codes `[rows, C]` with own dither d and the other side's dither e:
+ * round(‖q − d‖² · k/2 + q·e), the row's share of (sa·sb/2)·distance² (the q·e part comes
+ * from expanding (qa − e_a)·(qb − d_b)).
  */
 function halfNorms(side: Int8Side, C: number, k: number, otherDither: Float64Array | null): Float64Array {
   const { codes, dither, norms } = side;
