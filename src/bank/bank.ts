@@ -4,9 +4,9 @@
  */
 import { basename } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { lnamdStack } from '../pipeline/lnamd.js';
+import { lnamdStackWithRange } from '../pipeline/lnamd.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
-import { channelDither, int8Scale, maxAbs, quantizeSymmetric } from '../pipeline/quantize.js';
+import { channelDither, int8Scale, quantizeSymmetric } from '../pipeline/quantize.js';
 import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { BatchGeometry } from '../pipeline/geometry.js';
 import { chooseThreshold, type ThresholdRule } from '../outputs/thresholds.js';
@@ -51,10 +51,10 @@ function encode(z: Float32Array, encoding: BankEncoding, range: number, channels
 }
 
 /** LNAMD unit vectors `[n·T, P, C]` of one (layer, r) for `features` (T units per image, image-major). */
-function unitVectors(features: readonly ImageFeatures[], li: number, r: number): { z: Float32Array; P: number; C: number; gh: number; gw: number } {
+function unitVectors(features: readonly ImageFeatures[], li: number, r: number): { z: Float32Array; range: number; P: number; C: number; gh: number; gw: number } {
   const g0 = features[0].units[0][li];
-  const z = lnamdStack(features.flatMap((f) => f.units.map((u) => u[li])), r);
-  return { z, P: g0.height * g0.width, C: g0.channels, gh: g0.height, gw: g0.width };
+  const { z, range } = lnamdStackWithRange(features.flatMap((f) => f.units.map((u) => u[li])), r);
+  return { z, range, P: g0.height * g0.width, C: g0.channels, gh: g0.height, gw: g0.width };
 }
 
 /**
@@ -73,8 +73,7 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   const sets: BankSet[] = [];
   cfg.layers.forEach((layer, li) => {
     for (const r of cfg.rList) {
-      const { z, P, C, gh, gw } = unitVectors(features, li, r);
-      const range = maxAbs(z);
+      const { z, range, P, C, gh, gw } = unitVectors(features, li, r);
       const int8Dither = encoding === 'int8' ? { int8Dither: true } : {};
       sets.push({ layer, r, patches: P, channels: C, gridHeight: gh, gridWidth: gw, maxAbs: range, ...int8Dither, data: encode(z, encoding, range, C, true) });
     }

@@ -13,11 +13,11 @@ import { ConfigError } from '../errors.js';
 import type { ImageFeatures } from '../pipeline/musc.js';
 import { planBatch, type BatchGeometry } from '../pipeline/geometry.js';
 import { fp32Operands, int8OperandsWith, int8ReferenceOperand, int8Side, type GemmOperands, type Int8Reference, type MsmPrecision } from '../pipeline/gemm-operands.js';
-import { lnamdStack } from '../pipeline/lnamd.js';
+import { lnamdStackWithRange } from '../pipeline/lnamd.js';
 import { coverage, imageScore, upsampleIntoBox } from '../pipeline/maps.js';
 import { int8ReferenceLevels, intervalBounds, toDistance } from '../pipeline/msm.js';
 import { crossBestMatches } from '../pipeline/pairwise.js';
-import { channelDither, int8Scale, maxAbs, quantizeSymmetric, queryDither } from '../pipeline/quantize.js';
+import { channelDither, int8Scale, quantizeSymmetric, queryDither } from '../pipeline/quantize.js';
 import { dot, embeddingRow, minMaxNormalize, rscinRow, usableKList } from '../pipeline/rscin.js';
 import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK } from '../pipeline/top-k.js';
@@ -134,16 +134,15 @@ export function rscinAgainstBank(raw: number, embedding: Float32Array, bank: Ban
 }
 
 /**
- * GEMM operands of query unit vectors `zq` against one bank set, in the batch's
+ * GEMM operands of query unit vectors `zq` (largest component `qMax`) against one bank set, in the batch's
  * arithmetic: int8 uses one scale from the largest component of bank and queries.
  * When a query exceeds the bank's range, float banks are requantised at that scale
  * (the batch's codes exactly); int8 banks keep their codes (requantising codes adds error).
  */
-function bankOperands(zq: Float32Array, set: BankSet, precision: MsmPrecision): GemmOperands {
+function bankOperands(zq: Float32Array, qMax: number, set: BankSet, precision: MsmPrecision): GemmOperands {
   const C = set.channels;
   if (precision === 'fp32') return fp32Operands(zq, bankFloats(set), C);
   const levels = int8ReferenceLevels();
-  const qMax = maxAbs(zq);
   const range = Math.max(set.maxAbs, qMax);
   const dither = setDither(set);
   // Queries get the query side's own dither (as a batch's), unless the bank's codes have none (old banks).
@@ -228,13 +227,13 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
       const jobs = matchAny || T === 1 ? [{ tiles: Array.from({ length: T }, (_, t) => t), ref: set, units: N * T }] : Array.from({ length: T }, (_, t) => ({ tiles: [t], ref: positionSet(set, t, T, N), units: N }));
       for (const job of jobs) {
         const k = job.tiles.length;
-        const zq = lnamdStack(queries.flatMap((q) => job.tiles.map((t) => q.units[t][li])), set.r);
+        const { z: zq, range: qMax } = lnamdStackWithRange(queries.flatMap((q) => job.tiles.map((t) => q.units[t][li])), set.r);
         const rows = n * k * P;
         const best = new LargestK(rows, kMax);
         // Leave-one-out: the rows of query i skip bank image exclude[i].
         const owner = exclude ? Int32Array.from({ length: rows }, (_, row) => exclude[Math.floor(row / (k * P))]) : undefined;
         const refOwner = Int32Array.from({ length: job.units }, (_, u) => Math.floor(u / k));
-        await crossBestMatches(kernel, bankOperands(zq, job.ref, precision), { rows, owner }, { units: job.units, patches: P, owner: refOwner }, best, { signal: opts.signal });
+        await crossBestMatches(kernel, bankOperands(zq, qMax, job.ref, precision), { rows, owner }, { units: job.units, patches: P, owner: refOwner }, best, { signal: opts.signal });
         const scores = best.meanOfRanks(kMin, kMax, toDistance);
         for (let i = 0; i < n; i++) job.tiles.forEach((t, j) => unitScores.set(scores.subarray((i * k + j) * P, (i * k + j + 1) * P), (i * T + t) * P));
       }

@@ -8,7 +8,7 @@
  * `LargestK.meanOfRanks` sorts, so the merged scores are bit-identical to one process's
  * whatever the tiling, the number of workers or the order tiles finish in.
  */
-import { crossBestMatches, DEFAULT_REFERENCE_COLUMNS, selfBestMatches, selfBlockPlan, type Block, type BlockSizes } from '../pipeline/pairwise.js';
+import { blockWork, crossBestMatches, referenceChunk, selfBestMatches, selfBlockPlan, type Block, type BlockSizes } from '../pipeline/pairwise.js';
 import type { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK, type TopKSink } from '../pipeline/top-k.js';
 import type { PairwiseKind, Partial, RowRanges, SetOperands } from './format.js';
@@ -20,11 +20,6 @@ export interface Tile {
   readonly ranges: RowRanges;
   /** GEMM work (unit pairs), for progress. */
   readonly work: number;
-}
-
-/** Unit pairs a block computes (the diagonal block: its upper triangle). */
-export function blockWork(b: Block): number {
-  return b.q0 === b.r0 ? ((b.q1 - b.q0) * (b.q1 - b.q0 + 1)) / 2 : (b.q1 - b.q0) * (b.r1 - b.r0);
 }
 
 /**
@@ -71,7 +66,7 @@ export function rowTilePlan(units: number, patches: number, sizes: BlockSizes, b
   if (!Number.isInteger(blocksPerTile) || blocksPerTile < 1) throw new RangeError(`tiles need at least one block (got ${blocksPerTile})`);
   const own = selfBlockPlan(units, patches, sizes);
   const groups = own.filter((b) => b.q0 === b.r0);
-  const chunk = Math.max(1, Math.floor(Math.max(patches, sizes.maxBlockColumns ?? DEFAULT_REFERENCE_COLUMNS) / patches));
+  const chunk = referenceChunk(patches, sizes);
   const tiles: Tile[] = [];
   for (const g of groups) {
     const blocks = own.filter((b) => b.q0 === g.q0);

@@ -27,7 +27,7 @@
  *   on average (`noiseBias` removes it); with one dither shared by both sides close
  *   pairs round alike and that correction overshoots exactly the nearest neighbours.
  */
-import { quantizeBothSides, quantizeSymmetric, quantizeWithNorms } from './quantize.js';
+import { normTermsInto, quantizeBothSides, quantizeSymmetric, quantizeWithNorms } from './quantize.js';
 
 /** Arithmetic of the pairwise similarity GEMMs. */
 export type MsmPrecision = 'fp32' | 'int8';
@@ -113,26 +113,15 @@ export function int8SelfSides(z: Float32Array, query: { scale: number; levels: n
 function halfNorms(side: Int8Side, C: number, k: number, otherDither: Float64Array | null): Float64Array {
   const { codes, dither, norms } = side;
   const rows = codes.length / C;
+  let terms: { sumSq: Float64Array; cross: Float64Array } | undefined = norms && norms.otherDither === otherDither ? norms : undefined;
+  if (!terms) {
+    // Codes without their terms (a bank's stored codes, undithered sides): the same sums, a missing dither as zeros.
+    const zeros = new Float64Array(C);
+    terms = { sumSq: new Float64Array(rows), cross: new Float64Array(rows) };
+    for (let r = 0; r < rows; r++) normTermsInto(codes, r, dither ?? zeros, otherDither ?? zeros, terms);
+  }
   const out = new Float64Array(rows);
-  if (norms && norms.otherDither === otherDither) {
-    for (let r = 0; r < rows; r++) out[r] = Math.round((norms.sumSq[r] * k) / 2 + norms.cross[r]);
-    return out;
-  }
-  for (let r = 0; r < rows; r++) {
-    let ss = 0;
-    let qd = 0;
-    const o = r * C;
-    if (dither || otherDither) {
-      for (let c = 0; c < C; c++) {
-        const q = codes[o + c];
-        ss += (q - (dither ? dither[c] : 0)) ** 2;
-        qd += otherDither ? q * otherDither[c] : 0;
-      }
-    } else {
-      for (let c = 0; c < C; c++) ss += codes[o + c] * codes[o + c];
-    }
-    out[r] = Math.round((ss * k) / 2 + qd);
-  }
+  for (let r = 0; r < rows; r++) out[r] = Math.round((terms.sumSq[r] * k) / 2 + terms.cross[r]);
   return out;
 }
 

@@ -61,13 +61,23 @@ export interface PairwiseOptions extends BlockSizes {
   readonly onProgress?: (done: number) => void;
 }
 
+/** Unit pairs a self-plan block computes (the diagonal block: its upper triangle), for progress. */
+export function blockWork(b: Block): number {
+  return b.q0 === b.r0 ? ((b.q1 - b.q0) * (b.q1 - b.q0 + 1)) / 2 : (b.q1 - b.q0) * (b.r1 - b.r0);
+}
+
+/** Reference units of `patches` patches per GEMM call (at least one). */
+export function referenceChunk(patches: number, sizes: BlockSizes = {}): number {
+  return Math.max(1, Math.floor(Math.max(patches, sizes.maxBlockColumns ?? DEFAULT_REFERENCE_COLUMNS) / patches));
+}
+
 /**
  * Blocks of a self job: query groups of units, each against itself (the diagonal block,
  * whose upper triangle is used) and against the reference units after it.
  */
 export function selfBlockPlan(units: number, patches: number, sizes: BlockSizes = {}): Block[] {
   const group = Math.max(1, Math.min(units, Math.floor((sizes.queryRows ?? DEFAULT_QUERY_ROWS) / patches)));
-  const chunk = Math.max(1, Math.floor(Math.max(patches, sizes.maxBlockColumns ?? DEFAULT_REFERENCE_COLUMNS) / patches));
+  const chunk = referenceChunk(patches, sizes);
   const plan: Block[] = [];
   for (let q0 = 0; q0 < units; q0 += group) {
     const q1 = Math.min(units, q0 + group);
@@ -80,7 +90,7 @@ export function selfBlockPlan(units: number, patches: number, sizes: BlockSizes 
 /** Blocks of a cross job: groups of query rows against chunks of reference units. */
 export function crossBlockPlan(rows: number, reference: UnitLayout, sizes: BlockSizes = {}): Block[] {
   const group = Math.max(1, sizes.queryRows ?? DEFAULT_QUERY_ROWS);
-  const chunk = Math.max(1, Math.floor(Math.max(reference.patches, sizes.maxBlockColumns ?? DEFAULT_REFERENCE_COLUMNS) / reference.patches));
+  const chunk = referenceChunk(reference.patches, sizes);
   const plan: Block[] = [];
   for (let q0 = 0; q0 < rows; q0 += group) {
     for (let r0 = 0; r0 < reference.units; r0 += chunk) plan.push({ q0, q1: Math.min(rows, q0 + group), r0, r1: Math.min(reference.units, r0 + chunk) });
@@ -108,8 +118,7 @@ export async function selfBestMatches(kernel: SimilarityKernel, ops: GemmOperand
   const owner = layout.owner ?? identityOwner(U);
   const sim = converter(ops);
   const plan = opts.blocks ?? selfBlockPlan(U, P, opts);
-  const work = (b: Block) => (b.q0 === b.r0 ? ((b.q1 - b.q0) * (b.q1 - b.q0 + 1)) / 2 : (b.q1 - b.q0) * (b.r1 - b.r0));
-  const total = plan.reduce((s, b) => s + work(b), 0);
+  const total = plan.reduce((s, b) => s + blockWork(b), 0);
   let done = 0;
   for (const blk of plan) {
     opts.signal?.throwIfAborted();
@@ -139,7 +148,7 @@ export async function selfBestMatches(kernel: SimilarityKernel, ops: GemmOperand
         for (let q = 0; q < P; q++) best.push(ru * P + q, sim(colMax![col + q]));
       }
     }
-    done += work(blk);
+    done += blockWork(blk);
     opts.onProgress?.(done / total);
   }
 }
