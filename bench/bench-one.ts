@@ -100,7 +100,7 @@ async function gemmFloorSeconds(): Promise<number> {
       const P = g.height * g.width;
       const C = g.channels;
       for (const r of cfg.rList) {
-        const ops = selfOperands(lnamdStack(features.map((f) => f.units[0][l]), r), C, precision);
+        const ops = await selfOperands(lnamdStack(features.map((f) => f.units[0][l]), r), C, precision);
         const W = ops.channels;
         let blocks = selfBlockPlan(n, P);
         if (maxQueryGroups !== undefined) {

@@ -35,7 +35,7 @@ const kernel = await SimilarityKernel.create({ precision: 'int8' });
 
 /** The former int8 arithmetic: similarity = qa·qb / s², no norm channels. */
 async function formerInt8(z: Float32Array, P: number, C: number): Promise<Float32Array> {
-  const ops = selfOperands(z, C, 'int8', 127, false);
+  const ops = await selfOperands(z, C, 'int8', 127, false);
   // Strip the norm channels: codes only, similarity = v · factor.
   const W = ops.channels;
   const rows = z.length / C;

@@ -85,7 +85,7 @@ test('tiles computed separately and merged in any order give the in-process scor
     const opts: MsmOptions = { ...sizes, precision };
     const ref = await mutualScores(z, dims, opts);
     const { kMin, kMax } = intervalBounds(othersPerUnit(dims.N) + 1);
-    const ops = selfOperands(z, dims.C, precision, int8ReferenceLevels(), true, maxAbs(z));
+    const ops = await selfOperands(z, dims.C, precision, int8ReferenceLevels(), true, maxAbs(z));
     const pairTiles = tilePlan(selfBlockPlan(dims.N, dims.P, sizes), dims.P, 2);
     assert.ok(pairTiles.length >= 10, `${pairTiles.length} tiles`);
     assert.ok(pairTiles.some((t) => t.ranges.length === 2), 'some tiles touch two row ranges');

@@ -310,3 +310,29 @@ test('divideNum without explicit subsets splits by parent folder and scores with
   assert.notDeepEqual(Array.from(split.imageScores), Array.from(whole.imageScores), 'subsets change who is compared with whom');
   await assert.rejects(scoreFeatures(features, { ...cfg, divideNum: 3 }), /at least 5 images/);
 });
+
+test('a set that fails rejects scoreFeatures with its error, also with sets still queued (no silent hang)', async () => {
+  const r = rng(12);
+  const cfg = resolveConfig({ imageSize: 32, layers: ['x'], rList: [1, 3, 5, 7], precision: 'fp32' });
+  const geometry = planBatch(cfg, []);
+  const features = Array.from({ length: 6 }, (_, i) => ({
+    file: `/batch/${i}.png`,
+    originalWidth: 10,
+    originalHeight: 10,
+    geometry,
+    units: [[{ data: Float32Array.from({ length: 8 * 3 * 3 }, () => r()), channels: 8, height: 3, width: 3 }]],
+    fine: null,
+    embedding: Float32Array.from({ length: 4 }, () => r()),
+  }));
+  for (const setsInFlight of [1, 2]) {
+    let calls = 0;
+    const failing = async (): Promise<Float32Array> => {
+      calls++;
+      throw new Error('executor lost');
+    };
+    // Before the fix the queued sets were dropped unsettled and this await never returned.
+    await assert.rejects(scoreFeatures(features, cfg, { mutualScoring: failing, setsInFlight }), /executor lost/);
+    // The sets in flight, and the one p-limit starts as the first fails; the fourth never runs.
+    assert.ok(calls >= 1 && calls <= setsInFlight + 1, `${calls} of 4 sets ran (setsInFlight ${setsInFlight})`);
+  }
+});

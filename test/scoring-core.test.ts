@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { int8Operands, int8SelfSides, int8Side } from '../src/pipeline/gemm-operands.js';
+import { int8Operands, int8Side, int8SideOf } from '../src/pipeline/gemm-operands.js';
+import { WorkerPool, lnamdStackParallel, quantizeSides, sharedFloat32 } from '../src/pipeline/parallel.js';
 import { lnamdStack, lnamdStackWithRange } from '../src/pipeline/lnamd.js';
 import { intervalBounds, mutualScores, selfOperands, toDistance } from '../src/pipeline/msm.js';
 import { crossBestMatches, crossBlockPlan, selfBestMatches, selfBlockPlan } from '../src/pipeline/pairwise.js';
@@ -189,7 +190,7 @@ test('a cross job (one image against the others) reproduces the rows of that ima
     try {
       const rows = z.subarray(i * P * C, (i + 1) * P * C);
       // The batch's quantisation: one scale for the whole set, each side its dither.
-      const self = selfOperands(z, C, precision, 127);
+      const self = await selfOperands(z, C, precision, 127);
       const ops =
         precision === 'fp32'
           ? { ...self, query: rows }
@@ -276,7 +277,7 @@ test('the GEMM-only kernel runs the same shapes without reductions (benchmark fl
     const kernel = await SimilarityKernel.create({ precision });
     try {
       const z = reluLikeUnits(20, 8, 1);
-      const ops = selfOperands(z, 8, precision, 127);
+      const ops = await selfOperands(z, 8, precision, 127);
       await kernel.gemmOnly(ops.query.subarray(0, 10 * ops.channels), ops.reference, { rows: 10, J: 4, Q: 5, C: ops.channels });
       await assert.rejects(kernel.gemmOnly(ops.query, ops.reference, { rows: 3, J: 4, Q: 5, C: ops.channels }), /do not fit/);
     } finally {
@@ -285,29 +286,51 @@ test('the GEMM-only kernel runs the same shapes without reductions (benchmark fl
   }
 });
 
-test('a self job\'s two int8 sides from one pass equal the two sides quantised separately (codes and norm terms), and LNAMD reports the range maxAbs finds', () => {
+test('a self job\'s two int8 sides from one pass equal the two sides quantised separately (codes and norm terms), also over worker threads; LNAMD reports the range maxAbs finds, also over worker threads', async () => {
   const C = 96;
-  const z = reluLikeUnits(40, C, 77);
-  const dq = queryDither(C);
-  const dr = channelDither(C);
-  const sq = int8Scale(maxAbs(z), 127);
-  const sr = int8Scale(maxAbs(z), 63);
-  const [a, b] = int8SelfSides(z, { scale: sq, levels: 127, dither: dq }, { scale: sr, levels: 63, dither: dr });
-  const [a2, b2] = [int8Side(z, sq, 127, dq, dr), int8Side(z, sr, 63, dr, dq)];
-  for (const [x, y] of [
-    [a, a2],
-    [b, b2],
-  ]) {
-    assert.deepEqual(Array.from(x.codes), Array.from(y.codes));
-    assert.deepEqual(Array.from(x.norms!.sumSq), Array.from(y.norms!.sumSq));
-    assert.deepEqual(Array.from(x.norms!.cross), Array.from(y.norms!.cross));
-    assert.deepEqual(Array.from(x.codes), Array.from(quantizeSymmetric(z, x.scale, x.levels, undefined, x.dither!)));
-  }
-  const r = mulberry32(3);
-  const grids = Array.from({ length: 3 }, () => ({ layout: 'chw' as const, channels: 8, height: 5, width: 6, data: Float32Array.from({ length: 240 }, () => Math.max(0, r() - 0.5)) }));
-  for (const deg of [1, 3, 5]) {
-    const { z: zl, range } = lnamdStackWithRange(grids, deg);
-    assert.equal(range, maxAbs(zl), `r = ${deg}`);
-    assert.deepEqual(Array.from(zl), Array.from(lnamdStack(grids, deg)));
+  const workers = WorkerPool.open(2)!;
+  try {
+    // 40 rows: quantised in this thread; 3000 rows of 96: above the size parallel.ts splits over workers.
+    for (const rows of [40, 3000]) {
+      const z = reluLikeUnits(rows, C, 77);
+      const sq = int8Scale(maxAbs(z), 127);
+      const sr = int8Scale(maxAbs(z), 63);
+      const query = { scale: sq, levels: 127, dither: queryDither(C), otherDither: channelDither(C) };
+      const reference = { scale: sr, levels: 63, dither: channelDither(C), otherDither: queryDither(C) };
+      const expected = [int8Side(z, sq, 127, query.dither, query.otherDither), int8Side(z, sr, 63, reference.dither, reference.otherDither)];
+      for (const pool of [null, workers]) {
+        const [a, b] = await quantizeSides(z, [query, reference], pool);
+        const [a1] = await quantizeSides(z, [query], pool);
+        const [b1] = await quantizeSides(z, [reference], pool);
+        for (const [got, want] of [
+          [int8SideOf(a, query), expected[0]],
+          [int8SideOf(b, reference), expected[1]],
+          [int8SideOf(a1, query), expected[0]],
+          [int8SideOf(b1, reference), expected[1]],
+        ]) {
+          assert.deepEqual(Array.from(got.codes), Array.from(want.codes), `${rows} rows, ${pool ? 'workers' : 'this thread'}`);
+          assert.deepEqual(Array.from(got.norms!.sumSq), Array.from(want.norms!.sumSq));
+          assert.deepEqual(Array.from(got.norms!.cross), Array.from(want.norms!.cross));
+          assert.deepEqual(Array.from(got.codes), Array.from(quantizeSymmetric(z, got.scale, got.levels, undefined, got.dither!)));
+        }
+      }
+    }
+    const r = mulberry32(3);
+    const grids = Array.from({ length: 3 }, () => ({ layout: 'chw' as const, channels: 8, height: 5, width: 6, data: Float32Array.from({ length: 240 }, () => Math.max(0, r() - 0.5)) }));
+    for (const deg of [1, 3, 5]) {
+      const { z: zl, range } = lnamdStackWithRange(grids, deg);
+      assert.equal(range, maxAbs(zl), `r = ${deg}`);
+      assert.deepEqual(Array.from(zl), Array.from(lnamdStack(grids, deg)));
+    }
+    // Over worker threads (grids in shared memory, 13·64·360 values: above the split size): the same bits.
+    const big = Array.from({ length: 13 }, () => ({ layout: 'chw' as const, channels: 64, height: 20, width: 18, data: sharedFloat32(Float32Array.from({ length: 64 * 360 }, () => Math.max(0, r() - 0.5))) }));
+    for (const deg of [1, 3, 5]) {
+      const serial = lnamdStackWithRange(big, deg);
+      const parallel = await lnamdStackParallel(big, deg, workers);
+      assert.equal(parallel.range, serial.range, `r = ${deg}`);
+      assert.deepEqual(Buffer.from(parallel.z.buffer), Buffer.from(serial.z.buffer), `r = ${deg}`);
+    }
+  } finally {
+    await workers.close();
   }
 });

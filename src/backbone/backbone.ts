@@ -5,6 +5,7 @@ import type { LoadedImage, ResizeKernel } from '../image/io.js';
 import { CAFFE_BGR, normalizeBatch, type Normalization } from '../image/normalize.js';
 import { ConfigError } from '../errors.js';
 import type { FeatureMap, LayerBatch, Size2D } from '../tensor.js';
+import { pruneToOutputs } from './graph-surgery.js';
 import { OnnxFeatureExtractor, type SessionOptions } from './onnx-backbone.js';
 import { ensureResNet50, RESNET50_OUTPUTS } from './resnet50.js';
 
@@ -35,6 +36,12 @@ export interface Backbone {
   readonly fixedInput?: Size2D;
   /** Runs one batch of equally sized images. */
   extract(images: readonly LoadedImage[]): Promise<BackboneOutput>;
+  /**
+   * The layer grids of one batch without the embedding, skipping the network past the last
+   * selected layer (a pass whose embedding is not used: refinement's coarse pass). Optional:
+   * without it `extract` runs.
+   */
+  extractLayers?(images: readonly LoadedImage[]): Promise<readonly LayerBatch[]>;
   dispose(): Promise<void>;
 }
 
@@ -62,6 +69,8 @@ export async function createResNet50Backbone(
     source: files.onnxPath,
   });
   const toInput = (images: readonly LoadedImage[]) => normalizeBatch(images, CAFFE_BGR);
+  // A second session without layer4 and the head (~20 % of the network), made on first use.
+  let layersOnly: Promise<OnnxFeatureExtractor> | null = null;
   return {
     id: `resnet50-imagenet(keras)[${layers.join(',')}]`,
     layers,
@@ -74,10 +83,18 @@ export async function createResNet50Backbone(
       const out = await extractor.run(toInput(images), [...layers, 'embedding']);
       return { layers: layers.map((l) => ({ ...out[l], layout: 'chw' as const })), embedding: out.embedding };
     },
+    async extractLayers(images) {
+      layersOnly ??= OnnxFeatureExtractor.create(pruneToOutputs(files.onnx, layers, files.onnxPath), layers, opts.session);
+      const out = await (await layersOnly).run(toInput(images));
+      return layers.map((l) => ({ ...out[l], layout: 'chw' as const }));
+    },
     async classify(images) {
       const out = await extractor.run(toInput(images), ['probabilities']);
       return out.probabilities.data;
     },
-    dispose: () => extractor.dispose(),
+    async dispose() {
+      await extractor.dispose();
+      if (layersOnly) await (await layersOnly).dispose();
+    },
   };
 }

@@ -82,3 +82,33 @@ export function addGraphOutputs(model: OnnxGraph | Uint8Array, names: readonly s
   graph.addOutputs(names);
   return graph.toBytes();
 }
+
+/**
+ * Cuts `model` down to what computes `names`: those become the only graph outputs and every
+ * node (and initializer) they do not depend on is dropped. ONNX Runtime runs every node of a
+ * graph whatever the fetches, so a pass that needs early layers only (e.g. refinement's fine
+ * pass, which takes no embedding) is ~20 % cheaper on ResNet50 without layer4 and the head.
+ * @throws ModelError naming any tensor the graph does not contain
+ */
+export function pruneToOutputs(model: OnnxGraph | Uint8Array, names: readonly string[], source = 'model'): OnnxGraph {
+  const graph = asGraph(model, source);
+  graph.addOutputs(names); // checks the names
+  const needed = new Set(names);
+  const kept: typeof graph.graph.node = [];
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const node = graph.nodes[i];
+    if (!(node.output ?? []).some((o) => needed.has(o))) continue;
+    kept.push(node);
+    for (const input of node.input ?? []) if (input) needed.add(input);
+  }
+  kept.reverse();
+  const wanted = new Set(names);
+  graph.edit((g) => {
+    g.node = kept;
+    g.output = g.output.filter((o) => wanted.has(o.name ?? ''));
+    g.initializer = g.initializer.filter((t) => needed.has(t.name ?? ''));
+    g.input = g.input.filter((i) => needed.has(i.name ?? ''));
+    g.valueInfo = g.valueInfo.filter((v) => needed.has(v.name ?? ''));
+  });
+  return graph;
+}

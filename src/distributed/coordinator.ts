@@ -158,7 +158,7 @@ export class QueuedScoring {
     const { kMin, kMax } = intervalBounds(othersPerUnit(N, opts.owner) + 1, opts.intervalLow ?? 0, opts.intervalHigh ?? 0.3);
     const precision = opts.precision ?? 'fp32';
     const levels = int8ReferenceLevels(opts.int8ReferenceLevels);
-    const ops = selfOperands(z, C, precision, levels, opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z));
+    const ops = await selfOperands(z, C, precision, levels, opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z));
     const referenceLevels = precision === 'int8' ? levels : undefined;
     const tag = `${set.layer} r=${set.r} subset ${set.subset}${set.tile !== undefined ? ` tile ${set.tile}` : ''}${set.fine ? ' (fine)' : ''}`;
     const job: SetOperands = { kind: 'self', ops, units: N, patches: P, owner: opts.owner, k: kMax, referenceLevels };

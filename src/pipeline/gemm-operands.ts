@@ -27,7 +27,7 @@
  *   on average (`noiseBias` removes it); with one dither shared by both sides close
  *   pairs round alike and that correction overshoots exactly the nearest neighbours.
  */
-import { normTermsInto, quantizeBothSides, quantizeSymmetric, quantizeWithNorms } from './quantize.js';
+import { normTermsInto, quantizeSymmetric, quantizeWithNorms, type CodesWithNorms, type SideSpec } from './quantize.js';
 
 /** Arithmetic of the pairwise similarity GEMMs. */
 export type MsmPrecision = 'fp32' | 'int8';
@@ -63,9 +63,14 @@ export function similarityOf(ops: Pick<GemmOperands, 'precision' | 'center' | 'f
   return ops.precision === 'fp32' ? v : 1 - (ops.center - v - ops.ditherNorm) * ops.factor + ops.noiseBias;
 }
 
-/** fp32 operands: the unit vectors as they are (no copy). */
+/**
+ * fp32 operands: the unit vectors as they are (no copy), except vectors in shared memory (LNAMD's
+ * worker threads write there), which ONNX Runtime refuses ("Invalid argument"): copied once.
+ */
 export function fp32Operands(query: Float32Array, reference: Float32Array, channels: number): GemmOperands {
-  return { precision: 'fp32', channels, query, reference, center: 0, factor: 0, ditherNorm: 0, noiseBias: 0 };
+  const own = (v: Float32Array) => (v.buffer instanceof SharedArrayBuffer ? v.slice() : v);
+  const ref = own(reference);
+  return { precision: 'fp32', channels, query: query === reference ? ref : own(query), reference: ref, center: 0, factor: 0, ditherNorm: 0, noiseBias: 0 };
 }
 
 /**
@@ -93,16 +98,9 @@ export function int8Side(z: Float32Array, scale: number, levels: number, dither:
   return { codes: quantizeSymmetric(z, scale, levels, undefined, dither ?? undefined), scale, levels, dither };
 }
 
-/**
- * Both sides of a self job (query and reference rows are the same vectors `[rows, C]`), quantised
- * in one pass: the same sides as `int8Side(z, ...query)` and `int8Side(z, ...reference)`.
- */
-export function int8SelfSides(z: Float32Array, query: { scale: number; levels: number; dither: Float64Array }, reference: { scale: number; levels: number; dither: Float64Array }): [Int8Side, Int8Side] {
-  const [a, b] = quantizeBothSides(z, query.scale, query.levels, query.dither, reference.scale, reference.levels, reference.dither);
-  return [
-    { codes: a.codes, scale: query.scale, levels: query.levels, dither: query.dither, norms: { otherDither: reference.dither, sumSq: a.sumSq, cross: a.cross } },
-    { codes: b.codes, scale: reference.scale, levels: reference.levels, dither: reference.dither, norms: { otherDither: query.dither, sumSq: b.sumSq, cross: b.cross } },
-  ];
+/** The GEMM side of codes quantised with their norm terms as `side` says (`quantizeWithNorms`, parallel.ts). */
+export function int8SideOf(q: CodesWithNorms, side: SideSpec): Int8Side {
+  return { codes: q.codes, scale: side.scale, levels: side.levels, dither: side.dither, norms: { otherDither: side.otherDither, sumSq: q.sumSq, cross: q.cross } };
 }
 
 /**

@@ -42,15 +42,21 @@ function forEachChannel(grid: FeatureGrid, visit: (plane: Float32Array) => void)
   }
 }
 
+/** The two numbers that standardise a grid: its mean and 1/√(variance + eps). */
+export interface Standardisation {
+  readonly mean: number;
+  readonly inv: number;
+}
+
 /**
  * Mean and 1/std (eps added) of all entries. Float64: the mean of ~1e6 entries loses bits in
  * float32. One running sum in channel-major order whatever the layout, so both layouts give the
  * same bits (the local copies keep the hot loops off the closure).
  */
-function standardisation(grid: FeatureGrid): { mean: number; inv: number } {
+export function standardisation(grid: FeatureGrid): Standardisation {
   // Every degree r of a grid needs the same two numbers: computed once per grid object.
-  const known = standardised.get(grid);
-  if (known && known.data === grid.data) return known;
+  const known = knownStandardisation(grid);
+  if (known) return known;
   const P = grid.height * grid.width;
   const n = grid.channels * P;
   let sum = 0;
@@ -69,26 +75,43 @@ function standardisation(grid: FeatureGrid): { mean: number; inv: number } {
     }
     sq = s;
   });
-  const result = { data: grid.data, mean, inv: 1 / Math.sqrt(sq / n + LNAMD_EPS) };
-  standardised.set(grid, result);
+  const result = { mean, inv: 1 / Math.sqrt(sq / n + LNAMD_EPS) };
+  rememberStandardisation(grid, result);
   return result;
 }
-const standardised = new WeakMap<FeatureGrid, { data: Float32Array; mean: number; inv: number }>();
+const standardised = new WeakMap<FeatureGrid, Standardisation & { data: Float32Array }>();
+
+/** The standardisation of `grid` when already computed for this grid object and its data. */
+export function knownStandardisation(grid: FeatureGrid): Standardisation | null {
+  const known = standardised.get(grid);
+  return known && known.data === grid.data ? { mean: known.mean, inv: known.inv } : null;
+}
+
+/** Records a grid's standardisation (computed elsewhere, e.g. by a worker thread) for its later degrees r. */
+export function rememberStandardisation(grid: FeatureGrid, std: Standardisation): void {
+  standardised.set(grid, { data: grid.data, mean: std.mean, inv: std.inv });
+}
 
 /**
- * Zero-padded r x r box mean of the standardised channel-major grid, written as `[P, C]`.
- * Separable: rows first into `rows`, then columns, one channel plane at a time. Planes are
- * gathered 16 at a time and written out token by token (16 floats: one cache line per
- * token), not one strided value per token and channel.
+ * Zero-padded r x r box mean of the standardised channel-major grid, written as `[P, C]`, and
+ * each patch's sum of squares of the written (float32) values into `sumSq` (channels in order,
+ * as the L2 pass of `lnamdInto` sums them, so both give the same bits). Separable: rows first,
+ * then columns, one channel plane at a time. The plane is stored with a zero border of
+ * (r − 1)/2 on each side, so every window sums r terms without bounds checks: a sum that
+ * starts with the border's zeros has the same bits as one that skips them (0 + a = a).
+ * Planes are gathered 16 at a time and written out token by token (16 floats: one cache line
+ * per token), not one strided value per token and channel.
  */
-function boxMeanChw(data: Float32Array, C: number, H: number, W: number, mean: number, inv: number, r: number, result: Float32Array): void {
+function boxMeanChw(data: Float32Array, C: number, H: number, W: number, mean: number, inv: number, r: number, result: Float32Array, sumSq: Float64Array): void {
   const P = H * W;
   const norm = 1 / (r * r);
   const half = (r - 1) >> 1;
-  const plane = new Float64Array(P);
-  const rows = new Float64Array(P);
+  const Wp = W + 2 * half;
   // float64 like the sums, so each value is rounded to float32 once, on the final store.
+  const plane = new Float64Array(H * Wp); // rows padded left and right
+  const rows = new Float64Array((H + 2 * half) * W); // row sums, padded above and below
   const tile = new Float64Array(HWC_TILE * P);
+  sumSq.fill(0);
   for (let c0 = 0; c0 < C; c0 += HWC_TILE) {
     const k = Math.min(HWC_TILE, C - c0);
     for (let j = 0; j < k; j++) {
@@ -98,30 +121,68 @@ function boxMeanChw(data: Float32Array, C: number, H: number, W: number, mean: n
         for (let i = 0; i < P; i++) tile[out + i] = (data[base + i] - mean) * inv;
         continue;
       }
-      for (let i = 0; i < P; i++) plane[i] = (data[base + i] - mean) * inv;
       for (let u = 0; u < H; u++) {
-        const row = u * W;
-        for (let v = 0; v < W; v++) {
-          let s = 0;
-          const lo = Math.max(0, v - half);
-          const hi = Math.min(W - 1, v + half);
-          for (let x = lo; x <= hi; x++) s += plane[row + x];
-          rows[row + v] = s;
-        }
+        const src = base + u * W;
+        const dst = u * Wp + half;
+        for (let v = 0; v < W; v++) plane[dst + v] = (data[src + v] - mean) * inv;
       }
-      for (let u = 0; u < H; u++) {
-        const lo = Math.max(0, u - half);
-        const hi = Math.min(H - 1, u + half);
-        for (let v = 0; v < W; v++) {
-          let s = 0;
-          for (let y = lo; y <= hi; y++) s += rows[y * W + v];
-          tile[out + u * W + v] = s * norm;
-        }
-      }
+      windowSums(plane, Wp, 1, rows, half * W, W, H, W, r);
+      windowSums(rows, W, W, tile, out, W, H, W, r);
+      for (let i = out; i < out + P; i++) tile[i] *= norm;
     }
     for (let p = 0; p < P; p++) {
       const o = p * C + c0;
-      for (let j = 0; j < k; j++) result[o + j] = tile[j * P + p];
+      let ss = sumSq[p];
+      for (let j = 0; j < k; j++) {
+        const f = Math.fround(tile[j * P + p]);
+        result[o + j] = f;
+        ss += f * f;
+      }
+      sumSq[p] = ss;
+    }
+  }
+}
+
+/**
+ * `dst[d0 + u·dstRow + v] = Σ_{x<r} src[u·srcRow + v + x·step]` for u < H, v < W: the r-term
+ * window sums of the box mean (step 1 along a row, step = row length down a column), each
+ * summed from 0 in order. r = 3 and 5 (the default degrees) are written out: about 1.6× faster
+ * than the general loop, with the same terms in the same order, so the same bits.
+ */
+function windowSums(src: Float64Array, srcRow: number, step: number, dst: Float64Array, d0: number, dstRow: number, H: number, W: number, r: number): void {
+  const s1 = step;
+  const s2 = 2 * step;
+  const s3 = 3 * step;
+  const s4 = 4 * step;
+  for (let u = 0; u < H; u++) {
+    const a = u * srcRow;
+    const o = d0 + u * dstRow;
+    if (r === 3) {
+      for (let v = 0; v < W; v++) {
+        const i = a + v;
+        let s = 0;
+        s += src[i];
+        s += src[i + s1];
+        s += src[i + s2];
+        dst[o + v] = s;
+      }
+    } else if (r === 5) {
+      for (let v = 0; v < W; v++) {
+        const i = a + v;
+        let s = 0;
+        s += src[i];
+        s += src[i + s1];
+        s += src[i + s2];
+        s += src[i + s3];
+        s += src[i + s4];
+        dst[o + v] = s;
+      }
+    } else {
+      for (let v = 0; v < W; v++) {
+        let s = 0;
+        for (let x = 0; x < r; x++) s += src[a + v + x * step];
+        dst[o + v] = s;
+      }
     }
   }
 }
@@ -180,29 +241,40 @@ export function lnamd(grid: FeatureGrid, r: number, out?: Float32Array): PatchVe
   return { data: result, patches: H * W, channels: C, gridHeight: H, gridWidth: W };
 }
 
-/** LNAMD into `result`; returns the largest |component| written (the int8 range of the vectors). */
-function lnamdInto(grid: FeatureGrid, r: number, result: Float32Array): number {
+/**
+ * LNAMD into `result` (`[P, C]`); returns the largest |component| written (the int8 range of the
+ * vectors). `std`: the grid's standardisation when known (a worker thread is handed it).
+ */
+export function lnamdInto(grid: FeatureGrid, r: number, result: Float32Array, std?: Standardisation): number {
   if (!Number.isInteger(r) || r < 1 || r % 2 === 0) {
     throw new ConfigError(`LNAMD degree r must be a positive odd integer (got ${r}); even r shrinks the grid in the reference`);
   }
   const { channels: C, height: H, width: W } = grid;
   const P = H * W;
   if (result.length !== P * C) throw new RangeError(`lnamd: out has ${result.length} elements, need ${P * C}`);
-  const { mean, inv } = standardisation(grid);
-  if (grid.layout === 'hwc') boxMeanHwc(grid.data, C, H, W, mean, inv, r, result);
-  else boxMeanChw(grid.data, C, H, W, mean, inv, r, result);
+  const { mean, inv } = std ?? standardisation(grid);
+  const sumSq = new Float64Array(P);
+  if (grid.layout === 'hwc') {
+    boxMeanHwc(grid.data, C, H, W, mean, inv, r, result);
+    for (let p = 0; p < P; p++) {
+      const o = p * C;
+      let ss = 0;
+      for (let c = 0; c < C; c++) ss += result[o + c] * result[o + c];
+      sumSq[p] = ss;
+    }
+  } else boxMeanChw(grid.data, C, H, W, mean, inv, r, result, sumSq);
   // L2 normalisation per patch; a zero vector (constant input) stays zero rather than NaN. The
   // largest |value| is taken from the stored float32 values, as maxAbs over the result would.
   let range = 0;
   for (let p = 0; p < P; p++) {
-    const o = p * C;
-    let ss = 0;
-    for (let c = 0; c < C; c++) ss += result[o + c] * result[o + c];
+    const ss = sumSq[p];
     if (ss > 0) {
+      const o = p * C;
       const k = 1 / Math.sqrt(ss);
       for (let c = 0; c < C; c++) {
-        result[o + c] *= k;
-        const a = Math.abs(result[o + c]);
+        const v = Math.fround(result[o + c] * k);
+        result[o + c] = v;
+        const a = Math.abs(v);
         if (a > range) range = a;
       }
     }

@@ -18,7 +18,8 @@
 import { ConfigError } from '../errors.js';
 import type { PatchVectors } from '../tensor.js';
 import { int8FullRangeIsExact } from '../util/cpu.js';
-import { fp32Operands, int8Operands, int8SelfSides, int8Side, type GemmOperands, type MsmPrecision } from './gemm-operands.js';
+import { fp32Operands, int8Operands, int8Side, int8SideOf, type GemmOperands, type MsmPrecision } from './gemm-operands.js';
+import { quantizeSides, type WorkerPool } from './parallel.js';
 import { selfBestMatches, selfBlockPlan, type BlockSizes } from './pairwise.js';
 import { channelDither, int8Scale, maxAbs, queryDither } from './quantize.js';
 import { SimilarityKernel } from './similarity-kernel.js';
@@ -50,6 +51,8 @@ export interface MsmOptions extends BlockSizes {
   readonly threads?: number;
   /** Reuse an open kernel of the same precision. */
   readonly kernel?: SimilarityKernel;
+  /** Worker threads that quantise int8 operands (parallel.ts); without them this thread does. */
+  readonly workers?: WorkerPool | null;
   /** Checked between GEMM blocks so Ctrl-C stops a long pass promptly. */
   readonly signal?: AbortSignal;
   /**
@@ -96,30 +99,39 @@ export function int8ReferenceLevels(override?: 127 | 63): 127 | 63 {
 /**
  * GEMM operands of a batch scored against itself: the vectors as they are (fp32), or
  * quantised with one scale per set (int8; the query side always at 127 levels).
+ * @param workers worker threads that quantise (the codes do not depend on them)
  */
-export function selfOperands(z: Float32Array, C: number, precision: MsmPrecision, referenceLevels: 127 | 63 = int8ReferenceLevels(), dither = true, range = maxAbs(z)): GemmOperands {
-  return crossOperands(z, z, C, precision, referenceLevels, dither, range);
+export function selfOperands(z: Float32Array, C: number, precision: MsmPrecision, referenceLevels: 127 | 63 = int8ReferenceLevels(), dither = true, range = maxAbs(z), workers?: WorkerPool | null): Promise<GemmOperands> {
+  return crossOperands(z, z, C, precision, referenceLevels, dither, range, workers);
 }
 
 /**
  * GEMM operands of some rows of a set (`rows`, e.g. the patches refinement re-scores)
  * against the whole set `z`, in the set's arithmetic: the rows get exactly the operands
  * `selfOperands(z)` gives them, so their similarities are the same.
+ * @param workers worker threads that quantise (the codes do not depend on them)
  */
-export function crossOperands(rows: Float32Array, z: Float32Array, C: number, precision: MsmPrecision, referenceLevels: 127 | 63 = int8ReferenceLevels(), dither = true, range = maxAbs(z)): GemmOperands {
+export async function crossOperands(
+  rows: Float32Array,
+  z: Float32Array,
+  C: number,
+  precision: MsmPrecision,
+  referenceLevels: 127 | 63 = int8ReferenceLevels(),
+  dither = true,
+  range = maxAbs(z),
+  workers?: WorkerPool | null,
+): Promise<GemmOperands> {
   if (precision === 'fp32') return fp32Operands(rows, z, C);
-  // Each side its own dither (see queryDither): every unordered pair is computed once, with the
-  // lower unit on the query side, so a unit's scores against earlier units come from column maxima.
-  const dq = dither ? queryDither(C) : null;
-  const dr = dither ? channelDither(C) : null;
   const q = { scale: int8Scale(range, 127), levels: 127 };
   const r = { scale: int8Scale(range, referenceLevels), levels: referenceLevels };
+  if (!dither) return int8Operands(int8Side(rows, q.scale, q.levels, null), int8Side(z, r.scale, r.levels, null), C);
+  // Each side its own dither (see queryDither): every unordered pair is computed once, with the
+  // lower unit on the query side, so a unit's scores against earlier units come from column maxima.
+  const query = { ...q, dither: queryDither(C), otherDither: channelDither(C) };
+  const reference = { ...r, dither: channelDither(C), otherDither: queryDither(C) };
   // A self job's two sides come from one pass over the set.
-  const [query, reference] =
-    rows === z && dq && dr
-      ? int8SelfSides(z, { ...q, dither: dq }, { ...r, dither: dr })
-      : [int8Side(rows, q.scale, q.levels, dq, dr), int8Side(z, r.scale, r.levels, dr, dq)];
-  return int8Operands(query, reference, C);
+  const [a, b] = rows === z ? await quantizeSides(z, [query, reference], workers) : [(await quantizeSides(rows, [query], workers))[0], (await quantizeSides(z, [reference], workers))[0]];
+  return int8Operands(int8SideOf(a, query), int8SideOf(b, reference), C);
 }
 
 /** Number of units of other images each unit is compared with; checks that owners are balanced. */
@@ -148,7 +160,7 @@ export async function mutualScores(z: Float32Array, dims: { N: number; P: number
   const kernel = opts.kernel ?? (await SimilarityKernel.create({ precision, threads: opts.threads }));
   const best = new LargestK(N * P, kMax);
   try {
-    const ops = selfOperands(z, C, precision, int8ReferenceLevels(opts.int8ReferenceLevels), opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z));
+    const ops = await selfOperands(z, C, precision, int8ReferenceLevels(opts.int8ReferenceLevels), opts.int8Dither ?? true, opts.int8Range ?? maxAbs(z), opts.workers);
     let blocks = selfBlockPlan(N, P, opts);
     if (opts.maxQueryGroups !== undefined) {
       const starts = [...new Set(blocks.map((b) => b.q0))].slice(0, opts.maxQueryGroups);

@@ -12,7 +12,7 @@ import { ConfigError, MuscError, errorText } from '../errors.js';
 import { cropRgb, decodeImageRgbSizes, imageSize, type LoadedImage } from '../image/io.js';
 import { gridOfBatch, type FeatureGrid, type Size2D } from '../tensor.js';
 import { needsOriginalSizes, planBatch, type BatchGeometry, type RefineConfig, type TilingConfig } from './geometry.js';
-import { lnamdStackWithRange } from './lnamd.js';
+import { WorkerPool, lnamdStackParallel, sharedFloat32 } from './parallel.js';
 import { anomalyMap, coverage, imageScore, upsampleIntoBox } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
 import { refineScores, type CrossScoring } from './refine.js';
@@ -178,12 +178,15 @@ export async function loadViews(label: string, bytes: Uint8Array | null, geometr
   };
 }
 
-/** Per image of a backbone batch, its grids (copies, so the batch can be freed). */
-function gridsOfBatch(out: BackboneOutput, n: number): FeatureGrid[][] {
+/**
+ * Per image of a backbone batch, its grids: copies (so the batch can be freed) in shared memory,
+ * where the worker threads of LNAMD read them (parallel.ts).
+ */
+function gridsOfBatch(out: Pick<BackboneOutput, 'layers'>, n: number): FeatureGrid[][] {
   return Array.from({ length: n }, (_, i) =>
     out.layers.map((m) => {
       const g = gridOfBatch(m, i);
-      return { ...g, data: g.data.slice() };
+      return { ...g, data: sharedFloat32(g.data) };
     }),
   );
 }
@@ -198,8 +201,14 @@ export async function featuresOfViews(views: readonly ImageViews[], backbone: Ba
   const units = views.flatMap((v) => v.units);
   const unitGrids: FeatureGrid[][] = [];
   const unitEmb: Float32Array[] = [];
+  // Refining a whole image, the embedding comes from the fine pass: the coarse one needs layers only.
+  const layersOnly = geometry.fine && T === 1 ? backbone.extractLayers?.bind(backbone) : undefined;
   for (let i = 0; i < units.length; i += batchSize) {
     const batch = units.slice(i, i + batchSize);
+    if (layersOnly) {
+      unitGrids.push(...gridsOfBatch({ layers: await layersOnly(batch) }, batch.length));
+      continue;
+    }
     const out = await backbone.extract(batch);
     const d = out.embedding.dims[1];
     unitGrids.push(...gridsOfBatch(out, batch.length));
@@ -219,7 +228,8 @@ export async function featuresOfViews(views: readonly ImageViews[], backbone: Ba
   }
   return views.map((v, i) => {
     const emb = unitEmb.slice(i * T, (i + 1) * T);
-    // The finest view of the whole image describes it best: the fine pass when refining.
+    // The finest view of the whole image describes it best: the fine pass when refining (the coarse
+    // embedding measured lower image AUROC: bottle 99.13 vs 99.21, synthetic flange 74.5 vs 79.1).
     let embedding = geometry.fine ? fineEmb[i] : emb[0];
     if (T > 1) {
       embedding = new Float32Array(emb[0].length);
@@ -361,6 +371,7 @@ export async function scoreFeatures(
   const maps = features.map(() => new Float32Array(map.width * map.height));
   const nMaps = cfg.layers.length * cfg.rList.length;
   const kernel = await SimilarityKernel.create({ precision: cfg.precision, threads: hooks.threads });
+  const workers = WorkerPool.open(hooks.threads);
   // Progress is weighted by GEMM work: units² · P² · C per (layer, r), plus the fine pass.
   const layerWork = (n: number, l: number) => {
     const g = features[0].units[0][l];
@@ -382,6 +393,7 @@ export async function scoreFeatures(
     intervalLow: cfg.interval[0],
     intervalHigh: cfg.interval[1],
     kernel,
+    workers,
     precision: cfg.precision,
     signal: hooks.signal,
     maxQueryGroups: hooks.maxQueryGroups,
@@ -402,7 +414,7 @@ export async function scoreFeatures(
     const set = { subset: subsetIndex, layer: cfg.layers[l], r };
     // Unit vectors and coarse scores of every unit, `[N, T, P, ·]` (image-major).
     let t0 = performance.now();
-    const { z: zAll, range } = lnamdStackWithRange(subset.flatMap((idx) => features[idx].units.map((u) => u[l])), r);
+    const { z: zAll, range } = await lnamdStackParallel(subset.flatMap((idx) => features[idx].units.map((u) => u[l])), r, workers);
     time('lnamd', t0);
     const unitScores = new Float32Array(N * T * P);
     if (!tiled || matchAny) {
@@ -429,7 +441,7 @@ export async function scoreFeatures(
     if (fine) {
       t0 = performance.now();
       const gf = features[subset[0]].fine![l];
-      const { z: zFine, range: fineRange } = lnamdStackWithRange(subset.map((idx) => features[idx].fine![l]), r);
+      const { z: zFine, range: fineRange } = await lnamdStackParallel(subset.map((idx) => features[idx].fine![l]), r, workers);
       time('lnamd', t0);
       t0 = performance.now();
       const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(i), int8Range: fineRange, select: geometry.refineSelect, mutual, cross: hooks.crossScoring, set: { ...set, fine: true } });
@@ -447,13 +459,16 @@ export async function scoreFeatures(
   // while the next set is prepared); their maps are added in order.
   const slot = pLimit(Math.max(1, hooks.setsInFlight ?? 1));
   const started: Promise<() => void>[] = [];
+  // After a failure the queued sets settle at once without running. (p-limit's clearQueue would
+  // drop them unsettled: waiting for them then hung, and the process exited silently with code 0.)
+  let failed = false;
   for (const [subsetIndex, subset] of subsets.entries()) {
     for (let l = 0; l < cfg.layers.length; l++) {
       for (const r of cfg.rList) {
         const i = started.length;
         fractions.push(0);
         weights.push(layerWork(subset.length, l));
-        started.push(slot(() => scoreSet(i, subsetIndex, subset, l, r)));
+        started.push(slot(() => (failed ? Promise.reject(new Error('not scored: an earlier set failed')) : scoreSet(i, subsetIndex, subset, l, r))));
       }
     }
   }
@@ -466,11 +481,12 @@ export async function scoreFeatures(
     }
   } catch (err) {
     // Nothing may still use the kernel when it is disposed.
-    slot.clearQueue();
+    failed = true;
     await Promise.allSettled(started);
     throw err;
   } finally {
     await kernel.dispose();
+    await workers?.close();
   }
   // Overlapping tiles are averaged.
   const cover = fine ? null : coverage(coarse.boxes, map);

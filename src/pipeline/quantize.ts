@@ -121,18 +121,52 @@ export function normTermsInto(codes: Int8Array, r: number, dither: Float64Array,
   out.cross[r] = qe;
 }
 
+/** How one GEMM side is quantised: codes round(z · scale + dither_c) within ±levels, norm terms against `otherDither`. */
+export interface SideSpec {
+  readonly scale: number;
+  readonly levels: number;
+  readonly dither: Float64Array;
+  readonly otherDither: Float64Array;
+}
+
+/** Codes and norm terms of `rows` rows of `C` channels (zeros). */
+export function allocateCodesWithNorms(rows: number, C: number): CodesWithNorms {
+  return { codes: new Int8Array(rows * C), sumSq: new Float64Array(rows), cross: new Float64Array(rows) };
+}
+
 /**
- * Both sides of a self job's int8 GEMM from one read of `z`: `quantizeWithNorms(z, sa, la, da, db)`
- * and `quantizeWithNorms(z, sb, lb, db, da)`, value for value (the same expressions in the same
- * order), in one pass over the set.
+ * The quantising loop of one side for rows [r0, r1) of `z` into `out` (rows at the same
+ * indices): codes and, per row, ‖q − d‖² and q·e summed over c in order. Rows are independent,
+ * so any split of the rows (e.g. over worker threads) gives the same bits.
  */
-export function quantizeBothSides(z: ArrayLike<number>, sa: number, la: number, da: Float64Array, sb: number, lb: number, db: Float64Array): [CodesWithNorms, CodesWithNorms] {
+export function quantizeRowsWithNorms(z: ArrayLike<number>, r0: number, r1: number, side: SideSpec, out: CodesWithNorms): void {
+  const { scale, levels, dither, otherDither } = side;
+  const C = dither.length;
+  const { codes, sumSq, cross } = out;
+  for (let r = r0, i = r0 * C; r < r1; r++, i += C) {
+    let ss = 0;
+    let qe = 0;
+    for (let c = 0; c < C; c++) {
+      const q = clampedRound(z[i + c] * scale + dither[c], levels);
+      codes[i + c] = q;
+      const e = q - dither[c];
+      ss += e * e;
+      qe += q * otherDither[c];
+    }
+    sumSq[r] = ss;
+    cross[r] = qe;
+  }
+}
+
+/**
+ * Both sides of a self job (each side's `otherDither` the other's dither) for rows [r0, r1)
+ * from one read of `z`: value for value what {@link quantizeRowsWithNorms} gives each side.
+ */
+export function quantizeRowsBothSides(z: ArrayLike<number>, r0: number, r1: number, sideA: SideSpec, sideB: SideSpec, a: CodesWithNorms, b: CodesWithNorms): void {
+  const { scale: sa, levels: la, dither: da } = sideA;
+  const { scale: sb, levels: lb, dither: db } = sideB;
   const C = da.length;
-  if (z.length % C !== 0 || db.length !== C) throw new RangeError(`quantize: ${z.length} values are not rows of ${C} channels`);
-  const rows = z.length / C;
-  const a = { codes: new Int8Array(z.length), sumSq: new Float64Array(rows), cross: new Float64Array(rows) };
-  const b = { codes: new Int8Array(z.length), sumSq: new Float64Array(rows), cross: new Float64Array(rows) };
-  for (let r = 0, i = 0; r < rows; r++, i += C) {
+  for (let r = r0, i = r0 * C; r < r1; r++, i += C) {
     let ssa = 0;
     let qea = 0;
     let ssb = 0;
@@ -155,6 +189,24 @@ export function quantizeBothSides(z: ArrayLike<number>, sa: number, la: number, 
     b.sumSq[r] = ssb;
     b.cross[r] = qeb;
   }
+}
+
+/** Rows of `C` channels in `z`, checking that each side's dithers have C entries. */
+export function rowsOfSides(z: ArrayLike<number>, sides: readonly SideSpec[]): number {
+  const C = sides[0].dither.length;
+  if (z.length % C !== 0 || sides.some((s) => s.dither.length !== C || s.otherDither.length !== C)) throw new RangeError(`quantize: ${z.length} values are not rows of ${C} channels`);
+  return z.length / C;
+}
+
+/**
+ * Both sides of a self job's int8 GEMM from one read of `z`: `quantizeWithNorms(z, sa, la, da, db)`
+ * and `quantizeWithNorms(z, sb, lb, db, da)`, value for value, in one pass over the set.
+ */
+export function quantizeBothSides(z: ArrayLike<number>, sa: number, la: number, da: Float64Array, sb: number, lb: number, db: Float64Array): [CodesWithNorms, CodesWithNorms] {
+  const sides = [{ scale: sa, levels: la, dither: da, otherDither: db }, { scale: sb, levels: lb, dither: db, otherDither: da }] as const;
+  const rows = rowsOfSides(z, sides);
+  const [a, b] = [allocateCodesWithNorms(rows, da.length), allocateCodesWithNorms(rows, da.length)];
+  quantizeRowsBothSides(z, 0, rows, sides[0], sides[1], a, b);
   return [a, b];
 }
 
@@ -163,31 +215,9 @@ export function quantizeBothSides(z: ArrayLike<number>, sa: number, la: number, 
  * pass over the codes (gemm-operands.ts): per row, ‖q − d‖² and q·e for the other side's dither e.
  * The codes are those of `quantizeSymmetric`; the sums run over c in order, as a separate pass would.
  */
-export function quantizeWithNorms(
-  z: ArrayLike<number>,
-  scale: number,
-  levels: number,
-  dither: Float64Array,
-  otherDither: Float64Array,
-): CodesWithNorms {
-  const C = dither.length;
-  if (z.length % C !== 0 || otherDither.length !== C) throw new RangeError(`quantize: ${z.length} values are not rows of ${C} channels`);
-  const rows = z.length / C;
-  const codes = new Int8Array(z.length);
-  const sumSq = new Float64Array(rows);
-  const cross = new Float64Array(rows);
-  for (let r = 0, i = 0; r < rows; r++, i += C) {
-    let ss = 0;
-    let qe = 0;
-    for (let c = 0; c < C; c++) {
-      const q = clampedRound(z[i + c] * scale + dither[c], levels);
-      codes[i + c] = q;
-      const e = q - dither[c];
-      ss += e * e;
-      qe += q * otherDither[c];
-    }
-    sumSq[r] = ss;
-    cross[r] = qe;
-  }
-  return { codes, sumSq, cross };
+export function quantizeWithNorms(z: ArrayLike<number>, scale: number, levels: number, dither: Float64Array, otherDither: Float64Array): CodesWithNorms {
+  const side = { scale, levels, dither, otherDither };
+  const out = allocateCodesWithNorms(rowsOfSides(z, [side]), dither.length);
+  quantizeRowsWithNorms(z, 0, out.sumSq.length, side, out);
+  return out;
 }

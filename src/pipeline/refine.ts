@@ -103,7 +103,7 @@ export async function refineScores(
   // Only the selected rows are quantised for the query side (a tenth of the set by default).
   const zRows = new Float32Array(m * C);
   for (let k = 0; k < m; k++) zRows.set(zFine.subarray(rows[k] * C, (rows[k] + 1) * C), k * C);
-  const ops = crossOperands(zRows, zFine, C, precision, int8ReferenceLevels(opts.int8ReferenceLevels), opts.int8Dither ?? true, opts.int8Range ?? maxAbs(zFine));
+  const ops = await crossOperands(zRows, zFine, C, precision, int8ReferenceLevels(opts.int8ReferenceLevels), opts.int8Dither ?? true, opts.int8Range ?? maxAbs(zFine), opts.workers);
   const owner = Int32Array.from(rows, (row) => Math.floor(row / P));
   const interval = intervalBounds(othersPerUnit(N) + 1, opts.intervalLow ?? 0, opts.intervalHigh ?? 0.3);
   calibrate(scores, rows, await (opts.cross ?? crossScores)(ops, { rows: m, owner }, { units: N, patches: P }, interval, opts));

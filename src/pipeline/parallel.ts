@@ -1,0 +1,114 @@
+/**
+ * The JavaScript stages of mutual scoring on all cores: LNAMD and int8 quantisation are plain
+ * JavaScript (one core), and while they run nothing else does (backbone passes come before,
+ * GEMMs after), so their images or rows are split over a pool of worker threads (piscina). Each
+ * image's vectors and each row's codes come from the same functions as in the calling thread,
+ * so results are bit-identical to `lnamdStackWithRange`, `quantizeWithNorms` and
+ * `quantizeBothSides`.
+ *
+ * Memory: results are written straight into SharedArrayBuffers the caller keeps using (the
+ * vectors `[N, P, C]`, the codes): copying them out measured slower than the work saved on this
+ * machine, and so did buffers moved back from each worker. A worker collects its garbage before
+ * each task, so it releases its handles on earlier sets (parallel-worker.ts); the pool lives for
+ * one batch.
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { knownStandardisation, lnamdStackWithRange, rememberStandardisation } from './lnamd.js';
+import type { LnamdResult, WorkerTask } from './parallel-worker.js';
+import { quantizeBothSides, quantizeWithNorms, rowsOfSides, type CodesWithNorms, type SideSpec } from './quantize.js';
+import type { FeatureGrid } from '../tensor.js';
+
+/** A float32 copy of `src` in shared memory (what worker threads read without copying). */
+export function sharedFloat32(src: Float32Array): Float32Array {
+  const out = new Float32Array(new SharedArrayBuffer(src.byteLength));
+  out.set(src);
+  return out;
+}
+
+/** Below this many values a set is done in the calling thread (a task round trip costs ~0.1 ms). */
+const MIN_PARALLEL_VALUES = 1 << 18;
+
+/** [a, b) bounds of `parts` near-equal, non-empty chunks of `n` items. */
+function chunks(n: number, parts: number): [number, number][] {
+  const k = Math.max(1, Math.min(n, parts));
+  return Array.from({ length: k }, (_, i) => [Math.floor((i * n) / k), Math.floor(((i + 1) * n) / k)]);
+}
+
+/** Worker threads for the JavaScript stages of one batch, with their shared scratch buffers. */
+export class WorkerPool {
+  private constructor(
+    private readonly pool: Piscina<WorkerTask, LnamdResult | null>,
+    /** Number of worker threads. */
+    readonly threads: number,
+  ) {}
+
+  /** A pool of `threads` workers (default: the machine's parallelism), or null for one thread. */
+  static open(threads = availableParallelism()): WorkerPool | null {
+    if (threads < 2) return null;
+    return new WorkerPool(new Piscina({ filename: new URL('./parallel-worker.js', import.meta.url).href, minThreads: threads, maxThreads: threads }), threads);
+  }
+
+  /** Splits work into two chunks per thread (chunks finish unevenly on a shared machine). */
+  chunks(n: number): [number, number][] {
+    return chunks(n, 2 * this.threads);
+  }
+
+  run<T extends LnamdResult | null>(task: WorkerTask): Promise<T> {
+    return this.pool.run(task) as Promise<T>;
+  }
+
+  /** Ends the workers. */
+  close(): Promise<void> {
+    return this.pool.destroy();
+  }
+}
+
+/**
+ * `lnamdStackWithRange` over the workers of `pool`: `[N, P, C]` and the largest |component|.
+ * Runs in this thread without a pool, for small sets, or for grids outside shared memory.
+ */
+export async function lnamdStackParallel(grids: readonly FeatureGrid[], r: number, pool: WorkerPool | null | undefined): Promise<{ z: Float32Array; range: number }> {
+  const N = grids.length;
+  const g0 = grids[0];
+  const size = g0.height * g0.width * g0.channels;
+  for (const g of grids) {
+    if (g.channels !== g0.channels || g.height * g.width !== g0.height * g0.width) throw new RangeError('feature grids differ between images of one batch');
+  }
+  if (!pool || N < 2 || N * size < MIN_PARALLEL_VALUES || !grids.every((g) => g.data.buffer instanceof SharedArrayBuffer)) return lnamdStackWithRange(grids, r);
+  const out = new Float32Array(new SharedArrayBuffer(N * size * 4));
+  const parts = pool.chunks(N);
+  const results = await Promise.all(
+    parts.map(([a, b]) => {
+      const part = grids.slice(a, b);
+      return pool.run<LnamdResult>({ kind: 'lnamd', grids: part, known: part.map(knownStandardisation), r, out, offset: a * size });
+    }),
+  );
+  let range = 0;
+  results.forEach((res, k) => {
+    range = Math.max(range, res.range);
+    res.std.forEach((s, i) => rememberStandardisation(grids[parts[k][0] + i], s));
+  });
+  return { z: out, range };
+}
+
+/**
+ * int8 codes and norm terms of the rows of `z` (`[rows, C]`) for one GEMM side, or for both sides
+ * of a self job (two specs, each the other's dither): what `quantizeWithNorms` /
+ * `quantizeBothSides` give, computed over the workers of `pool` when there is one.
+ */
+export async function quantizeSides(z: Float32Array, sides: readonly SideSpec[], pool: WorkerPool | null | undefined): Promise<CodesWithNorms[]> {
+  if (sides.length !== 1 && sides.length !== 2) throw new RangeError('quantize: one side, or the two sides of a self job');
+  const rows = rowsOfSides(z, sides);
+  const C = sides[0].dither.length;
+  if (!pool || z.length < MIN_PARALLEL_VALUES) {
+    const [a, b] = sides;
+    return b ? quantizeBothSides(z, a.scale, a.levels, a.dither, b.scale, b.levels, b.dither) : [quantizeWithNorms(z, a.scale, a.levels, a.dither, a.otherDither)];
+  }
+  // A set outside shared memory (e.g. refinement's gathered rows) is copied in first.
+  const zs = z.buffer instanceof SharedArrayBuffer ? z : sharedFloat32(z);
+  const shared = (bytes: number) => new SharedArrayBuffer(bytes);
+  const outs = sides.map(() => ({ codes: new Int8Array(shared(rows * C)), sumSq: new Float64Array(shared(rows * 8)), cross: new Float64Array(shared(rows * 8)) }));
+  await Promise.all(pool.chunks(rows).map(([r0, r1]) => pool.run({ kind: 'quantize', z: zs, r0, r1, sides, outs })));
+  return outs;
+}
