@@ -20,7 +20,7 @@ import * as tar from 'tar';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { createResNet50Backbone, type BackboneOutput } from '../src/backbone/backbone.js';
-import { listTensorCandidates, resolveTensorRule } from '../src/backbone/graph-surgery.js';
+import { listTensorCandidates, pruneToOutputs, resolveTensorRule } from '../src/backbone/graph-surgery.js';
 import { OnnxFeatureExtractor } from '../src/backbone/onnx-backbone.js';
 import { OnnxGraph } from '../src/backbone/onnx-graph.js';
 import { attr, decodedModelCount, encodeModel, floatTensor, floatValueInfo, type INodeProto } from '../src/backbone/onnx-proto.js';
@@ -173,6 +173,13 @@ test('ResNet50 stage shapes at 448 px (batch 1 and 3) and at 250 px (not a multi
     }
   }
   t.diagnostic(`embedding vs mean(layer4): largest relative difference ${worst.toExponential(2)}`);
+  // The network cut after the last selected layer (refinement's coarse pass) gives the same grids, bit for bit.
+  const layersOnly = await bb.extractLayers!(imgs448);
+  assert.equal(layersOnly.length, 4);
+  layersOnly.forEach((l, i) => {
+    assert.deepEqual(l.dims, three.layers[i].dims);
+    assert.ok(Buffer.from(l.data.buffer, l.data.byteOffset, l.data.byteLength).equals(Buffer.from(three.layers[i].data.buffer, three.layers[i].data.byteOffset, three.layers[i].data.byteLength)), `layer${i + 1}`);
+  });
   // 250 px: 63/32/16/8 grids (Keras floors the 7x7/2 conv and 3x3/2 pool, 1x1/2 convs take ceil).
   assert.deepEqual(kerasGrids(250), [63, 32, 16, 8]);
   const odd = await bb.extract([await loadImageRgb(EAGLE, 250, bb.resizeKernel)]);
@@ -411,6 +418,26 @@ test('graph surgery: internal tensors of a tiny ONNX model, block rules, typed e
     } finally {
       await ex.dispose();
     }
+  });
+
+  await t.test('pruneToOutputs keeps what computes the named tensors, with the same values', async () => {
+    const block0 = '/blocks.0/Add_1_output_0';
+    const pruned = pruneToOutputs(bytes, [block0], 'tiny.onnx');
+    assert.ok(pruned.nodes.length < listTensorCandidates(bytes).length, 'block 1 and the head are gone');
+    assert.ok(pruned.nodes.every((n) => !(n.name ?? '').startsWith('/blocks.1') && !(n.name ?? '').startsWith('/head')));
+    assert.deepEqual(
+      pruned.graph.output.map((o) => o.name),
+      [block0],
+    );
+    const ex = await OnnxFeatureExtractor.create(pruned, [block0]);
+    try {
+      const out = await ex.run({ data: TINY.x, dims: [1, 3, 4, 4] });
+      const want = tinyExpected().block0;
+      for (let i = 0; i < want.length; i++) assert.ok(Math.abs(out[block0].data[i] - want[i]) <= 1e-5 * Math.max(1, Math.abs(want[i])), `block 0[${i}]`);
+    } finally {
+      await ex.dispose();
+    }
+    assert.throws(() => pruneToOutputs(bytes, ['nope'], 'tiny.onnx'), ModelError);
   });
 
   await t.test('one decode serves the tensor list, the extra outputs and the session; unchanged weights are not re-encoded', async () => {
