@@ -5,6 +5,7 @@
 import { basename } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { lnamdStackWithRange } from '../pipeline/lnamd.js';
+import { lnamdStackParallel, WorkerPool } from '../pipeline/parallel.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
 import { channelDither, int8Scale, quantizeSymmetric } from '../pipeline/quantize.js';
 import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
@@ -50,10 +51,13 @@ function encode(z: Float32Array, encoding: BankEncoding, range: number, channels
   return quantizeSymmetric(z, int8Scale(range, 127), 127, undefined, dither ? channelDither(channels) : undefined);
 }
 
-/** LNAMD unit vectors `[n·T, P, C]` of one (layer, r) for `features` (T units per image, image-major). */
-function unitVectors(features: readonly ImageFeatures[], li: number, r: number): { z: Float32Array; range: number; P: number; C: number; gh: number; gw: number } {
+/**
+ * LNAMD unit vectors `[n·T, P, C]` of one (layer, r) for `features` (T units per image, image-major),
+ * over the worker threads of `workers` when given (parallel.ts; the same vectors).
+ */
+async function unitVectors(features: readonly ImageFeatures[], li: number, r: number, workers?: WorkerPool | null): Promise<{ z: Float32Array; range: number; P: number; C: number; gh: number; gw: number }> {
   const g0 = features[0].units[0][li];
-  const { z, range } = lnamdStackWithRange(features.flatMap((f) => f.units.map((u) => u[li])), r);
+  const { z, range } = await lnamdStackParallel(features.flatMap((f) => f.units.map((u) => u[li])), r, workers);
   return { z, range, P: g0.height * g0.width, C: g0.channels, gh: g0.height, gw: g0.width };
 }
 
@@ -71,13 +75,19 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   }
   if (features[0].geometry.fine) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
   const sets: BankSet[] = [];
-  cfg.layers.forEach((layer, li) => {
-    for (const r of cfg.rList) {
-      const { z, range, P, C, gh, gw } = unitVectors(features, li, r);
-      const int8Dither = encoding === 'int8' ? { int8Dither: true } : {};
-      sets.push({ layer, r, patches: P, channels: C, gridHeight: gh, gridWidth: gw, maxAbs: range, ...int8Dither, data: encode(z, encoding, range, C, true) });
+  const workers = WorkerPool.open(opts.threads);
+  try {
+    for (const [li, layer] of cfg.layers.entries()) {
+      for (const r of cfg.rList) {
+        const { z, range, P, C, gh, gw } = await unitVectors(features, li, r, workers);
+        const int8Dither = encoding === 'int8' ? { int8Dither: true } : {};
+        // fp32 banks keep the vectors themselves: out of shared memory, like every other bank array.
+        sets.push({ layer, r, patches: P, channels: C, gridHeight: gh, gridWidth: gw, maxAbs: range, ...int8Dither, data: encode(z.buffer instanceof SharedArrayBuffer ? z.slice() : z, encoding, range, C, true) });
+      }
     }
-  });
+  } finally {
+    await workers?.close();
+  }
   const D = features[0].embedding.length;
   const embeddings = new Float32Array(features.length * D);
   features.forEach((f, i) => embeddings.set(f.embedding, i * D));
@@ -138,7 +148,8 @@ export function appendToBank(bank: Bank, features: readonly ImageFeatures[], raw
   const keepN = total - drop;
   const sets = bank.sets.map((set) => {
     const li = bank.config.layers.indexOf(set.layer);
-    const { z } = unitVectors(features, li, set.r);
+    // A few images at a time: this thread.
+    const { z } = lnamdStackWithRange(features.flatMap((f) => f.units.map((u) => u[li])), set.r);
     const added = encode(z, bank.encoding, set.maxAbs, set.channels, set.int8Dither === true);
     const per = unitsPerImage(bank) * set.patches * set.channels;
     const Ctor = set.data.constructor as new (n: number) => Int8Array | Uint16Array | Float32Array;
