@@ -6,7 +6,7 @@ import { anomalyMap, imageScore, upsampleBilinear } from '../src/pipeline/maps.j
 import { intervalBounds, mutualScores, mutualScoresOf } from '../src/pipeline/msm.js';
 import { rscin } from '../src/pipeline/rscin.js';
 import { planBatch } from '../src/pipeline/geometry.js';
-import { resolveConfig, scoreFeatures } from '../src/pipeline/musc.js';
+import { resolveConfig, scoreFeatures, type ImageFeatures, type MuscConfig } from '../src/pipeline/musc.js';
 import { LargestK } from '../src/pipeline/top-k.js';
 import { gridOfBatch, type ChwGrid, type HwcGrid } from '../src/tensor.js';
 import { mulberry32 } from '../src/util/random.js';
@@ -290,12 +290,12 @@ test('int8 with 7-bit reference codes (CPUs without VNNI) also stays close to fp
   assert.ok(maxDiff < 0.02, `max |int8(63) - fp32| = ${maxDiff}`);
 });
 
-test('divideNum without explicit subsets splits by parent folder and scores within each subset', async () => {
-  const r = rng(11);
-  const cfg = resolveConfig({ imageSize: 32, layers: ['x'], divideNum: 2, precision: 'fp32' });
+/** `n` images of one 3 × 3 grid of 8 random channels (layer `x`), files under /batch/<folder(i)>/. */
+function randomFeatures(n: number, seed: number, cfg: MuscConfig, folder: (i: number) => string = () => '.'): ImageFeatures[] {
+  const r = rng(seed);
   const geometry = planBatch(cfg, []);
-  const features = Array.from({ length: 12 }, (_, i) => ({
-    file: `/batch/${i % 2 ? 'a' : 'b'}/${i}.png`,
+  return Array.from({ length: n }, (_, i) => ({
+    file: `/batch/${folder(i)}/${i}.png`,
     originalWidth: 10,
     originalHeight: 10,
     geometry,
@@ -303,6 +303,11 @@ test('divideNum without explicit subsets splits by parent folder and scores with
     fine: null,
     embedding: Float32Array.from({ length: 4 }, () => r()),
   }));
+}
+
+test('divideNum without explicit subsets splits by parent folder and scores within each subset', async () => {
+  const cfg = resolveConfig({ imageSize: 32, layers: ['x'], divideNum: 2, precision: 'fp32' });
+  const features = randomFeatures(12, 11, cfg, (i) => (i % 2 ? 'a' : 'b'));
   const split = await scoreFeatures(features, cfg);
   const whole = await scoreFeatures(features, { ...cfg, divideNum: 1 });
   assert.equal(split.maps.length, 12);
@@ -312,18 +317,8 @@ test('divideNum without explicit subsets splits by parent folder and scores with
 });
 
 test('a set that fails rejects scoreFeatures with its error, also with sets still queued (no silent hang)', async () => {
-  const r = rng(12);
   const cfg = resolveConfig({ imageSize: 32, layers: ['x'], rList: [1, 3, 5, 7], precision: 'fp32' });
-  const geometry = planBatch(cfg, []);
-  const features = Array.from({ length: 6 }, (_, i) => ({
-    file: `/batch/${i}.png`,
-    originalWidth: 10,
-    originalHeight: 10,
-    geometry,
-    units: [[{ data: Float32Array.from({ length: 8 * 3 * 3 }, () => r()), channels: 8, height: 3, width: 3 }]],
-    fine: null,
-    embedding: Float32Array.from({ length: 4 }, () => r()),
-  }));
+  const features = randomFeatures(6, 12, cfg);
   for (const setsInFlight of [1, 2]) {
     let calls = 0;
     const failing = async (): Promise<Float32Array> => {

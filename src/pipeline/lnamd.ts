@@ -157,24 +157,18 @@ function windowSums(src: Float64Array, srcRow: number, step: number, dst: Float6
   for (let u = 0; u < H; u++) {
     const a = u * srcRow;
     const o = d0 + u * dstRow;
-    if (r === 3) {
+    if (r === 3 || r === 5) {
+      const five = r === 5;
       for (let v = 0; v < W; v++) {
         const i = a + v;
         let s = 0;
         s += src[i];
         s += src[i + s1];
         s += src[i + s2];
-        dst[o + v] = s;
-      }
-    } else if (r === 5) {
-      for (let v = 0; v < W; v++) {
-        const i = a + v;
-        let s = 0;
-        s += src[i];
-        s += src[i + s1];
-        s += src[i + s2];
-        s += src[i + s3];
-        s += src[i + s4];
+        if (five) {
+          s += src[i + s3];
+          s += src[i + s4];
+        }
         dst[o + v] = s;
       }
     } else {
