@@ -35,7 +35,7 @@ function chunks(n: number, parts: number): [number, number][] {
   return Array.from({ length: k }, (_, i) => [Math.floor((i * n) / k), Math.floor(((i + 1) * n) / k)]);
 }
 
-/** Worker threads for the JavaScript stages of one batch, with their shared scratch buffers. */
+/** Worker threads for the JavaScript stages of one batch (LNAMD, int8 quantisation). */
 export class WorkerPool {
   private constructor(
     private readonly pool: Piscina<WorkerTask, LnamdResult | null>,
