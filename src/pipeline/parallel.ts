@@ -37,16 +37,17 @@ function chunks(n: number, parts: number): [number, number][] {
 
 /** Worker threads for the JavaScript stages of one batch (LNAMD, int8 quantisation). */
 export class WorkerPool {
+  /** Started on the first task: batches too small to split never start threads. */
+  private pool: Piscina<WorkerTask, LnamdResult | null> | null = null;
+
   private constructor(
-    private readonly pool: Piscina<WorkerTask, LnamdResult | null>,
     /** Number of worker threads. */
     readonly threads: number,
   ) {}
 
   /** A pool of `threads` workers (default: the machine's parallelism), or null for one thread. */
   static open(threads = availableParallelism()): WorkerPool | null {
-    if (threads < 2) return null;
-    return new WorkerPool(new Piscina({ filename: new URL('./parallel-worker.js', import.meta.url).href, minThreads: threads, maxThreads: threads }), threads);
+    return threads < 2 ? null : new WorkerPool(threads);
   }
 
   /** Splits work into two chunks per thread (chunks finish unevenly on a shared machine). */
@@ -55,12 +56,14 @@ export class WorkerPool {
   }
 
   run<T extends LnamdResult | null>(task: WorkerTask): Promise<T> {
+    this.pool ??= new Piscina({ filename: new URL('./parallel-worker.js', import.meta.url).href, minThreads: this.threads, maxThreads: this.threads });
     return this.pool.run(task) as Promise<T>;
   }
 
   /** Ends the workers. */
-  close(): Promise<void> {
-    return this.pool.destroy();
+  async close(): Promise<void> {
+    await this.pool?.destroy();
+    this.pool = null;
   }
 }
 
