@@ -41,7 +41,8 @@ function bankConfig(cfg: MuscConfig, geometry: BatchGeometry): BankConfig {
 }
 
 function encode(z: Float32Array, encoding: BankEncoding, range: number, channels: number, dither: boolean): Int8Array | Uint16Array | Float32Array {
-  if (encoding === 'fp32') return z;
+  // fp32 banks keep the vectors themselves: out of shared memory (LNAMD's worker threads write there), like every other bank array.
+  if (encoding === 'fp32') return z.buffer instanceof SharedArrayBuffer ? z.slice() : z;
   if (encoding === 'fp16') {
     const out = new Uint16Array(z.length);
     for (let i = 0; i < z.length; i++) out[i] = toHalf(z[i]);
@@ -81,8 +82,7 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
       for (const r of cfg.rList) {
         const { z, range, P, C, gh, gw } = await unitVectors(features, li, r, workers);
         const int8Dither = encoding === 'int8' ? { int8Dither: true } : {};
-        // fp32 banks keep the vectors themselves: out of shared memory, like every other bank array.
-        sets.push({ layer, r, patches: P, channels: C, gridHeight: gh, gridWidth: gw, maxAbs: range, ...int8Dither, data: encode(z.buffer instanceof SharedArrayBuffer ? z.slice() : z, encoding, range, C, true) });
+        sets.push({ layer, r, patches: P, channels: C, gridHeight: gh, gridWidth: gw, maxAbs: range, ...int8Dither, data: encode(z, encoding, range, C, true) });
       }
     }
   } finally {

@@ -286,17 +286,28 @@ export function lnamdStack(grids: readonly FeatureGrid[], r: number, out?: Float
 }
 
 /**
+ * Values per image of a stack of grids (P·C), checking that every grid has the first one's shape.
+ * @throws RangeError when the images of one batch have different grids
+ */
+export function stackSize(grids: readonly FeatureGrid[]): number {
+  const g0 = grids[0];
+  for (const g of grids) {
+    if (g.channels !== g0.channels || g.height * g.width !== g0.height * g0.width) throw new RangeError('feature grids differ between images of one batch');
+  }
+  return g0.height * g0.width * g0.channels;
+}
+
+/**
  * `lnamdStack`, also returning the largest |component| of the result (what int8 mutual scoring
  * quantises with), found in the normalising pass instead of another pass over N·P·C values.
+ * @param known each grid's standardisation when already known (a worker thread is handed them)
  */
-export function lnamdStackWithRange(grids: readonly FeatureGrid[], r: number, out?: Float32Array): { z: Float32Array; range: number } {
-  const g0 = grids[0];
-  const size = g0.height * g0.width * g0.channels;
+export function lnamdStackWithRange(grids: readonly FeatureGrid[], r: number, out?: Float32Array, known?: readonly (Standardisation | null)[]): { z: Float32Array; range: number } {
+  const size = stackSize(grids);
   const z = out ?? new Float32Array(grids.length * size);
   let range = 0;
   grids.forEach((g, n) => {
-    if (g.channels !== g0.channels || g.height * g.width !== g0.height * g0.width) throw new RangeError('feature grids differ between images of one batch');
-    range = Math.max(range, lnamdInto(g, r, z.subarray(n * size, (n + 1) * size)));
+    range = Math.max(range, lnamdInto(g, r, z.subarray(n * size, (n + 1) * size), known?.[n] ?? undefined));
   });
   return { z, range };
 }

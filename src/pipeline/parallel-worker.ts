@@ -6,7 +6,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { lnamdInto, standardisation, type Standardisation } from './lnamd.js';
+import { lnamdStackWithRange, stackSize, standardisation, type Standardisation } from './lnamd.js';
 import { quantizeRowsBothSides, quantizeRowsWithNorms, type CodesWithNorms, type SideSpec } from './quantize.js';
 import type { FeatureGrid } from '../tensor.js';
 
@@ -40,15 +40,9 @@ export interface QuantizeTask {
 export type WorkerTask = LnamdTask | QuantizeTask;
 
 function lnamdTask({ grids, known, r, out, offset }: LnamdTask): LnamdResult {
-  const size = grids[0].height * grids[0].width * grids[0].channels;
-  let range = 0;
-  const std = grids.map((grid, i) => {
-    const s = known[i] ?? standardisation(grid);
-    const o = offset + i * size;
-    range = Math.max(range, lnamdInto(grid, r, out.subarray(o, o + size), s));
-    return s;
-  });
-  return { range, std };
+  const { range } = lnamdStackWithRange(grids, r, out.subarray(offset, offset + grids.length * stackSize(grids)), known);
+  // Computed (and cached) inside lnamdInto where not known.
+  return { range, std: grids.map((g, i) => known[i] ?? standardisation(g)) };
 }
 
 /**

@@ -14,9 +14,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
-import { knownStandardisation, lnamdStackWithRange, rememberStandardisation } from './lnamd.js';
+import { knownStandardisation, lnamdStackWithRange, rememberStandardisation, stackSize } from './lnamd.js';
 import type { LnamdResult, WorkerTask } from './parallel-worker.js';
-import { quantizeBothSides, quantizeWithNorms, rowsOfSides, type CodesWithNorms, type SideSpec } from './quantize.js';
+import { allocateCodesWithNorms, quantizeBothSides, quantizeWithNorms, rowsOfSides, type CodesWithNorms, type SideSpec } from './quantize.js';
 import type { FeatureGrid } from '../tensor.js';
 
 /** A float32 copy of `src` in shared memory (what worker threads read without copying). */
@@ -73,11 +73,7 @@ export class WorkerPool {
  */
 export async function lnamdStackParallel(grids: readonly FeatureGrid[], r: number, pool: WorkerPool | null | undefined): Promise<{ z: Float32Array; range: number }> {
   const N = grids.length;
-  const g0 = grids[0];
-  const size = g0.height * g0.width * g0.channels;
-  for (const g of grids) {
-    if (g.channels !== g0.channels || g.height * g.width !== g0.height * g0.width) throw new RangeError('feature grids differ between images of one batch');
-  }
+  const size = stackSize(grids);
   if (!pool || N < 2 || N * size < MIN_PARALLEL_VALUES || !grids.every((g) => g.data.buffer instanceof SharedArrayBuffer)) return lnamdStackWithRange(grids, r);
   const out = new Float32Array(new SharedArrayBuffer(N * size * 4));
   const parts = pool.chunks(N);
@@ -110,8 +106,7 @@ export async function quantizeSides(z: Float32Array, sides: readonly SideSpec[],
   }
   // A set outside shared memory (e.g. refinement's gathered rows) is copied in first.
   const zs = z.buffer instanceof SharedArrayBuffer ? z : sharedFloat32(z);
-  const shared = (bytes: number) => new SharedArrayBuffer(bytes);
-  const outs = sides.map(() => ({ codes: new Int8Array(shared(rows * C)), sumSq: new Float64Array(shared(rows * 8)), cross: new Float64Array(shared(rows * 8)) }));
+  const outs = sides.map(() => allocateCodesWithNorms(rows, C, true));
   await Promise.all(pool.chunks(rows).map(([r0, r1]) => pool.run({ kind: 'quantize', z: zs, r0, r1, sides, outs })));
   return outs;
 }

@@ -129,9 +129,10 @@ export interface SideSpec {
   readonly otherDither: Float64Array;
 }
 
-/** Codes and norm terms of `rows` rows of `C` channels (zeros). */
-export function allocateCodesWithNorms(rows: number, C: number): CodesWithNorms {
-  return { codes: new Int8Array(rows * C), sumSq: new Float64Array(rows), cross: new Float64Array(rows) };
+/** Codes and norm terms of `rows` rows of `C` channels (zeros), in memory `shared` between threads or not. */
+export function allocateCodesWithNorms(rows: number, C: number, shared = false): CodesWithNorms {
+  const bytes = (n: number) => (shared ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
+  return { codes: new Int8Array(bytes(rows * C)), sumSq: new Float64Array(bytes(rows * 8)), cross: new Float64Array(bytes(rows * 8)) };
 }
 
 /**
