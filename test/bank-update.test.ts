@@ -44,6 +44,17 @@ after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
+test('an unlabeled bank stores the vectors its own mutual scoring made: the same sets as computed apart (a good bank)', () => {
+  assert.equal(bank.sets.length, 6);
+  const bytes = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  bank.sets.forEach(({ data, ...meta }, i) => {
+    const { data: apart, ...metaApart } = goodBank.sets[i];
+    assert.deepEqual(meta, metaApart);
+    // Compared as bytes: a failing deepEqual of millions of codes would print (and build) a giant diff.
+    assert.ok(bytes(data).equals(bytes(apart)), `set ${meta.layer} r=${meta.r}: stored codes differ from the vectors computed apart`);
+  });
+});
+
 test('two scorers updating one bank file both keep their images (save merges under a lock)', async () => {
   const file = path.join(tmp, 'shared.mbank');
   await writeBank(file, bank);

@@ -52,14 +52,12 @@ function encode(z: Float32Array, encoding: BankEncoding, range: number, channels
   return quantizeSymmetric(z, int8Scale(range, 127), 127, undefined, dither ? channelDither(channels) : undefined);
 }
 
-/**
- * LNAMD unit vectors `[n·T, P, C]` of one (layer, r) for `features` (T units per image, image-major),
- * over the worker threads of `workers` when given (parallel.ts; the same vectors).
- */
-async function unitVectors(features: readonly ImageFeatures[], li: number, r: number, workers?: WorkerPool | null): Promise<{ z: Float32Array; range: number; P: number; C: number; gh: number; gw: number }> {
+/** The bank set of one (layer, r) from its LNAMD unit vectors `z` (`[n·T, P, C]`, image-major; largest |component| `range`). */
+function bankSet(features: readonly ImageFeatures[], cfg: MuscConfig, li: number, r: number, z: Float32Array, range: number, encoding: BankEncoding): BankSet {
   const g0 = features[0].units[0][li];
-  const { z, range } = await lnamdStackParallel(features.flatMap((f) => f.units.map((u) => u[li])), r, workers);
-  return { z, range, P: g0.height * g0.width, C: g0.channels, gh: g0.height, gw: g0.width };
+  const C = g0.channels;
+  const int8Dither = encoding === 'int8' ? { int8Dither: true } : {};
+  return { layer: cfg.layers[li], r, patches: g0.height * g0.width, channels: C, gridHeight: g0.height, gridWidth: g0.width, maxAbs: range, ...int8Dither, data: encode(z, encoding, range, C, true) };
 }
 
 /**
@@ -75,14 +73,30 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
     throw new ConfigError(`a ${reference} bank needs at least ${minImages} readable images (got ${features.length})`);
   }
   if (features[0].geometry.fine) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
+  const key = (li: number, r: number) => `${li}:${r}`;
+  const stored = new Map<string, BankSet>();
+  // An unlabeled bank scores its images first, storing each (layer, r)'s vectors as mutual scoring
+  // makes them (LNAMD once, not again for the bank); what that does not hand over (a batch split
+  // into subsets) is computed below.
+  const own =
+    reference === 'unlabeled'
+      ? await scoreFeatures(features, cfg, {
+          threads: opts.threads,
+          signal: opts.signal,
+          onVectors: (li, r, z, range) => stored.set(key(li, r), bankSet(features, cfg, li, r, z, range, encoding)),
+        })
+      : null;
   const sets: BankSet[] = [];
-  const workers = WorkerPool.open(opts.threads);
+  const workers = cfg.layers.length * cfg.rList.length > stored.size ? WorkerPool.open(opts.threads) : null;
   try {
-    for (const [li, layer] of cfg.layers.entries()) {
+    for (const li of cfg.layers.keys()) {
       for (const r of cfg.rList) {
-        const { z, range, P, C, gh, gw } = await unitVectors(features, li, r, workers);
-        const int8Dither = encoding === 'int8' ? { int8Dither: true } : {};
-        sets.push({ layer, r, patches: P, channels: C, gridHeight: gh, gridWidth: gw, maxAbs: range, ...int8Dither, data: encode(z, encoding, range, C, true) });
+        let set = stored.get(key(li, r));
+        if (!set) {
+          const { z, range } = await lnamdStackParallel(features.flatMap((f) => f.units.map((u) => u[li])), r, workers);
+          set = bankSet(features, cfg, li, r, z, range, encoding);
+        }
+        sets.push(set);
       }
     }
   } finally {
@@ -108,10 +122,9 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   };
   let rawScores: ArrayLike<number>;
   let decisionScores: ArrayLike<number>;
-  if (reference === 'unlabeled') {
-    const res = await scoreFeatures(features, cfg, { threads: opts.threads, signal: opts.signal });
-    rawScores = res.imageScores;
-    decisionScores = res.rscinScores;
+  if (own) {
+    rawScores = own.imageScores;
+    decisionScores = own.rscinScores;
   } else {
     const res = await scoreAgainstBank(features, draft, { threads: opts.threads, signal: opts.signal, excludeBankIndex: features.map((_, i) => i) });
     rawScores = res.imageScores;

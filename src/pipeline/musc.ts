@@ -343,6 +343,12 @@ export async function scoreFeatures(
     crossScoring?: CrossScoring;
     /** Sets scored at once (default 1; 2 lets a queued executor's workers go on while the next set is prepared). */
     setsInFlight?: number;
+    /**
+     * Called with each (layer, r)'s LNAMD vectors of the whole batch, `[M·T, P, C]` in image order,
+     * and their largest |component|, before they are scored; only when the batch is scored as one
+     * subset in image order (a bank build stores them instead of computing them again).
+     */
+    onVectors?: (layer: number, r: number, z: Float32Array, range: number) => void;
   } = {},
 ): Promise<MuscScores> {
   const M = features.length;
@@ -362,6 +368,7 @@ export async function scoreFeatures(
   for (const s of subsets) {
     if (s.length < MIN_IMAGES) throw new ConfigError(`every subset needs at least ${MIN_IMAGES} images (one has ${s.length}); use fewer subsets`);
   }
+  const wholeBatch = subsets.length === 1 && subsets[0].length === M && subsets[0].every((idx, k) => idx === k);
   const geometry = features[0].geometry;
   if (features.some((f) => f.geometry !== geometry)) throw new ConfigError('all images of a batch must share one geometry (extract them together)');
   const { coarse, fine, map } = geometry;
@@ -416,6 +423,7 @@ export async function scoreFeatures(
     let t0 = performance.now();
     const { z: zAll, range } = await lnamdStackParallel(subset.flatMap((idx) => features[idx].units.map((u) => u[l])), r, workers);
     time('lnamd', t0);
+    if (wholeBatch) hooks.onVectors?.(l, r, zAll, range);
     const unitScores = new Float32Array(N * T * P);
     if (!tiled || matchAny) {
       t0 = performance.now();
