@@ -346,7 +346,8 @@ export async function scoreFeatures(
     /**
      * Called with each (layer, r)'s LNAMD vectors of the whole batch, `[M·T, P, C]` in image order,
      * and their largest |component|, before they are scored; only when the batch is scored as one
-     * subset in image order (a bank build stores them instead of computing them again).
+     * subset in image order (a bank build stores them instead of computing them again). The
+     * vectors are valid during the call only (their memory serves later sets): copy what is kept.
      */
     onVectors?: (layer: number, r: number, z: Float32Array, range: number) => void;
   } = {},
@@ -446,6 +447,8 @@ export async function scoreFeatures(
         for (let n = 0; n < N; n++) unitScores.set(scores.subarray(n * P, (n + 1) * P), (n * T + t) * P);
       }
     }
+    // The coarse vectors are read (the GEMM operands are copies or codes): their memory serves the next set.
+    workers?.release(zAll);
     if (fine) {
       t0 = performance.now();
       const gf = features[subset[0]].fine![l];
@@ -454,6 +457,7 @@ export async function scoreFeatures(
       t0 = performance.now();
       const { scores } = await refineScores(zFine, { N, P: gf.height * gf.width, C: gf.channels }, { scores: unitScores, gridHeight: g0.height, gridWidth: g0.width }, { gridHeight: gf.height, gridWidth: gf.width }, geometry.refineFraction, { ...msmOptions(i), int8Range: fineRange, select: geometry.refineSelect, mutual, cross: hooks.crossScoring, set: { ...set, fine: true } });
       time('msm', t0);
+      workers?.release(zFine);
       const Pf = gf.height * gf.width;
       return () => subset.forEach((idx, n) => upsampleIntoBox(scores.subarray(n * Pf, (n + 1) * Pf), gf.height, gf.width, fine.boxes[0], map.width, maps[idx], 1 / nMaps));
     }
