@@ -334,3 +334,30 @@ test('a self job\'s two int8 sides from one pass equal the two sides quantised s
     await workers.close();
   }
 });
+
+test('LNAMD memory handed back to the worker pool serves the next set of that size, with the same vectors as fresh memory; int8 mutual scoring over the workers equals this thread', async () => {
+  const workers = WorkerPool.open(2)!;
+  try {
+    const r = mulberry32(19);
+    // 13·64·360 values: above the size parallel.ts splits over workers.
+    const grids = () => Array.from({ length: 13 }, () => ({ layout: 'chw' as const, channels: 64, height: 20, width: 18, data: sharedFloat32(Float32Array.from({ length: 64 * 360 }, () => Math.max(0, r() - 0.5))) }));
+    const first = await lnamdStackParallel(grids(), 3, workers);
+    const second = grids();
+    workers.release(first.z);
+    const again = await lnamdStackParallel(second, 3, workers);
+    assert.equal(again.z.buffer, first.z.buffer, 'the handed-back buffer is reused');
+    assert.deepEqual(Buffer.from(again.z.buffer), Buffer.from(lnamdStackWithRange(second, 3).z.buffer));
+    // Arrays the pool did not hand out are ignored: the next set gets new memory.
+    const foreign = sharedFloat32(again.z);
+    workers.release(foreign);
+    const next = await lnamdStackParallel(second, 3, workers);
+    assert.ok(next.z.buffer !== foreign.buffer && next.z.buffer !== again.z.buffer, 'a new buffer');
+
+    // A whole int8 self job with its operands quantised over the workers equals one in this thread.
+    const dims = { N: 6, P: 90, C: 512 };
+    const z = reluLikeUnits(dims.N * dims.P, dims.C, 5);
+    assert.deepEqual(Array.from(await mutualScores(sharedFloat32(z), dims, { precision: 'int8', workers })), Array.from(await mutualScores(z, dims, { precision: 'int8' })));
+  } finally {
+    await workers.close();
+  }
+});
