@@ -67,7 +67,7 @@ export class WorkerPool {
    * A float32 buffer of `length` values in shared memory for a set's vectors: one handed back by
    * {@link WorkerPool.release} when there is one of that length (contents undefined), else a new one.
    * Why: the sets of a batch repeat a few shapes (each layer's, coarse and fine, for every degree r),
-   * and fresh memory is paid in page faults: ~1 s of system time per bottle run at 320 px.
+   * and fresh memory is paid in page faults (1–5 s of system time per bottle auto run on the development VM).
    */
   sharedVectors(length: number): Float32Array {
     const z = this.spare.get(length)?.pop() ?? new Float32Array(new SharedArrayBuffer(length * 4));
