@@ -3,13 +3,15 @@ import { test } from 'node:test';
 import { ConfigError } from '../src/errors.js';
 import { lnamd, lnamdStack } from '../src/pipeline/lnamd.js';
 import { anomalyMap, imageScore, upsampleBilinear } from '../src/pipeline/maps.js';
-import { intervalBounds, mutualScores, mutualScoresOf } from '../src/pipeline/msm.js';
+import { intervalBounds, mutualScores, mutualScoresOf, type MutualScoring } from '../src/pipeline/msm.js';
 import { rscin } from '../src/pipeline/rscin.js';
 import { planBatch } from '../src/pipeline/geometry.js';
 import { resolveConfig, scoreFeatures, type ImageFeatures, type MuscConfig } from '../src/pipeline/musc.js';
 import { LargestK } from '../src/pipeline/top-k.js';
 import { gridOfBatch, type ChwGrid, type HwcGrid } from '../src/tensor.js';
 import { mulberry32 } from '../src/util/random.js';
+import { sharedFloat32 } from '../src/pipeline/parallel.js';
+import { maxAbs } from '../src/pipeline/quantize.js';
 
 /** Deterministic pseudo-random numbers so failures reproduce. */
 const rng = mulberry32;
@@ -290,20 +292,59 @@ test('int8 with 7-bit reference codes (CPUs without VNNI) also stays close to fp
   assert.ok(maxDiff < 0.02, `max |int8(63) - fp32| = ${maxDiff}`);
 });
 
-/** `n` images of one 3 × 3 grid of 8 random channels (layer `x`), files under /batch/<folder(i)>/. */
-function randomFeatures(n: number, seed: number, cfg: MuscConfig, folder: (i: number) => string = () => '.'): ImageFeatures[] {
+/**
+ * `n` images of one grid of random channels (layer `x`; 8 channels of 3 × 3 unless `grid` says
+ * otherwise, in shared memory with `grid.shared`, as the backbone's grids are), files under
+ * /batch/<folder(i)>/.
+ */
+function randomFeatures(n: number, seed: number, cfg: MuscConfig, folder: (i: number) => string = () => '.', grid = { channels: 8, side: 3, shared: false }): ImageFeatures[] {
   const r = rng(seed);
   const geometry = planBatch(cfg, []);
-  return Array.from({ length: n }, (_, i) => ({
-    file: `/batch/${folder(i)}/${i}.png`,
-    originalWidth: 10,
-    originalHeight: 10,
-    geometry,
-    units: [[{ data: Float32Array.from({ length: 8 * 3 * 3 }, () => r()), channels: 8, height: 3, width: 3 }]],
-    fine: null,
-    embedding: Float32Array.from({ length: 4 }, () => r()),
-  }));
+  const { channels, side, shared } = grid;
+  return Array.from({ length: n }, (_, i) => {
+    const data = Float32Array.from({ length: channels * side * side }, () => r());
+    return {
+      file: `/batch/${folder(i)}/${i}.png`,
+      originalWidth: 10,
+      originalHeight: 10,
+      geometry,
+      units: [[{ data: shared ? sharedFloat32(data) : data, channels, height: side, width: side }]],
+      fine: null,
+      embedding: Float32Array.from({ length: 4 }, () => r()),
+    };
+  });
 }
+
+test('onVectors gets each (layer, r) of a whole batch once, as LNAMD makes it, and nothing for a split batch; sets in flight on reused buffers score as one set at a time', async () => {
+  // 12 images of 64 × 24 × 24 in shared memory: LNAMD and quantisation run on the worker threads,
+  // and every set's vectors come from (and go back to) the pool's buffers.
+  const cfg = resolveConfig({ imageSize: 32, layers: ['x'], rList: [1, 3, 5], precision: 'int8' });
+  const features = randomFeatures(12, 31, cfg, (i) => (i % 2 ? 'a' : 'b'), { channels: 64, side: 24, shared: true });
+  const grids = features.map((f) => f.units[0][0]);
+  const seen: string[] = [];
+  const one = await scoreFeatures(features, cfg, {
+    threads: 2,
+    onVectors: (l, r, z, range) => {
+      seen.push(`${l}:${r}`);
+      const own = lnamdStack(grids, r);
+      assert.ok(Buffer.from(z.buffer, z.byteOffset, z.byteLength).equals(Buffer.from(own.buffer)), `r = ${r}: the vectors LNAMD makes`);
+      assert.equal(range, maxAbs(own));
+    },
+  });
+  assert.deepEqual(seen, ['0:1', '0:3', '0:5']);
+  // Two sets in flight, the r = 3 set's executor reading its vectors late: the r = 5 set starts
+  // meanwhile, so a buffer handed back before its set was scored would be overwritten under it.
+  const late: MutualScoring = async (z, dims, opts, set) => {
+    if (set.r === 3) await new Promise((done) => setTimeout(done, 300));
+    return mutualScores(z, dims, opts);
+  };
+  const two = await scoreFeatures(features, cfg, { threads: 2, setsInFlight: 2, mutualScoring: late });
+  assert.deepEqual(Array.from(two.imageScores), Array.from(one.imageScores));
+  assert.ok(two.maps.every((m, i) => Buffer.from(m.buffer).equals(Buffer.from(one.maps[i].buffer))), 'maps equal');
+  seen.length = 0;
+  await scoreFeatures(features, { ...cfg, divideNum: 2 }, { threads: 2, onVectors: (l, r) => seen.push(`${l}:${r}`) });
+  assert.deepEqual(seen, [], 'a batch split into subsets hands over no whole-batch vectors');
+});
 
 test('divideNum without explicit subsets splits by parent folder and scores within each subset', async () => {
   const cfg = resolveConfig({ imageSize: 32, layers: ['x'], divideNum: 2, precision: 'fp32' });

@@ -352,6 +352,13 @@ test('LNAMD memory handed back to the worker pool serves the next set of that si
     workers.release(foreign);
     const next = await lnamdStackParallel(second, 3, workers);
     assert.ok(next.z.buffer !== foreign.buffer && next.z.buffer !== again.z.buffer, 'a new buffer');
+    // A smaller set (12 of the 13 images: still above the split size) is written into the start of a larger spare buffer.
+    workers.release(next.z);
+    const fewer = second.slice(0, 12);
+    const small = await lnamdStackParallel(fewer, 5, workers);
+    assert.equal(small.z.buffer, next.z.buffer);
+    assert.equal(small.z.length, (next.z.length / 13) * 12);
+    assert.deepEqual(Buffer.from(small.z.buffer, 0, small.z.byteLength), Buffer.from(lnamdStackWithRange(fewer, 5).z.buffer));
 
     // A whole int8 self job with its operands quantised over the workers equals one in this thread.
     const dims = { N: 6, P: 90, C: 512 };

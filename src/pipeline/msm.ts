@@ -188,7 +188,8 @@ export interface ScoringSetId {
 /**
  * Where mutual scoring of one set runs: `mutualScores` in this process (the default),
  * or an executor that farms the same blocks out (e.g. to workers on a job queue) and
- * must return the same scores.
+ * must return the same scores. `z` is valid until the returned promise settles (its
+ * memory then serves later sets): an executor that needs the vectors longer copies them.
  */
 export type MutualScoring = (z: Float32Array, dims: { N: number; P: number; C: number }, opts: MsmOptions, set: ScoringSetId) => Promise<Float32Array>;
 

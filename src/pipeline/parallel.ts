@@ -26,6 +26,13 @@ export function sharedFloat32(src: Float32Array): Float32Array {
   return out;
 }
 
+/**
+ * Spare vector buffers a pool keeps: a refined set holds two (coarse and fine); more would keep
+ * memory for sizes that do not come back (measured with 4 sizes kept: Magnetic Tile's peak RSS
+ * 2.7 → 3.6 GB).
+ */
+const MAX_SPARE_BUFFERS = 2;
+
 /** Below this many values a set is done in the calling thread (a task round trip costs ~0.1 ms). */
 const MIN_PARALLEL_VALUES = 1 << 18;
 
@@ -39,9 +46,9 @@ function chunks(n: number, parts: number): [number, number][] {
 export class WorkerPool {
   /** Started on the first task: batches too small to split never start threads. */
   private pool: Piscina<WorkerTask, LnamdResult | null> | null = null;
-  /** Buffers of `sharedVectors` handed back, by length, and those handed out. */
-  private readonly spare = new Map<number, Float32Array[]>();
-  private readonly issued = new WeakSet<Float32Array>();
+  /** Buffers handed back by `release` (at most {@link MAX_SPARE_BUFFERS}), and those handed out. */
+  private readonly spare: SharedArrayBuffer[] = [];
+  private readonly issued = new WeakSet<SharedArrayBuffer>();
 
   private constructor(
     /** Number of worker threads. */
@@ -64,28 +71,38 @@ export class WorkerPool {
   }
 
   /**
-   * A float32 buffer of `length` values in shared memory for a set's vectors: one handed back by
-   * {@link WorkerPool.release} when there is one of that length (contents undefined), else a new one.
-   * Why: the sets of a batch repeat a few shapes (each layer's, coarse and fine, for every degree r),
-   * and fresh memory is paid in page faults (1–5 s of system time per bottle auto run on the development VM).
+   * `length` float32 values in shared memory for a set's vectors: the start of the smallest buffer
+   * handed back by {@link WorkerPool.release} that holds them (contents undefined), else a new buffer.
+   * Why: fresh memory is paid in page faults (1–5 s of system time per bottle auto run on the
+   * development VM), and the sets of a batch need a few sizes (each layer's, coarse and fine, two
+   * subset sizes at most), each no larger than the first layer's.
    */
   sharedVectors(length: number): Float32Array {
-    const z = this.spare.get(length)?.pop() ?? new Float32Array(new SharedArrayBuffer(length * 4));
-    this.issued.add(z);
-    return z;
+    const bytes = length * 4;
+    let best = -1;
+    this.spare.forEach((b, i) => {
+      if (b.byteLength >= bytes && (best < 0 || b.byteLength < this.spare[best].byteLength)) best = i;
+    });
+    const buffer = best >= 0 ? this.spare.splice(best, 1)[0] : new SharedArrayBuffer(bytes);
+    this.issued.add(buffer);
+    return new Float32Array(buffer, 0, length);
   }
 
-  /** Hands back a buffer from {@link WorkerPool.sharedVectors} that nothing reads any more (others are ignored). */
+  /**
+   * Hands back the buffer of vectors from {@link WorkerPool.sharedVectors} that nothing reads any
+   * more (other arrays are ignored). The largest {@link MAX_SPARE_BUFFERS} are kept for later sets.
+   */
   release(z: Float32Array): void {
-    if (!this.issued.delete(z)) return;
-    const list = this.spare.get(z.length);
-    if (list) list.push(z);
-    else this.spare.set(z.length, [z]);
+    const { buffer } = z;
+    if (!(buffer instanceof SharedArrayBuffer) || !this.issued.delete(buffer)) return;
+    this.spare.push(buffer);
+    this.spare.sort((x, y) => y.byteLength - x.byteLength);
+    this.spare.length = Math.min(this.spare.length, MAX_SPARE_BUFFERS);
   }
 
   /** Ends the workers and drops the spare buffers. */
   async close(): Promise<void> {
-    this.spare.clear();
+    this.spare.length = 0;
     await this.pool?.destroy();
     this.pool = null;
   }
