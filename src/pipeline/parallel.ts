@@ -27,9 +27,9 @@ export function sharedFloat32(src: Float32Array): Float32Array {
 }
 
 /**
- * Spare vector buffers a pool keeps: a refined set holds two (coarse and fine); more would keep
- * memory for sizes that do not come back (measured with 4 sizes kept: Magnetic Tile's peak RSS
- * 2.7 → 3.6 GB).
+ * Spare vector buffers a pool keeps: a refined set uses two (coarse and fine); more would keep
+ * memory for sizes that do not come back (measured with four sizes kept: Magnetic Tile's peak RSS
+ * 2.75 → 3.56 GB; with two, 2.78 → 2.69 GB).
  */
 const MAX_SPARE_BUFFERS = 2;
 
@@ -75,7 +75,7 @@ export class WorkerPool {
    * handed back by {@link WorkerPool.release} that holds them (contents undefined), else a new buffer.
    * Why: fresh memory is paid in page faults (1–5 s of system time per bottle auto run on the
    * development VM), and the sets of a batch need a few sizes (each layer's, coarse and fine, two
-   * subset sizes at most), each no larger than the first layer's.
+   * subset sizes at most).
    */
   sharedVectors(length: number): Float32Array {
     const bytes = length * 4;
