@@ -86,7 +86,7 @@ export function addGraphOutputs(model: OnnxGraph | Uint8Array, names: readonly s
 /**
  * Cuts `model` down to what computes `names`: those become the only graph outputs and every
  * node (and initializer) they do not depend on is dropped. ONNX Runtime runs every node of a
- * graph whatever the fetches, so a pass that needs early layers only (e.g. refinement's fine
+ * graph whatever the fetches, so a pass that needs early layers only (e.g. refinement's coarse
  * pass, which takes no embedding) is ~20 % cheaper on ResNet50 without layer4 and the head.
  * @throws ModelError naming any tensor the graph does not contain
  */

@@ -5,11 +5,12 @@
 import { basename } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { lnamdStackWithRange } from '../pipeline/lnamd.js';
-import { lnamdStackParallel, WorkerPool } from '../pipeline/parallel.js';
+import { lnamdStackParallel, unshared, WorkerPool } from '../pipeline/parallel.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
 import { channelDither, int8Scale, quantizeSymmetric } from '../pipeline/quantize.js';
 import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { BatchGeometry } from '../pipeline/geometry.js';
+import type { FeatureGrid } from '../tensor.js';
 import { chooseThreshold, type ThresholdRule } from '../outputs/thresholds.js';
 import { BANK_VERSION, BankError, toHalf, unitsPerImage, type Bank, type BankBackbone, type BankConfig, type BankEncoding, type BankImage, type BankReference, type BankSet } from './format.js';
 import { scoreAgainstBank } from './score.js';
@@ -42,7 +43,7 @@ function bankConfig(cfg: MuscConfig, geometry: BatchGeometry): BankConfig {
 
 function encode(z: Float32Array, encoding: BankEncoding, range: number, channels: number, dither: boolean): Int8Array | Uint16Array | Float32Array {
   // fp32 banks keep the vectors themselves: out of shared memory (LNAMD's worker threads write there), like every other bank array.
-  if (encoding === 'fp32') return z.buffer instanceof SharedArrayBuffer ? z.slice() : z;
+  if (encoding === 'fp32') return unshared(z);
   if (encoding === 'fp16') {
     const out = new Uint16Array(z.length);
     for (let i = 0; i < z.length; i++) out[i] = toHalf(z[i]);
@@ -50,6 +51,11 @@ function encode(z: Float32Array, encoding: BankEncoding, range: number, channels
   }
   // The batch's reference codes (127 levels at the set's range): vectors added later are clamped.
   return quantizeSymmetric(z, int8Scale(range, 127), 127, undefined, dither ? channelDither(channels) : undefined);
+}
+
+/** Each image's units' grids of layer `li`, image-major (T units per image): what a bank set stores, `[n·T, P, C]` after LNAMD. */
+function layerGrids(features: readonly ImageFeatures[], li: number): FeatureGrid[] {
+  return features.flatMap((f) => f.units.map((u) => u[li]));
 }
 
 /** The bank set of one (layer, r) from its LNAMD unit vectors `z` (`[n·T, P, C]`, image-major; largest |component| `range`). */
@@ -93,7 +99,7 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
       for (const r of cfg.rList) {
         let set = stored.get(key(li, r));
         if (!set) {
-          const { z, range } = await lnamdStackParallel(features.flatMap((f) => f.units.map((u) => u[li])), r, workers);
+          const { z, range } = await lnamdStackParallel(layerGrids(features, li), r, workers);
           set = bankSet(features, cfg, li, r, z, range, encoding);
         }
         sets.push(set);
@@ -162,7 +168,7 @@ export function appendToBank(bank: Bank, features: readonly ImageFeatures[], raw
   const sets = bank.sets.map((set) => {
     const li = bank.config.layers.indexOf(set.layer);
     // A few images at a time: this thread.
-    const { z } = lnamdStackWithRange(features.flatMap((f) => f.units.map((u) => u[li])), set.r);
+    const { z } = lnamdStackWithRange(layerGrids(features, li), set.r);
     const added = encode(z, bank.encoding, set.maxAbs, set.channels, set.int8Dither === true);
     const per = unitsPerImage(bank) * set.patches * set.channels;
     const Ctor = set.data.constructor as new (n: number) => Int8Array | Uint16Array | Float32Array;

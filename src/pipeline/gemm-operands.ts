@@ -27,6 +27,7 @@
  *   on average (`noiseBias` removes it); with one dither shared by both sides close
  *   pairs round alike and that correction overshoots exactly the nearest neighbours.
  */
+import { unshared } from './parallel.js';
 import { normTermsInto, quantizeSymmetric, quantizeWithNorms, type CodesWithNorms, type SideSpec } from './quantize.js';
 
 /** Arithmetic of the pairwise similarity GEMMs. */
@@ -68,9 +69,8 @@ export function similarityOf(ops: Pick<GemmOperands, 'precision' | 'center' | 'f
  * worker threads write there), which ONNX Runtime refuses ("Invalid argument"): copied once.
  */
 export function fp32Operands(query: Float32Array, reference: Float32Array, channels: number): GemmOperands {
-  const own = (v: Float32Array) => (v.buffer instanceof SharedArrayBuffer ? v.slice() : v);
-  const ref = own(reference);
-  return { precision: 'fp32', channels, query: query === reference ? ref : own(query), reference: ref, center: 0, factor: 0, ditherNorm: 0, noiseBias: 0 };
+  const ref = unshared(reference);
+  return { precision: 'fp32', channels, query: query === reference ? ref : unshared(query), reference: ref, center: 0, factor: 0, ditherNorm: 0, noiseBias: 0 };
 }
 
 /**

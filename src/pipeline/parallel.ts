@@ -27,6 +27,14 @@ export function sharedFloat32(src: Float32Array): Float32Array {
 }
 
 /**
+ * `v` outside shared memory: a copy of vectors the worker threads wrote, else `v` itself. For
+ * what leaves the pipeline or goes to ONNX Runtime, which refuses shared tensors ("Invalid argument").
+ */
+export function unshared(v: Float32Array): Float32Array {
+  return v.buffer instanceof SharedArrayBuffer ? v.slice() : v;
+}
+
+/**
  * Spare vector buffers a pool keeps: a refined set uses two (coarse and fine); more would keep
  * memory for sizes that do not come back (measured with four sizes kept: Magnetic Tile's peak RSS
  * 2.75 → 3.56 GB; with two, 2.78 → 2.69 GB).
