@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError } from '../src/errors.js';
 import { lnamd, lnamdStack } from '../src/pipeline/lnamd.js';
-import { anomalyMap, imageScore, upsampleBilinear } from '../src/pipeline/maps.js';
+import { anomalyMap, imageScore, typicalMap, upsampleBilinear } from '../src/pipeline/maps.js';
 import { intervalBounds, mutualScores, mutualScoresOf, type MutualScoring } from '../src/pipeline/msm.js';
 import { rscin } from '../src/pipeline/rscin.js';
 import { planBatch } from '../src/pipeline/geometry.js';
@@ -235,6 +235,43 @@ test('bilinear upsampling with align_corners=True', () => {
   assert.equal(imageScore(map), 3.5);
 });
 
+/** NumPy's median of one pixel over the maps (sorted copy; mean of the two middle values). */
+function medianAt(maps: readonly Float32Array[], i: number): number {
+  const s = Float64Array.from(maps, (m) => m[i]).sort();
+  return Math.fround((s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2);
+}
+
+test('typicalMap is the per-pixel median (odd and even counts, ties) and leaves the maps alone', () => {
+  const r = rng(5);
+  for (const n of [1, 2, 3, 4, 7, 10, 83]) {
+    for (const ties of [false, true]) {
+      // 300 pixels: more than one block of 256, so block edges are crossed.
+      const maps = Array.from({ length: n }, () => Float32Array.from({ length: 300 }, () => (ties ? Math.round(r() * 3) / 3 : r())));
+      const before = maps.map((m) => Float32Array.from(m));
+      const typical = typicalMap(maps);
+      for (let i = 0; i < 300; i++) assert.equal(typical[i], medianAt(maps, i), `n = ${n}, ties = ${ties}, pixel ${i}`);
+      assert.deepEqual(maps, before, 'inputs unchanged');
+    }
+  }
+  assert.throws(() => typicalMap([]), /no maps/);
+  assert.throws(() => typicalMap([new Float32Array(3), new Float32Array(4)]), /different sizes/);
+});
+
+test("image score excess: a place that is high in every map loses to a defect that stands out from its place's level", () => {
+  // Pixel 0 (a border, say) is 0.8 in every image; image 2 has a defect of 0.6 at pixel 3,
+  // where the others have 0.2. The max ranks image 2 with the rest; the excess singles it out.
+  const maps = [0, 1, 2, 3, 4].map((k) => Float32Array.from([0.8 + 0.01 * k, 0.3, 0.2, k === 2 ? 0.6 : 0.2]));
+  const typical = typicalMap(maps);
+  assert.deepEqual(Array.from(typical), [Math.fround(0.82), 0.3, 0.2, 0.2].map(Math.fround));
+  const plain = maps.map((m) => imageScore(m));
+  const excess = maps.map((m) => imageScore(m, typical));
+  assert.equal(plain.indexOf(Math.max(...plain)), 4, 'the max follows the border');
+  assert.equal(excess.indexOf(Math.max(...excess)), 2, 'the excess finds the defect');
+  assert.ok(Math.abs(excess[2] - 0.4) < 1e-6);
+  assert.equal(imageScore(maps[0], null), plain[0]);
+  assert.throws(() => imageScore(maps[0], new Float32Array(3)), /typical map/);
+});
+
 test('bilinear upsampling of a rectangular grid to a rectangular map (align_corners per axis)', () => {
   // A 2x3 grid (gh = 2, gw = 3) to width 5, height 3: x samples at 0, .5, 1, 1.5, 2; y at 0, .5, 1.
   const grid = Float32Array.from([0, 1, 2, 10, 11, 12]);
@@ -344,6 +381,24 @@ test('onVectors gets each (layer, r) of a whole batch once, as LNAMD makes it, a
   seen.length = 0;
   await scoreFeatures(features, { ...cfg, divideNum: 2 }, { threads: 2, onVectors: (l, r) => seen.push(`${l}:${r}`) });
   assert.deepEqual(seen, [], 'a batch split into subsets hands over no whole-batch vectors');
+});
+
+test('scoreFeatures with image score excess: the maps are unchanged, scores are the max excess over the whole batch\'s median', async () => {
+  const cfg = resolveConfig({ imageSize: 32, layers: ['x'], divideNum: 2, precision: 'fp32' });
+  const features = randomFeatures(12, 17, cfg, (i) => (i % 2 ? 'a' : 'b'));
+  const plain = await scoreFeatures(features, cfg);
+  const excess = await scoreFeatures(features, { ...cfg, imageScore: 'excess' });
+  assert.equal(plain.typical, null);
+  assert.deepEqual(excess.maps, plain.maps, 'segmentation maps do not depend on the image score');
+  // One typical map over both subsets (like RsCIN), not one per subset.
+  assert.deepEqual(excess.typical, typicalMap(plain.maps));
+  excess.maps.forEach((m, i) => {
+    let best = -Infinity;
+    for (let p = 0; p < m.length; p++) best = Math.max(best, m[p] - excess.typical![p]);
+    assert.equal(excess.imageScores[i], best);
+  });
+  assert.notDeepEqual(Array.from(excess.imageScores), Array.from(plain.imageScores));
+  assert.throws(() => resolveConfig({ imageScore: 'mean' as never }), /image score must be max or excess/);
 });
 
 test('divideNum without explicit subsets splits by parent folder and scores within each subset', async () => {

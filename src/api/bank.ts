@@ -153,7 +153,7 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
     const metadata: OutputMetadata = {
       command: 'score',
       backbone: bankIn.backbone.id,
-      config: { ...bankIn.config, precision: opts.precision ?? (bankIn.encoding === 'int8' ? 'int8' : 'fp32') },
+      config: { ...bankIn.config, imageScore: bankIn.config.imageScore ?? 'max', precision: opts.precision ?? (bankIn.encoding === 'int8' ? 'int8' : 'fp32') },
       resolution: { ...batch.size, rule: bankGeometry(bankIn).rule },
       bank: {
         ...(typeof opts.bank === 'string' ? { file: resolve(opts.bank) } : {}),

@@ -49,6 +49,11 @@ export interface ScoringOptions {
    * and `fixed` for backbones that take one input size only (ViTs at their native size).
    */
   readonly resolution?: 'auto' | 'fixed';
+  /**
+   * Image score: `excess` (default), the max of a map's excess over the batch's typical map
+   * (per-pixel median of its maps; a bank keeps its own), or `max`, the map's max (the paper's).
+   */
+  readonly imageScore?: 'excess' | 'max';
   /** Backbone layers (ResNet50: `layer1`..`layer4`; ViT: 0-based block indices as strings). */
   readonly layers?: readonly string[];
   /** LNAMD aggregation degrees (odd). */
@@ -111,6 +116,7 @@ export function configOf(o: ScoringOptions): MuscConfig {
     divideNum: o.divideNum ?? DEFAULT_CONFIG.divideNum,
     batchSize: o.batchSize ?? DEFAULT_CONFIG.batchSize,
     precision: o.precision ?? DEFAULT_CONFIG.precision,
+    imageScore: o.imageScore ?? 'excess',
   });
 }
 

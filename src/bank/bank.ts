@@ -7,12 +7,13 @@ import { ConfigError } from '../errors.js';
 import { lnamdStackWithRange } from '../pipeline/lnamd.js';
 import { lnamdStackParallel, unshared, WorkerPool } from '../pipeline/parallel.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
+import { imageScore, typicalMap } from '../pipeline/maps.js';
 import { channelDither, int8Scale, quantizeSymmetric } from '../pipeline/quantize.js';
 import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { BatchGeometry } from '../pipeline/geometry.js';
 import type { FeatureGrid } from '../tensor.js';
 import { chooseThreshold, type ThresholdRule } from '../outputs/thresholds.js';
-import { BANK_VERSION, BankError, toHalf, unitsPerImage, type Bank, type BankBackbone, type BankConfig, type BankEncoding, type BankImage, type BankReference, type BankSet } from './format.js';
+import { BankError, formatVersion, toHalf, unitsPerImage, type Bank, type BankBackbone, type BankConfig, type BankEncoding, type BankImage, type BankReference, type BankSet } from './format.js';
 import { scoreAgainstBank } from './score.js';
 
 /** Options of `buildBank`. */
@@ -38,6 +39,7 @@ function bankConfig(cfg: MuscConfig, geometry: BatchGeometry): BankConfig {
     interval: [cfg.interval[0], cfg.interval[1]],
     kList: [...cfg.kList],
     embeddingSimilarity: cfg.embeddingSimilarity,
+    imageScore: cfg.imageScore,
   };
 }
 
@@ -113,7 +115,7 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   features.forEach((f, i) => embeddings.set(f.embedding, i * D));
   const now = new Date().toISOString();
   const draft: Bank = {
-    version: BANK_VERSION,
+    version: formatVersion({}),
     createdAt: now,
     updatedAt: now,
     backbone: opts.backbone,
@@ -128,13 +130,17 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   };
   let rawScores: ArrayLike<number>;
   let decisionScores: ArrayLike<number>;
+  let typical: Float32Array | null;
   if (own) {
     rawScores = own.imageScores;
     decisionScores = own.rscinScores;
+    typical = own.typical;
   } else {
+    // Each good image against the others; with image score `excess` the typical map is theirs.
     const res = await scoreAgainstBank(features, draft, { threads: opts.threads, signal: opts.signal, excludeBankIndex: features.map((_, i) => i) });
-    rawScores = res.imageScores;
-    decisionScores = res.imageScores;
+    typical = cfg.imageScore === 'excess' ? typicalMap(res.maps) : null;
+    rawScores = Float64Array.from(res.maps, (m) => imageScore(m, typical));
+    decisionScores = rawScores;
   }
   const rule = opts.threshold ?? (reference === 'good' ? { method: 'mad' as const } : { method: 'otsu' as const });
   const t = chooseThreshold(decisionScores, rule);
@@ -142,6 +148,7 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
     ...draft,
     threshold: { value: t.value, method: t.method },
     images: draft.images.map((im, i) => ({ ...im, score: rawScores[i] })),
+    ...(typical ? { typical, version: formatVersion({ typical }) } : {}),
   };
 }
 

@@ -7,6 +7,7 @@
  * (relative to the payload start, each 8-byte aligned):
  *   per (layer, r) set: patch vectors [N, P, C] as int8 codes (one scale per set), fp16 or fp32
  *   embeddings [N, D] fp32
+ *   with image score `excess`: the typical map [height, width] fp32
  * SHA-256 of every preceding byte (32 bytes)
  * ```
  * Hand-written: a few typed-array sections do not need a container library, and the
@@ -19,7 +20,25 @@ import writeFileAtomic from 'write-file-atomic';
 import type { BatchGeometry } from '../pipeline/geometry.js';
 
 export const BANK_MAGIC = 'MUSCBANK';
-export const BANK_VERSION = 1;
+/**
+ * The newest format version: 2 adds the typical map (image score `excess`). A bank is written with
+ * the oldest version that holds it (`formatVersion`), so banks scored by the max stay readable by
+ * musc-ts before version 2, and those do not silently score an `excess` bank by the max.
+ */
+export const BANK_VERSION = 2;
+
+/** The versions this musc-ts reads. */
+export const BANK_VERSIONS_READ: readonly number[] = [1, 2];
+
+/** The format version a bank is written with: 2 with a typical map, else 1. */
+export function formatVersion(bank: Pick<Bank, 'typical'>): number {
+  return bank.typical ? 2 : 1;
+}
+
+/** Whether this musc-ts reads a bank of format `version`. */
+export function readsVersion(version: number): boolean {
+  return BANK_VERSIONS_READ.includes(version);
+}
 
 /** A bank file that cannot be used: corrupt, truncated, another version, or built with another config. */
 export class BankError extends MuscError {
@@ -57,6 +76,8 @@ export interface BankConfig {
   readonly interval: readonly [number, number];
   readonly kList: readonly number[];
   readonly embeddingSimilarity: 'cosine' | 'dot';
+  /** How a map gives its image score (absent in banks written before `excess`: `max`). */
+  readonly imageScore?: 'max' | 'excess';
 }
 
 /** How to reopen the backbone the bank was built with. */
@@ -77,7 +98,7 @@ export interface BankImage {
   readonly name: string;
   readonly width: number;
   readonly height: number;
-  /** Raw image score (max of its map) against the rest of the bank when it was added. */
+  /** Raw image score (by `config.imageScore`) against the rest of the bank when it was added. */
   readonly score: number;
 }
 
@@ -107,7 +128,7 @@ export function unitsPerImage(bank: { readonly config: BankConfig }): number {
 
 /** A bank in memory. */
 export interface Bank {
-  /** File format version (`BANK_VERSION`). */
+  /** File format version (`formatVersion` when written). */
   readonly version: number;
   /** When the bank was built, ISO 8601. */
   readonly createdAt: string;
@@ -131,10 +152,15 @@ export interface Bank {
   readonly embeddings: Float32Array;
   /** D. */
   readonly embeddingDim: number;
+  /**
+   * Image score `excess`: the typical map `[height, width]` of the bank's images at build
+   * (`typicalMap`), kept like the threshold when images are added.
+   */
+  readonly typical?: Float32Array;
 }
 
 /** What a bank's header says: everything but the vectors. */
-export interface BankHeader extends Omit<Bank, 'sets' | 'embeddings'> {
+export interface BankHeader extends Omit<Bank, 'sets' | 'embeddings' | 'typical'> {
   readonly sets: readonly Omit<BankSet, 'data'>[];
 }
 
@@ -142,11 +168,14 @@ interface HeaderSet extends Omit<BankSet, 'data'> {
   readonly offset: number;
   readonly byteLength: number;
 }
-interface Header extends Omit<Bank, 'sets' | 'embeddings' | 'version'> {
+interface Header extends Omit<Bank, 'sets' | 'embeddings' | 'version' | 'typical'> {
   readonly format: 'musc-bank';
   readonly sets: readonly HeaderSet[];
   readonly embeddingsOffset: number;
   readonly embeddingsByteLength: number;
+  /** The typical map's section (image score `excess`). */
+  readonly typicalOffset?: number;
+  readonly typicalByteLength?: number;
 }
 
 const align8 = (n: number) => (n + 7) & ~7;
@@ -162,19 +191,29 @@ export function encodeBank(bank: Bank): Uint8Array {
   });
   const embeddingsOffset = offset;
   offset = align8(offset + bank.embeddings.byteLength);
-  const { sets: _s, embeddings: _e, version: _v, ...rest } = bank;
-  const header: Header = { format: 'musc-bank', ...rest, sets, embeddingsOffset, embeddingsByteLength: bank.embeddings.byteLength };
+  const typicalOffset = offset;
+  if (bank.typical) offset = align8(offset + bank.typical.byteLength);
+  const { sets: _s, embeddings: _e, version: _v, typical, ...rest } = bank;
+  const header: Header = {
+    format: 'musc-bank',
+    ...rest,
+    sets,
+    embeddingsOffset,
+    embeddingsByteLength: bank.embeddings.byteLength,
+    ...(typical ? { typicalOffset, typicalByteLength: typical.byteLength } : {}),
+  };
   const json = new TextEncoder().encode(JSON.stringify(header));
   const payloadStart = align8(16 + json.length);
   const out = new Uint8Array(payloadStart + offset + 32);
   out.set(new TextEncoder().encode(BANK_MAGIC), 0);
   const dv = new DataView(out.buffer);
-  dv.setUint32(8, BANK_VERSION, true);
+  dv.setUint32(8, formatVersion(bank), true);
   dv.setUint32(12, json.length, true);
   out.set(json, 16);
   const put = (a: ArrayBufferView, at: number) => out.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), payloadStart + at);
   bank.sets.forEach((s, i) => put(s.data, sets[i].offset));
   put(bank.embeddings, embeddingsOffset);
+  if (typical) put(typical, typicalOffset);
   out.set(Buffer.from(sha256(out.subarray(0, out.length - 32)), 'hex'), out.length - 32);
   return out;
 }
@@ -186,8 +225,8 @@ export function encodeBank(bank: Bank): Uint8Array {
 export function decodeBank(bytes: Uint8Array, source = 'bank'): Bank {
   const version = versionOf(bytes, source);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (version !== BANK_VERSION) {
-    throw new BankError(`${source} is bank format version ${version}; this musc-ts reads version ${BANK_VERSION}. Rebuild it with \`musc bank build\`.`);
+  if (!readsVersion(version)) {
+    throw new BankError(`${source} is bank format version ${version}; this musc-ts reads versions ${BANK_VERSIONS_READ.join(' and ')}. Rebuild it with \`musc bank build\`.`);
   }
   const expected = Buffer.from(bytes.subarray(bytes.length - 32)).toString('hex');
   if (sha256(bytes.subarray(0, bytes.length - 32)) !== expected) {
@@ -213,8 +252,14 @@ export function decodeBank(bytes: Uint8Array, source = 'bank'): Bank {
     return { ...meta, data };
   });
   const embeddings = new Float32Array(copy(header.embeddingsOffset, header.embeddingsByteLength));
-  const { format: _f, sets: _s, embeddingsOffset: _o, embeddingsByteLength: _l, ...rest } = header;
-  return { ...rest, version, sets, embeddings };
+  const { format: _f, sets: _s, embeddingsOffset: _o, embeddingsByteLength: _l, typicalOffset, typicalByteLength, ...rest } = header;
+  const map = header.config.geometry?.map;
+  let typical: Float32Array | undefined;
+  if (header.config.imageScore === 'excess') {
+    if (typicalOffset === undefined || typicalByteLength === undefined || !map || typicalByteLength !== map.width * map.height * 4) throw new BankError(`${source}: image score excess without a typical map of its map size`);
+    typical = new Float32Array(copy(typicalOffset, typicalByteLength));
+  }
+  return { ...rest, version, sets, embeddings, ...(typical ? { typical } : {}) };
 }
 
 /** The format version of a bank's bytes. @throws BankError when they are not a bank at all. */
@@ -296,7 +341,7 @@ export interface BankInspection {
 export function inspectBank(bytes: Uint8Array, source = 'bank'): BankInspection {
   const version = versionOf(bytes, source);
   const problems: string[] = [];
-  if (version !== BANK_VERSION) problems.push(`format version ${version}; this musc-ts reads version ${BANK_VERSION}`);
+  if (!readsVersion(version)) problems.push(`format version ${version}; this musc-ts reads versions ${BANK_VERSIONS_READ.join(' and ')}`);
   const hlen = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(12, true);
   let header: Header | null = null;
   if (16 + hlen > bytes.length) {
@@ -311,9 +356,9 @@ export function inspectBank(bytes: Uint8Array, source = 'bank'): BankInspection 
   let summary: BankHeader | null = null;
   let expected = -1;
   if (header) {
-    const { format: _f, sets, embeddingsOffset, embeddingsByteLength, ...rest } = header;
+    const { format: _f, sets, embeddingsOffset, embeddingsByteLength, typicalOffset, typicalByteLength, ...rest } = header;
     summary = { ...rest, version, sets: sets.map(({ offset: _o, byteLength: _b, ...meta }) => meta) };
-    const end = Math.max(embeddingsOffset + embeddingsByteLength, ...sets.map((s) => s.offset + s.byteLength));
+    const end = Math.max(embeddingsOffset + embeddingsByteLength, (typicalOffset ?? 0) + (typicalByteLength ?? 0), ...sets.map((s) => s.offset + s.byteLength));
     expected = align8(16 + hlen) + align8(end) + 32;
   }
   let checksum: BankInspection['checksum'];
@@ -351,7 +396,7 @@ export async function readBankHeader(file: string): Promise<BankHeader> {
     const got = (await fh.read(json, 0, hlen, 16)).bytesRead;
     const h = got === hlen ? (JSON.parse(new TextDecoder().decode(json)) as Header) : null;
     if (!h) throw new BankError(`${file} is truncated`);
-    const { format: _f, sets, embeddingsOffset: _o, embeddingsByteLength: _l, ...rest } = h;
+    const { format: _f, sets, embeddingsOffset: _o, embeddingsByteLength: _l, typicalOffset: _t, typicalByteLength: _tl, ...rest } = h;
     return { ...rest, version: new DataView(head.buffer).getUint32(8, true), sets: sets.map(({ offset: _s, byteLength: _b, ...meta }) => meta) };
   } catch (err) {
     if (err instanceof BankError) throw err;

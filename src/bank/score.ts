@@ -246,7 +246,7 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
   }
   const cover = coverage(boxes, size);
   if (cover) for (const m of maps) for (let i = 0; i < m.length; i++) if (cover[i] > 0) m[i] /= cover[i];
-  const imageScores = Float64Array.from(maps, imageScore);
+  const imageScores = Float64Array.from(maps, (m) => imageScore(m, bank.typical ?? null));
   const scores = bank.reference === 'good' ? Float64Array.from(imageScores) : Float64Array.from(queries, (q, i) => rscinAgainstBank(imageScores[i], q.embedding, bank));
   return { maps, imageScores, scores, width: size.width, height: size.height };
 }

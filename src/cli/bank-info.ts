@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { MuscError } from '../errors.js';
-import { BANK_VERSION, MIN_BANK_IMAGES, inspectBankFile, type BankInspection, type BankHeader } from '../bank/format.js';
+import { MIN_BANK_IMAGES, readsVersion, inspectBankFile, type BankInspection, type BankHeader } from '../bank/format.js';
 import { isBankLocked } from '../bank/lock.js';
 
 /** The `--json` object (keys documented in README, "Checking a bank"). */
@@ -57,7 +57,7 @@ export async function bankInfo(file: string): Promise<BankInfoJson> {
     updatedAt: s?.updatedAt ?? null,
     sizeBytes: ins.sizeBytes,
     checksum: ins.checksum,
-    usable: problems.length === 0 && ins.version === BANK_VERSION,
+    usable: problems.length === 0 && readsVersion(ins.version),
     minImages,
     locked: await isBankLocked(file),
     problems,
@@ -84,6 +84,7 @@ function describe(j: BankInfoJson): string {
       ['interval', c.interval.join(',')],
       ['k list', c.kList.join(',')],
       ['embedding', `${j.embeddingDim}-d, ${c.embeddingSimilarity}`],
+      ['image score', c.imageScore === 'excess' ? "excess over the bank's typical map" : 'max of the map'],
     );
   }
   if (j.threshold) rows.push(['threshold', `${j.threshold.value.toFixed(4)} (${j.threshold.method})`]);
@@ -94,7 +95,7 @@ function describe(j: BankInfoJson): string {
     ['lock', j.locked ? 'held: another process is updating this bank now' : 'free'],
     ['usable', j.usable ? 'yes' : 'NO'],
   );
-  return rows.map(([k, v]) => `${`${k}:`.padEnd(12)}${v}\n`).join('');
+  return rows.map(([k, v]) => `${`${k}:`.padEnd(13)}${v}\n`).join('');
 }
 
 /** Adds `info` to `musc bank`. */

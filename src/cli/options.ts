@@ -24,6 +24,7 @@ export function addScoringOptions(cmd: Command): Command {
     .addOption(new Option('--refine <q>', 'coarse-to-fine: re-score the top fraction q, in (0, 1], of patches at --refine-size against all patches').argParser(numberIn(0, 1, 'a fraction of the patches', { min: true })))
     .addOption(new Option('--refine-size <px>', 'S of the fine pass (default 2 S)').argParser(positiveInt))
     .addOption(new Option('--resolution <mode>', 'auto (default unless --image-size is given): keep the aspect of elongated batches and refine detailed ones (see README); fixed: exactly the size options given').choices(['auto', 'fixed']))
+    .addOption(new Option('--image-score <rule>', "excess: the max of a map's excess over the batch's typical map (per-pixel median); max: the map's max (the paper's)").choices(['excess', 'max']).default('excess'))
     .addOption(new Option('--layers <names>', `backbone layers, comma-separated (ResNet50: layer1..layer4, default ${DEFAULT_CONFIG.layers.join(',')}; ViT: 0-based blocks, default four evenly spaced, e.g. 5,11,17,23)`))
     .addOption(new Option('--r-list <degrees>', 'LNAMD aggregation degrees, odd and ≥ 1').argParser(intList('odd and ≥ 1', (r) => r >= 1 && r % 2 === 1)).default([...DEFAULT_CONFIG.rList]))
     .addOption(new Option('--interval <low,high>', 'MSM interval of sorted minima, fractions of N-1 (0 ≤ low < high ≤ 1)').argParser(interval).default([...DEFAULT_CONFIG.interval]))
@@ -44,6 +45,7 @@ export interface ScoringOpts {
   refine?: number;
   refineSize?: number;
   resolution?: 'auto' | 'fixed';
+  imageScore: 'excess' | 'max';
   backbone?: string;
   backboneType?: VitFamily | 'auto';
   clipGelu: GeluMode;
@@ -69,6 +71,7 @@ export function scoringFrom(o: ScoringOpts, hooks: Pick<ScoringOptions, 'signal'
     tiles: o.tiles || o.tileSize ? { ...(o.tiles ? { grid: o.tiles } : { size: o.tileSize }), overlap: o.tileOverlap, match: o.tileMatch } : undefined,
     refine: o.refine !== undefined ? { fraction: o.refine, imageSize: o.refineSize } : undefined,
     resolution: o.resolution,
+    imageScore: o.imageScore,
     layers: o.layers ? o.layers.split(',').map((s) => s.trim()) : undefined,
     rList: o.rList,
     interval: o.interval,

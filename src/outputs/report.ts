@@ -8,7 +8,13 @@ import { displayNames } from './names.js';
 import { decisionScore, type OutputMetadata, type ScoredBatch, type ScoreRow } from './tables.js';
 import type { Threshold } from './thresholds.js';
 
-/** The summary table of the report: what produced it, at which working size. */
+/** How the image scores were taken, in the report's words. */
+const IMAGE_SCORE_WORDS = {
+  excess: "excess: max of the map minus the batch's typical map (per-pixel median)",
+  max: "max of the map (the paper's)",
+} as const;
+
+/** The summary table of the report: what produced it, at which working size and image score. */
 export function reportConfig(meta: OutputMetadata): Record<string, ReportConfigValue> {
   const c = meta.config;
   const { width, height } = meta.resolution;
@@ -16,6 +22,7 @@ export function reportConfig(meta: OutputMetadata): Record<string, ReportConfigV
     backbone: meta.backbone,
     workingSize: `${width}×${height}`,
     ...(meta.resolution.rule ? { resolution: meta.resolution.rule } : {}),
+    ...(c.imageScore ? { imageScore: IMAGE_SCORE_WORDS[c.imageScore] } : {}),
     layers: c.layers,
     rList: c.rList,
     interval: c.interval,

@@ -13,7 +13,7 @@ import { cropRgb, decodeImageRgbSizes, imageSize, type LoadedImage } from '../im
 import { gridOfBatch, type FeatureGrid, type Size2D } from '../tensor.js';
 import { needsOriginalSizes, planBatch, type BatchGeometry, type RefineConfig, type TilingConfig } from './geometry.js';
 import { WorkerPool, lnamdStackParallel, sharedFloat32 } from './parallel.js';
-import { anomalyMap, coverage, imageScore, upsampleIntoBox } from './maps.js';
+import { anomalyMap, coverage, imageScore, typicalMap, upsampleIntoBox, type ImageScoreRule } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
 import { refineScores, type CrossScoring } from './refine.js';
 import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
@@ -60,6 +60,12 @@ export interface MuscConfig {
    * (`dot` for DINO/DINOv2 as the reference, `cosine` otherwise).
    */
   readonly embeddingSimilarity: 'cosine' | 'dot';
+  /**
+   * How a map gives its image score: `max` (the paper's, spec §6.1) or `excess`, the max of the
+   * map's excess over the batch's typical map (`typicalMap`). `musc run/eval` default to `excess`
+   * (BENCHMARKS.md); this library default stays the paper's.
+   */
+  readonly imageScore: ImageScoreRule;
 }
 
 /**
@@ -83,6 +89,7 @@ export const DEFAULT_CONFIG: MuscConfig = {
   // int8 stays within 0.5 points of fp32 on every metric on ../shared/data and is ~2x faster (BENCHMARKS.md).
   precision: 'int8',
   embeddingSimilarity: 'cosine',
+  imageScore: 'max',
 };
 
 /** Backbone output kept for one image. */
@@ -143,6 +150,7 @@ export function resolveConfig(partial: Partial<MuscConfig> = {}): MuscConfig {
   if (!Number.isInteger(cfg.divideNum) || cfg.divideNum < 1) throw new ConfigError(`divide number must be a positive integer (got ${cfg.divideNum})`);
   if (!Number.isInteger(cfg.batchSize) || cfg.batchSize < 1) throw new ConfigError(`batch size must be a positive integer (got ${cfg.batchSize})`);
   if (cfg.precision !== 'fp32' && cfg.precision !== 'int8') throw new ConfigError(`precision must be fp32 or int8 (got ${String(cfg.precision)})`);
+  if (cfg.imageScore !== 'max' && cfg.imageScore !== 'excess') throw new ConfigError(`image score must be max or excess (got ${String(cfg.imageScore)})`);
   if (cfg.embeddingSimilarity !== 'cosine' && cfg.embeddingSimilarity !== 'dot') throw new ConfigError(`embedding similarity must be cosine or dot (got ${String(cfg.embeddingSimilarity)})`);
   if (cfg.imageShape && ![cfg.imageShape.width, cfg.imageShape.height].every((v) => Number.isInteger(v) && v >= 32 && v <= 4096)) {
     throw new ConfigError(`image width and height must be integers in 32..4096 (got ${cfg.imageShape.width}x${cfg.imageShape.height})`);
@@ -307,8 +315,10 @@ export interface StageTimes {
 export interface MuscScores {
   /** Anomaly maps `[height, width]` per image, raw averaged distances. */
   readonly maps: Float32Array[];
-  /** Max of each map. */
+  /** Each map's image score under `cfg.imageScore` (the max, or the max excess over `typical`). */
   readonly imageScores: Float64Array;
+  /** The batch's typical map (per-pixel median of `maps`) with image score `excess`, else null. */
+  readonly typical: Float32Array | null;
   /** RsCIN-refined image scores (what image metrics and decisions use). */
   readonly rscinScores: Float64Array;
   /** RsCIN windows actually used: those of `cfg.kList` that fit the number of images. */
@@ -504,14 +514,16 @@ export async function scoreFeatures(
   const cover = fine ? null : coverage(coarse.boxes, map);
   if (cover) for (const m of maps) for (let i = 0; i < m.length; i++) if (cover[i] > 0) m[i] /= cover[i];
   const t = performance.now();
-  const imageScores = Float64Array.from(maps, imageScore);
+  // The typical map is taken over the whole batch (all subsets), like RsCIN.
+  const typical = cfg.imageScore === 'excess' ? typicalMap(maps) : null;
+  const imageScores = Float64Array.from(maps, (m) => imageScore(m, typical));
   const dim = features[0].embedding.length;
   const emb = new Float32Array(M * dim);
   features.forEach((f, i) => emb.set(f.embedding, i * dim));
   const kList = usableKList(cfg.kList, M);
   const rscinScores = rscin(imageScores, emb, dim, kList, { cosine: cfg.embeddingSimilarity === 'cosine' });
   if (hooks.times) hooks.times.rscin += (performance.now() - t) / 1000;
-  return { maps, imageScores, rscinScores, width: map.width, height: map.height, kList, geometry };
+  return { maps, imageScores, typical, rscinScores, width: map.width, height: map.height, kList, geometry };
 }
 
 export { anomalyMap };

@@ -20,6 +20,7 @@ import { bankBackboneOf } from '../../src/bank/scorer.js';
 import { rscinAgainstBank, scoreAgainstBank } from '../../src/bank/score.js';
 import { extractFeatures, resolveConfig, scoreFeatures, type ImageFeatures, type MuscConfig } from '../../src/pipeline/musc.js';
 import { lnamd } from '../../src/pipeline/lnamd.js';
+import { imageScore, typicalMap } from '../../src/pipeline/maps.js';
 import { rscin } from '../../src/pipeline/rscin.js';
 import { evaluationData, MUSC_BIN } from '../helpers.js';
 
@@ -174,12 +175,53 @@ test('bank files round-trip, and corrupt, truncated, foreign or other-version fi
   assert.throws(() => decodeBank(flipped, 'x.mbank'), (e: unknown) => e instanceof BankError && /corrupt/.test(e.message));
   assert.throws(() => decodeBank(bytes.subarray(0, bytes.length - 100), 'x.mbank'), BankError);
   assert.throws(() => decodeBank(new TextEncoder().encode('PK\u0003\u0004 definitely not a bank, just some zip bytes here....................'), 'x.mbank'), /not a musc-ts feature bank/);
-  const v2 = bytes.slice();
-  new DataView(v2.buffer).setUint32(8, 2, true);
-  assert.throws(() => decodeBank(v2, 'x.mbank'), /version 2/);
+  const v3 = bytes.slice();
+  new DataView(v3.buffer).setUint32(8, 3, true);
+  assert.throws(() => decodeBank(v3, 'x.mbank'), /version 3; this musc-ts reads versions 1 and 2/);
   assert.throws(() => assertCompatible(bank, { ...cfg, imageSize: 320 }, backbone.id), /image size 224 vs 320/);
   assert.throws(() => assertCompatible(bank, { ...cfg, layers: ['layer3'] }, backbone.id), /layers/);
   await assert.rejects(Musc.open({ bank: { ...bank, backbone: { kind: 'resnet50', id: 'resnet50-other' } } }), BankError);
+});
+
+test("image score excess in banks: the bank keeps its batch's typical map (unlabeled: its own scoring; good: the leave-one-out maps), scores new images by it, keeps it on update and round-trips it", async () => {
+  const c = resolveConfig({ ...cfg, imageScore: 'excess' });
+  const others = features.slice(1);
+  const bank = await bankOf(others, 'int8', c);
+  const own = await scoreFeatures(others, c);
+  assert.equal(bank.config.imageScore, 'excess');
+  assert.deepEqual(bank.typical, own.typical);
+  assert.deepEqual(
+    bank.images.map((im) => im.score),
+    Array.from(own.imageScores),
+  );
+  const res = await scoreAgainstBank([features[0]], bank);
+  assert.equal(res.imageScores[0], imageScore(res.maps[0], bank.typical!));
+  // A bank of the paper's max: the same map, its max as the score.
+  const plainBank = await bankOf(others, 'int8', cfg);
+  const plain = await scoreAgainstBank([features[0]], plainBank);
+  assert.deepEqual(plain.maps[0], res.maps[0]);
+  assert.equal(plain.imageScores[0], imageScore(res.maps[0]));
+  assert.notEqual(plain.imageScores[0], res.imageScores[0]);
+  const back = decodeBank(encodeBank(bank));
+  assert.deepEqual(back.typical, bank.typical);
+  assert.equal(back.config.imageScore, 'excess');
+  assert.equal(decodeBank(encodeBank(plainBank)).typical, undefined);
+  // Format 2 only where the typical map is: musc-ts before it refuses such a bank instead of scoring it by the max.
+  const versionOf = (b: Bank) => new DataView(encodeBank(b).buffer).getUint32(8, true);
+  assert.deepEqual([versionOf(bank), bank.version, back.version], [2, 2, 2]);
+  assert.deepEqual([versionOf(plainBank), plainBank.version], [1, 1]);
+  // A bank that says excess but lost its map is refused, not scored by the max.
+  const { typical: _t, ...withoutMap } = bank;
+  assert.throws(() => decodeBank(encodeBank(withoutMap)), /typical map/);
+  const good = await buildBank(others, c, { backbone: bankBackboneOf(backbone, {}, null), reference: 'good' });
+  const { typical: _g, ...goodNoMap } = good;
+  const loo = await scoreAgainstBank(others, goodNoMap, { excludeBankIndex: others.map((_, i) => i) });
+  assert.deepEqual(good.typical, typicalMap(loo.maps));
+  assert.deepEqual(
+    good.images.map((im) => im.score),
+    loo.maps.map((m) => imageScore(m, good.typical!)),
+  );
+  assert.equal(appendToBank(bank, [features[0]], [res.imageScores[0]]).typical, bank.typical, 'kept on update, like the threshold');
 });
 
 test('fp16 storage: half-precision conversion, scores close to fp32', async () => {

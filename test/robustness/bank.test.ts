@@ -140,12 +140,12 @@ cliCases('bank', [
   },
   // musc bank info: what a bank holds, without scoring against it.
   {
-    name: '`bank info` prints images, kind, config, backbone, encoding, size and a good checksum',
+    name: '`bank info` prints images, kind, config (image score included), backbone, encoding, size and a good checksum',
     setup: (dir) => copyBank(dir).then(() => undefined),
     args: ['bank', 'info', 'bank.mbank'],
     expect: {
       exit: 0,
-      stdout: /images:\s+6\b[\s\S]*reference:\s+unlabeled[\s\S]*encoding:\s+int8[\s\S]*backbone:\s+resnet50[\s\S]*image size:\s+224[\s\S]*layers:\s+layer2,layer3[\s\S]*size:\s+[\d.]+ MiB[\s\S]*checksum:\s+ok/,
+      stdout: /images:\s+6\b[\s\S]*reference:\s+unlabeled[\s\S]*encoding:\s+int8[\s\S]*backbone:\s+resnet50[\s\S]*image size:\s+224[\s\S]*layers:\s+layer2,layer3[\s\S]*image score:\s+excess over the bank's typical map[\s\S]*size:\s+[\d.]+ MiB[\s\S]*checksum:\s+ok/,
     },
   },
   {
