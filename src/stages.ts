@@ -23,7 +23,7 @@ export { loadImageRgb, type LoadedImage, type RgbImage } from './image/io.js';
 export { DEFAULT_CONFIG, extractFeatures, resolveConfig, scoreFeatures, type ImageFeatures, type MuscConfig, type MuscScores } from './pipeline/musc.js';
 export { lnamd } from './pipeline/lnamd.js';
 export { intervalBounds, MIN_IMAGES, mutualScores, mutualScoresOf } from './pipeline/msm.js';
-export { anomalyMap, imageScore, upsampleBilinear, type ScoreGrid } from './pipeline/maps.js';
+export { anomalyMap, excessScore, imageScore, imageScoresOf, typicalMap, upsampleBilinear, type ImageScoreRule, type ScoreGrid } from './pipeline/maps.js';
 export { rscin, RSCIN_K_DEFAULT, RSCIN_K_VISA } from './pipeline/rscin.js';
 export { imageMetrics, pixelMetrics, type ImageMetrics, type PixelMetrics } from './metrics/index.js';
 export { scoreAgainstBank, type BankScores } from './bank/score.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError } from '../src/errors.js';
 import { decide, decisionQuality } from '../src/outputs/decisions.js';
-import { heatLayer, turbo } from '../src/outputs/heatmap.js';
+import { batchHeatScale, heatLayer, turbo } from '../src/outputs/heatmap.js';
 import { displayNames, outputStems } from '../src/outputs/names.js';
 import { encodeNpy } from '../src/outputs/npy.js';
 import { strongestRegion } from '../src/outputs/region.js';
@@ -55,6 +55,22 @@ test('strongest region: the blob around the hottest pixel, scaled to original pi
   map[9 * size + 0] = 0.9; // a separate, weaker-peak blob elsewhere is not merged
   const r = strongestRegion(map, size, 100, 50);
   assert.deepEqual(r, { x: 50, y: 10, width: 30, height: 15 });
+});
+
+test('with a typical map the strongest region is where the map exceeds it most, not the place high in every image', () => {
+  const size = 10;
+  const typical = new Float32Array(size * size).fill(0.1);
+  for (let x = 0; x < size; x++) typical[9 * size + x] = 0.9; // a bottom border high in every image
+  const map = Float32Array.from(typical);
+  map[9 * size + 0] = 0.95; // the map's max: the border, a little above its usual level
+  map[3 * size + 6] = 0.6; // a defect: 0.5 above its place's level
+  assert.deepEqual(strongestRegion(map, size, 10, 10), { x: 0, y: 9, width: 10, height: 1 }, 'the raw map: the border row');
+  assert.deepEqual(strongestRegion(map, size, 10, 10, typical), { x: 6, y: 3, width: 1, height: 1 });
+});
+
+test('the heat scale of a batch spans its map values (not its image scores, which are excesses under image score excess)', () => {
+  const maps = [Float32Array.from([0.2, 0.3, 0.9, 0.25]), Float32Array.from([0.1, 0.4, 0.5, 0.2])];
+  assert.deepEqual(batchHeatScale(maps), { low: Math.fround(0.1), high: Math.fround(0.9) });
 });
 
 test('output names do not collide across folders; display names keep the relative path', () => {

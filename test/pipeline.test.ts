@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError } from '../src/errors.js';
 import { lnamd, lnamdStack } from '../src/pipeline/lnamd.js';
-import { anomalyMap, imageScore, typicalMap, upsampleBilinear } from '../src/pipeline/maps.js';
+import { anomalyMap, excessScore, imageScore, imageScoresOf, typicalMap, upsampleBilinear } from '../src/pipeline/maps.js';
 import { intervalBounds, mutualScores, mutualScoresOf, type MutualScoring } from '../src/pipeline/msm.js';
 import { rscin } from '../src/pipeline/rscin.js';
 import { planBatch } from '../src/pipeline/geometry.js';
@@ -263,13 +263,14 @@ test("image score excess: a place that is high in every map loses to a defect th
   const maps = [0, 1, 2, 3, 4].map((k) => Float32Array.from([0.8 + 0.01 * k, 0.3, 0.2, k === 2 ? 0.6 : 0.2]));
   const typical = typicalMap(maps);
   assert.deepEqual(Array.from(typical), [Math.fround(0.82), 0.3, 0.2, 0.2].map(Math.fround));
-  const plain = maps.map((m) => imageScore(m));
-  const excess = maps.map((m) => imageScore(m, typical));
+  const plain = maps.map(imageScore); // imageScore stays unary: it can be mapped over maps
+  const excess = maps.map((m) => excessScore(m, typical));
   assert.equal(plain.indexOf(Math.max(...plain)), 4, 'the max follows the border');
   assert.equal(excess.indexOf(Math.max(...excess)), 2, 'the excess finds the defect');
   assert.ok(Math.abs(excess[2] - 0.4) < 1e-6);
-  assert.equal(imageScore(maps[0], null), plain[0]);
-  assert.throws(() => imageScore(maps[0], new Float32Array(3)), /typical map/);
+  assert.deepEqual(Array.from(imageScoresOf(maps, null)), plain);
+  assert.deepEqual(Array.from(imageScoresOf(maps, typical)), excess);
+  assert.throws(() => excessScore(maps[0], new Float32Array(3)), /typical map/);
 });
 
 test('bilinear upsampling of a rectangular grid to a rectangular map (align_corners per axis)', () => {

@@ -6,7 +6,7 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { buildBank } from '../bank/bank.js';
-import { readBank, writeBank, type Bank, type BankEncoding, type BankReference } from '../bank/format.js';
+import { readBank, typicalOf, writeBank, type Bank, type BankEncoding, type BankReference } from '../bank/format.js';
 import { bankGeometry, bankHeatScale } from '../bank/score.js';
 import { MuscScorer, type BankSaveResult, type MuscOpenOptions } from '../bank/scorer.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
@@ -45,7 +45,7 @@ export interface BuiltBank {
 /** Largest sensible fixed threshold: RsCIN scores are in [0, 1], raw scores (good banks) in [0, 2]. */
 function checkBankThreshold(value: number, reference: BankReference, flag = '--threshold'): void {
   const max = reference === 'good' ? 2 : 1;
-  const what = reference === 'good' ? "the raw score of a good bank (a patch distance, 0..2)" : 'the RsCIN score of an unlabeled bank (0..1)';
+  const what = reference === 'good' ? "the raw score of a good bank (a patch distance or, with image score excess, its excess over the bank's typical map; at most 2)" : 'the RsCIN score of an unlabeled bank (0..1)';
   if (!(value >= 0 && value <= max)) throw new ConfigError(`${flag} must be a number in [0, ${max}] for ${what} (got ${value})`);
 }
 
@@ -147,6 +147,7 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
       items: results.map((r) => ({ file: r.name, imageScore: r.imageScore, rscinScore: unlabeled ? r.score : null, map: r.map, originalWidth: r.originalWidth, originalHeight: r.originalHeight })),
       size: bankGeometry(bankIn).map,
       failures,
+      typical: typicalOf(bankIn),
     };
     const threshold = bankThreshold(bankIn, opts.threshold);
     if (!plan) return { ...batchResult(batch, scoreRows(batch, threshold), threshold), bank, seconds, ...extra };

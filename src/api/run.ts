@@ -43,6 +43,7 @@ export function batchOf(features: readonly ImageSizes[], scores: MuscScores, fai
     })),
     size: { width: scores.width, height: scores.height },
     failures,
+    typical: scores.typical,
   };
 }
 

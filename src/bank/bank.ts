@@ -7,14 +7,14 @@ import { ConfigError } from '../errors.js';
 import { lnamdStackWithRange } from '../pipeline/lnamd.js';
 import { lnamdStackParallel, unshared, WorkerPool } from '../pipeline/parallel.js';
 import { MIN_IMAGES } from '../pipeline/msm.js';
-import { imageScore, typicalMap } from '../pipeline/maps.js';
+import { imageScoresOf, typicalMap } from '../pipeline/maps.js';
 import { channelDither, int8Scale, quantizeSymmetric } from '../pipeline/quantize.js';
 import { scoreFeatures, type ImageFeatures, type MuscConfig } from '../pipeline/musc.js';
 import type { BatchGeometry } from '../pipeline/geometry.js';
 import type { FeatureGrid } from '../tensor.js';
 import { chooseThreshold, type ThresholdRule } from '../outputs/thresholds.js';
 import { BankError, formatVersion, toHalf, unitsPerImage, type Bank, type BankBackbone, type BankConfig, type BankEncoding, type BankImage, type BankReference, type BankSet } from './format.js';
-import { scoreAgainstBank } from './score.js';
+import { heatScaleOfMaps, scoreAgainstBank } from './score.js';
 
 /** Options of `buildBank`. */
 export interface BuildBankOptions {
@@ -114,12 +114,13 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   const embeddings = new Float32Array(features.length * D);
   features.forEach((f, i) => embeddings.set(f.embedding, i * D));
   const now = new Date().toISOString();
+  const config = bankConfig(cfg, features[0].geometry);
   const draft: Bank = {
-    version: formatVersion({}),
+    version: formatVersion(config),
     createdAt: now,
     updatedAt: now,
     backbone: opts.backbone,
-    config: bankConfig(cfg, features[0].geometry),
+    config,
     reference,
     encoding,
     threshold: { value: NaN, method: 'pending' },
@@ -131,15 +132,19 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   let rawScores: ArrayLike<number>;
   let decisionScores: ArrayLike<number>;
   let typical: Float32Array | null;
+  let goodMaps: Float32Array[] | null = null;
   if (own) {
     rawScores = own.imageScores;
     decisionScores = own.rscinScores;
     typical = own.typical;
   } else {
-    // Each good image against the others; with image score `excess` the typical map is theirs.
-    const res = await scoreAgainstBank(features, draft, { threads: opts.threads, signal: opts.signal, excludeBankIndex: features.map((_, i) => i) });
+    // Each good image against the others, for their maps (scored by the max: the typical map is
+    // not known yet); with image score `excess` the typical map is that of these maps.
+    const maxView: Bank = { ...draft, config: { ...config, imageScore: 'max' } };
+    const res = await scoreAgainstBank(features, maxView, { threads: opts.threads, signal: opts.signal, excludeBankIndex: features.map((_, i) => i) });
+    goodMaps = res.maps;
     typical = cfg.imageScore === 'excess' ? typicalMap(res.maps) : null;
-    rawScores = Float64Array.from(res.maps, (m) => imageScore(m, typical));
+    rawScores = imageScoresOf(res.maps, typical);
     decisionScores = rawScores;
   }
   const rule = opts.threshold ?? (reference === 'good' ? { method: 'mad' as const } : { method: 'otsu' as const });
@@ -148,7 +153,8 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
     ...draft,
     threshold: { value: t.value, method: t.method },
     images: draft.images.map((im, i) => ({ ...im, score: rawScores[i] })),
-    ...(typical ? { typical, version: formatVersion({ typical }) } : {}),
+    ...(typical ? { typical } : {}),
+    heatScale: heatScaleOfMaps(own ? own.maps : goodMaps!),
   };
 }
 

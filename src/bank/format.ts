@@ -30,9 +30,33 @@ export const BANK_VERSION = 2;
 /** The versions this musc-ts reads. */
 export const BANK_VERSIONS_READ: readonly number[] = [1, 2];
 
-/** The format version a bank is written with: 2 with a typical map, else 1. */
-export function formatVersion(bank: Pick<Bank, 'typical'>): number {
-  return bank.typical ? 2 : 1;
+/** The format version a bank is written with: 2 when it scores by `excess` (it holds a typical map), else 1. */
+export function formatVersion(config: Pick<BankConfig, 'imageScore'>): number {
+  return config.imageScore === 'excess' ? 2 : 1;
+}
+
+/**
+ * The typical map new images are scored against: the bank's own with image score `excess`, null
+ * with `max`. @throws BankError when the rule and the map disagree (excess without a map of the
+ * bank's map size, or a map in a bank scored by the max): such a bank would be scored by the wrong rule.
+ */
+export function typicalOf(bank: Pick<Bank, 'config' | 'typical'>, source = 'bank'): Float32Array | null {
+  if (bank.config.imageScore !== 'excess') {
+    if (bank.typical) throw new BankError(`${source} holds a typical map but scores by the max (config.imageScore ${bank.config.imageScore ?? 'absent'})`);
+    return null;
+  }
+  const problem = typicalMapProblem(bank.config, bank.typical?.byteLength);
+  if (problem) throw new BankError(`${source}: ${problem}`);
+  return bank.typical!;
+}
+
+/** What is wrong with a bank's typical map section of `byteLength` bytes under its config, or null. */
+function typicalMapProblem(config: BankConfig, byteLength: number | undefined): string | null {
+  if (config.imageScore !== 'excess') return byteLength === undefined ? null : 'a typical map in a bank that scores by the max';
+  const map = config.geometry?.map;
+  if (byteLength === undefined) return 'image score excess without its typical map';
+  if (!map || byteLength !== map.width * map.height * 4) return `the typical map has ${byteLength} bytes; the ${map ? `${map.width}x${map.height}` : 'unknown'} map needs ${map ? map.width * map.height * 4 : '?'}`;
+  return null;
 }
 
 /** Whether this musc-ts reads a bank of format `version`. */
@@ -157,6 +181,11 @@ export interface Bank {
    * (`typicalMap`), kept like the threshold when images are added.
    */
   readonly typical?: Float32Array;
+  /**
+   * The map values heatmaps of new images are drawn between (`bankHeatScale`): half the lowest
+   * and the highest map maximum of the bank's images at build. Absent in banks written before it.
+   */
+  readonly heatScale?: { readonly low: number; readonly high: number };
 }
 
 /** What a bank's header says: everything but the vectors. */
@@ -191,9 +220,10 @@ export function encodeBank(bank: Bank): Uint8Array {
   });
   const embeddingsOffset = offset;
   offset = align8(offset + bank.embeddings.byteLength);
+  const typical = typicalOf(bank); // the rule and the map agree, or nothing is written
   const typicalOffset = offset;
-  if (bank.typical) offset = align8(offset + bank.typical.byteLength);
-  const { sets: _s, embeddings: _e, version: _v, typical, ...rest } = bank;
+  if (typical) offset = align8(offset + typical.byteLength);
+  const { sets: _s, embeddings: _e, version: _v, typical: _t, ...rest } = bank;
   const header: Header = {
     format: 'musc-bank',
     ...rest,
@@ -207,7 +237,7 @@ export function encodeBank(bank: Bank): Uint8Array {
   const out = new Uint8Array(payloadStart + offset + 32);
   out.set(new TextEncoder().encode(BANK_MAGIC), 0);
   const dv = new DataView(out.buffer);
-  dv.setUint32(8, formatVersion(bank), true);
+  dv.setUint32(8, formatVersion(bank.config), true);
   dv.setUint32(12, json.length, true);
   out.set(json, 16);
   const put = (a: ArrayBufferView, at: number) => out.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), payloadStart + at);
@@ -253,12 +283,9 @@ export function decodeBank(bytes: Uint8Array, source = 'bank'): Bank {
   });
   const embeddings = new Float32Array(copy(header.embeddingsOffset, header.embeddingsByteLength));
   const { format: _f, sets: _s, embeddingsOffset: _o, embeddingsByteLength: _l, typicalOffset, typicalByteLength, ...rest } = header;
-  const map = header.config.geometry?.map;
-  let typical: Float32Array | undefined;
-  if (header.config.imageScore === 'excess') {
-    if (typicalOffset === undefined || typicalByteLength === undefined || !map || typicalByteLength !== map.width * map.height * 4) throw new BankError(`${source}: image score excess without a typical map of its map size`);
-    typical = new Float32Array(copy(typicalOffset, typicalByteLength));
-  }
+  const problem = typicalMapProblem(header.config, typicalByteLength) ?? (version < formatVersion(header.config) ? `format version ${version} cannot hold image score excess` : null);
+  if (problem) throw new BankError(`${source}: ${problem}; rebuild it with \`musc bank build\``);
+  const typical = typicalOffset !== undefined && typicalByteLength !== undefined ? new Float32Array(copy(typicalOffset, typicalByteLength)) : undefined;
   return { ...rest, version, sets, embeddings, ...(typical ? { typical } : {}) };
 }
 
@@ -359,6 +386,8 @@ export function inspectBank(bytes: Uint8Array, source = 'bank'): BankInspection 
     const { format: _f, sets, embeddingsOffset, embeddingsByteLength, typicalOffset, typicalByteLength, ...rest } = header;
     summary = { ...rest, version, sets: sets.map(({ offset: _o, byteLength: _b, ...meta }) => meta) };
     const end = Math.max(embeddingsOffset + embeddingsByteLength, (typicalOffset ?? 0) + (typicalByteLength ?? 0), ...sets.map((s) => s.offset + s.byteLength));
+    const problem = typicalMapProblem(header.config, typicalByteLength);
+    if (problem) problems.push(problem);
     expected = align8(16 + hlen) + align8(end) + 32;
   }
   let checksum: BankInspection['checksum'];

@@ -14,14 +14,14 @@ import type { ImageFeatures } from '../pipeline/musc.js';
 import { planBatch, type BatchGeometry } from '../pipeline/geometry.js';
 import { fp32Operands, int8OperandsWith, int8ReferenceOperand, int8Side, type GemmOperands, type Int8Reference, type MsmPrecision } from '../pipeline/gemm-operands.js';
 import { lnamdStackWithRange } from '../pipeline/lnamd.js';
-import { coverage, imageScore, upsampleIntoBox } from '../pipeline/maps.js';
+import { coverage, imageScore, imageScoresOf, upsampleIntoBox } from '../pipeline/maps.js';
 import { int8ReferenceLevels, intervalBounds, toDistance } from '../pipeline/msm.js';
 import { crossBestMatches } from '../pipeline/pairwise.js';
 import { channelDither, int8Scale, quantizeSymmetric, queryDither } from '../pipeline/quantize.js';
 import { dot, embeddingRow, minMaxNormalize, rscinRow, usableKList } from '../pipeline/rscin.js';
 import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK } from '../pipeline/top-k.js';
-import { MIN_BANK_IMAGES, fromHalf, unitsPerImage, type Bank, type BankSet } from './format.js';
+import { MIN_BANK_IMAGES, fromHalf, typicalOf, unitsPerImage, type Bank, type BankSet } from './format.js';
 
 /** Result of scoring images against a bank. */
 export interface BankScores {
@@ -89,11 +89,26 @@ export function bankInt8(set: BankSet, levels: number): Int8Array {
   return codes;
 }
 
+/** From half the lowest to the highest of the maps' maxima: the heat scale a bank stores at build. */
+export function heatScaleOfMaps(maps: readonly Float32Array[]): { low: number; high: number } {
+  let low = Infinity;
+  let high = -Infinity;
+  for (const m of maps) {
+    const top = imageScore(m);
+    low = Math.min(low, top);
+    high = Math.max(high, top);
+  }
+  return { low: 0.5 * low, high };
+}
+
 /**
  * One colour scale for heatmaps of images scored against `bank`, so they compare across
- * images and requests: from half the lowest to the highest raw score of the bank's images.
+ * images and requests: the scale the bank stored (`heatScaleOfMaps` of its images' maps), or, in
+ * banks written before it (scored by the max, so their raw scores are map maxima), the same
+ * range from their raw scores.
  */
 export function bankHeatScale(bank: Bank): { low: number; high: number } {
+  if (bank.heatScale) return bank.heatScale;
   let low = Infinity;
   let high = -Infinity;
   for (const im of bank.images) {
@@ -246,7 +261,7 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
   }
   const cover = coverage(boxes, size);
   if (cover) for (const m of maps) for (let i = 0; i < m.length; i++) if (cover[i] > 0) m[i] /= cover[i];
-  const imageScores = Float64Array.from(maps, (m) => imageScore(m, bank.typical ?? null));
+  const imageScores = imageScoresOf(maps, typicalOf(bank));
   const scores = bank.reference === 'good' ? Float64Array.from(imageScores) : Float64Array.from(queries, (q, i) => rscinAgainstBank(imageScores[i], q.embedding, bank));
   return { maps, imageScores, scores, width: size.width, height: size.height };
 }

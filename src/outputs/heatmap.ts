@@ -31,12 +31,15 @@ export interface HeatScale {
   readonly high: number;
 }
 
-/** The scale of a batch scored together: from the lowest map value (sampled) to the highest image score. */
-export function batchHeatScale(maps: readonly Float32Array[], imageScores: ArrayLike<number>): HeatScale {
+/**
+ * The scale of a batch scored together: from the lowest map value (sampled) to the highest map
+ * value (the image scores are not map values under image score `excess`).
+ */
+export function batchHeatScale(maps: readonly Float32Array[]): HeatScale {
   let low = Infinity;
   for (const m of maps) for (let i = 0; i < m.length; i += 7) if (m[i] < low) low = m[i];
   let high = -Infinity;
-  for (let i = 0; i < imageScores.length; i++) high = Math.max(high, imageScores[i]);
+  for (const m of maps) for (let i = 0; i < m.length; i++) if (m[i] > high) high = m[i];
   return { low, high };
 }
 

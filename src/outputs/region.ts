@@ -4,6 +4,7 @@
  * Reported as a box in original-image pixels so users can crop or mark it.
  */
 import { label8 } from '../metrics/regions.js';
+import { excessMap } from '../pipeline/maps.js';
 import { size2d, type SizeLike } from '../tensor.js';
 
 /** A box in original-image pixels. */
@@ -18,9 +19,14 @@ export interface Region {
   readonly height: number;
 }
 
-/** Finds the strongest region of a map at `size` (`[height, width]`) and scales it to `origW x origH`. */
-export function strongestRegion(map: Float32Array, size: SizeLike, origW: number, origH: number): Region {
+/**
+ * Finds the strongest region of a map at `size` (`[height, width]`) and scales it to `origW x origH`.
+ * With a `typical` map (image score `excess`) the region is found in `map − typical`: the place
+ * that set the image score, not a border or glare that is high in every image.
+ */
+export function strongestRegion(rawMap: Float32Array, size: SizeLike, origW: number, origH: number, typical: Float32Array | null = null): Region {
   const { width: W, height: H } = size2d(size);
+  const map = typical ? excessMap(rawMap, typical) : rawMap;
   let argmax = 0;
   for (let i = 1; i < map.length; i++) if (map[i] > map[argmax]) argmax = i;
   const sorted = Float32Array.from(map).sort();

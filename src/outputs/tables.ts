@@ -12,7 +12,7 @@ import type { Threshold } from './thresholds.js';
 export interface ScoredItem {
   /** Path of the image file. */
   readonly file: string;
-  /** Raw image score: the maximum of the anomaly map. */
+  /** Raw image score: the maximum of the anomaly map, or of its excess over the typical map (image score `excess`). */
   readonly imageScore: number;
   /** RsCIN score in [0, 1], the score decisions use; `null` where RsCIN does not apply (good banks decide on `imageScore`). */
   readonly rscinScore: number | null;
@@ -32,6 +32,8 @@ export interface ScoredBatch {
   /** Working size of every map. */
   readonly size: Size2D;
   readonly failures: readonly Failure[];
+  /** The typical map the image scores are measured against (image score `excess`), else null or absent. */
+  readonly typical?: Float32Array | null;
 }
 
 /** The score a decision is made on. */
@@ -61,7 +63,7 @@ export function scoreRows(batch: ScoredBatch, threshold: Threshold): ScoreRow[] 
     rscinScore: it.rscinScore,
     decision: decide(decisionScore(it), threshold.value),
     threshold: threshold.value,
-    region: strongestRegion(it.map, batch.size, it.originalWidth, it.originalHeight),
+    region: strongestRegion(it.map, batch.size, it.originalWidth, it.originalHeight, batch.typical ?? null),
     overlay: null,
     map: null,
   }));

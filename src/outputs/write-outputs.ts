@@ -57,7 +57,7 @@ export const RESULT_FILES = ['scores.json', 'scores.csv', 'report.html'] as cons
 export async function writeOutputs(plan: OutputFolderPlan, batch: ScoredBatch, opts: WriteOutputsOptions): Promise<WrittenOutputs> {
   const { threshold } = opts;
   const rows = scoreRows(batch, threshold);
-  const scale = opts.heatScale ?? batchHeatScale(batch.items.map((it) => it.map), batch.items.map((it) => it.imageScore));
+  const scale = opts.heatScale ?? batchHeatScale(batch.items.map((it) => it.map));
   const stems = outputStems(batch.items.map((it) => it.file));
   const { width, height } = batch.size;
   opts.signal?.throwIfAborted();

@@ -13,7 +13,7 @@ import { cropRgb, decodeImageRgbSizes, imageSize, type LoadedImage } from '../im
 import { gridOfBatch, type FeatureGrid, type Size2D } from '../tensor.js';
 import { needsOriginalSizes, planBatch, type BatchGeometry, type RefineConfig, type TilingConfig } from './geometry.js';
 import { WorkerPool, lnamdStackParallel, sharedFloat32 } from './parallel.js';
-import { anomalyMap, coverage, imageScore, typicalMap, upsampleIntoBox, type ImageScoreRule } from './maps.js';
+import { anomalyMap, coverage, imageScoresOf, typicalMap, upsampleIntoBox, type ImageScoreRule } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
 import { refineScores, type CrossScoring } from './refine.js';
 import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
@@ -62,8 +62,9 @@ export interface MuscConfig {
   readonly embeddingSimilarity: 'cosine' | 'dot';
   /**
    * How a map gives its image score: `max` (the paper's, spec §6.1) or `excess`, the max of the
-   * map's excess over the batch's typical map (`typicalMap`). `musc run/eval` default to `excess`
-   * (BENCHMARKS.md); this library default stays the paper's.
+   * map's excess over the batch's typical map (`typicalMap`). The CLI and the library's
+   * `ScoringOptions` (`Musc`, `run`, `evaluate`, banks) default to `excess` (BENCHMARKS.md);
+   * `DEFAULT_CONFIG` (`resolveConfig`, the stage-by-stage API) stays the paper's `max`.
    */
   readonly imageScore: ImageScoreRule;
 }
@@ -516,7 +517,7 @@ export async function scoreFeatures(
   const t = performance.now();
   // The typical map is taken over the whole batch (all subsets), like RsCIN.
   const typical = cfg.imageScore === 'excess' ? typicalMap(maps) : null;
-  const imageScores = Float64Array.from(maps, (m) => imageScore(m, typical));
+  const imageScores = imageScoresOf(maps, typical);
   const dim = features[0].embedding.length;
   const emb = new Float32Array(M * dim);
   features.forEach((f, i) => emb.set(f.embedding, i * dim));

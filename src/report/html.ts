@@ -298,7 +298,7 @@ function gridSection(count: number): string {
 <label>Show <select id="filter" data-testid="filter-select"><option value="all" selected>All</option><option value="anomalous">Anomalous</option><option value="normal">Normal</option></select></label>
 <label class="switch"><input type="checkbox" id="heat" data-testid="heatmap-toggle">Show heatmaps</label>
 <span id="shown" class="muted" aria-live="polite">${count} images</span></div></div>
-<p class="muted sub">Score = RsCIN score (what the threshold applies to); raw = max of the anomaly map. Click a card for details.</p>
+<p class="muted sub">Score = RsCIN score (what the threshold applies to); raw = the image score before RsCIN (the map's max, or its excess over the typical map: see imageScore under Configuration). Click a card for details.</p>
 <div id="grid" class="grid"></div><p id="empty" class="muted empty" hidden>No images match this filter.</p>
 <noscript><p class="muted">The image grid needs JavaScript.</p></noscript></section>`;
 }

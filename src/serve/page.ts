@@ -32,7 +32,7 @@ const BODY = `<main>
     <dl>
       <div><dt>Score</dt><dd id="score" data-testid="score"></dd></div>
       <div><dt>Threshold</dt><dd id="threshold"></dd></div>
-      <div><dt>Map maximum</dt><dd id="imageScore"></dd></div>
+      <div><dt>Image score</dt><dd id="imageScore"></dd></div>
       <div><dt>Original size</dt><dd id="size"></dd></div>
       <div><dt>Round trip</dt><dd id="time"></dd></div>
     </dl>

@@ -14,13 +14,14 @@ import { promisify } from 'node:util';
 import type { Backbone } from '../../src/backbone/backbone.js';
 import { openBackbone } from '../../src/backbone/open.js';
 import { appendToBank, assertCompatible, buildBank } from '../../src/bank/bank.js';
-import { BankError, decodeBank, encodeBank, fromHalf, toHalf, type Bank } from '../../src/bank/format.js';
+import { BankError, decodeBank, encodeBank, fromHalf, inspectBank, toHalf, type Bank } from '../../src/bank/format.js';
 import { Musc } from '../../src/api/musc.js';
 import { bankBackboneOf } from '../../src/bank/scorer.js';
-import { rscinAgainstBank, scoreAgainstBank } from '../../src/bank/score.js';
+import { bankHeatScale, heatScaleOfMaps, rscinAgainstBank, scoreAgainstBank } from '../../src/bank/score.js';
 import { extractFeatures, resolveConfig, scoreFeatures, type ImageFeatures, type MuscConfig } from '../../src/pipeline/musc.js';
 import { lnamd } from '../../src/pipeline/lnamd.js';
-import { imageScore, typicalMap } from '../../src/pipeline/maps.js';
+import { createHash } from 'node:crypto';
+import { excessScore, imageScore, typicalMap } from '../../src/pipeline/maps.js';
 import { rscin } from '../../src/pipeline/rscin.js';
 import { evaluationData, MUSC_BIN } from '../helpers.js';
 
@@ -195,7 +196,11 @@ test("image score excess in banks: the bank keeps its batch's typical map (unlab
     Array.from(own.imageScores),
   );
   const res = await scoreAgainstBank([features[0]], bank);
-  assert.equal(res.imageScores[0], imageScore(res.maps[0], bank.typical!));
+  assert.equal(res.imageScores[0], excessScore(res.maps[0], bank.typical!));
+  // Heatmaps of new images are drawn in map units: the scale spans the bank images' map maxima.
+  assert.deepEqual(bank.heatScale, heatScaleOfMaps(own.maps));
+  assert.deepEqual(bankHeatScale(bank), bank.heatScale);
+  assert.ok(bank.heatScale!.high > Math.max(...bank.images.map((im) => im.score)), 'not the excess scores');
   // A bank of the paper's max: the same map, its max as the score.
   const plainBank = await bankOf(others, 'int8', cfg);
   const plain = await scoreAgainstBank([features[0]], plainBank);
@@ -210,17 +215,38 @@ test("image score excess in banks: the bank keeps its batch's typical map (unlab
   const versionOf = (b: Bank) => new DataView(encodeBank(b).buffer).getUint32(8, true);
   assert.deepEqual([versionOf(bank), bank.version, back.version], [2, 2, 2]);
   assert.deepEqual([versionOf(plainBank), plainBank.version], [1, 1]);
-  // A bank that says excess but lost its map is refused, not scored by the max.
+  // The rule and the map must agree: a bank that says excess but lost its map, or holds a map but
+  // says max, is refused (neither written nor scored by the wrong rule).
   const { typical: _t, ...withoutMap } = bank;
-  assert.throws(() => decodeBank(encodeBank(withoutMap)), /typical map/);
+  assert.throws(() => encodeBank(withoutMap), /excess without its typical map/);
+  await assert.rejects(scoreAgainstBank([features[0]], withoutMap), /excess without its typical map/);
+  assert.throws(() => encodeBank({ ...plainBank, typical: bank.typical }), /holds a typical map but scores by the max/);
+  assert.throws(() => encodeBank({ ...bank, typical: bank.typical!.subarray(1) }), /the typical map has/);
+  // A format-1 file that says excess (written by hand: the version, then the checksum again).
+  const v1 = encodeBank(bank).slice();
+  new DataView(v1.buffer).setUint32(8, 1, true);
+  v1.set(createHash('sha256').update(v1.subarray(0, v1.length - 32)).digest(), v1.length - 32);
+  assert.throws(() => decodeBank(v1, 'x.mbank'), /format version 1 cannot hold image score excess/);
+  // Cut inside the typical map (the last section): decode refuses it, inspect says truncated.
+  const cut = encodeBank(bank).subarray(0, encodeBank(bank).length - 32 - 1000);
+  assert.throws(() => decodeBank(cut, 'x.mbank'), BankError);
+  assert.equal(inspectBank(cut).checksum, 'truncated');
+  // Banks written before the rule existed (no imageScore, no heatScale): the max, and the old heat scale.
+  const { imageScore: _r, ...oldConfig } = plainBank.config;
+  const { heatScale: _h, ...oldBank } = { ...plainBank, config: oldConfig };
+  const old = decodeBank(encodeBank(oldBank));
+  assert.equal(old.config.imageScore, undefined);
+  assert.deepEqual(Array.from((await scoreAgainstBank([features[0]], old)).imageScores), Array.from(plain.imageScores));
+  const scores = old.images.map((im) => im.score);
+  assert.deepEqual(bankHeatScale(old), { low: 0.5 * Math.min(...scores), high: Math.max(...scores) });
   const good = await buildBank(others, c, { backbone: bankBackboneOf(backbone, {}, null), reference: 'good' });
-  const { typical: _g, ...goodNoMap } = good;
-  const loo = await scoreAgainstBank(others, goodNoMap, { excludeBankIndex: others.map((_, i) => i) });
+  const loo = await scoreAgainstBank(others, { ...good, config: { ...good.config, imageScore: 'max' }, typical: undefined }, { excludeBankIndex: others.map((_, i) => i) });
   assert.deepEqual(good.typical, typicalMap(loo.maps));
   assert.deepEqual(
     good.images.map((im) => im.score),
-    loo.maps.map((m) => imageScore(m, good.typical!)),
+    loo.maps.map((m) => excessScore(m, good.typical!)),
   );
+  assert.deepEqual(good.heatScale, heatScaleOfMaps(loo.maps));
   assert.equal(appendToBank(bank, [features[0]], [res.imageScores[0]]).typical, bank.typical, 'kept on update, like the threshold');
 });
 

@@ -228,6 +228,33 @@ cliCases('cli outputs', [
     },
   },
   {
+    name: '`run` states its image score: excess by default (below the map maxima), the map maximum with --image-score max',
+    setup: async (dir) => {
+      await writePlates(dir, 'A', 6, 3);
+      await runMuscOk(['run', 'A', '--out', 'max', '--image-score', 'max'], dir);
+    },
+    args: ['run', 'A', '--out', 'o'],
+    expect: {
+      exit: 0,
+      check: async (dir) => {
+        const meta = async (o: string) => JSON.parse(await readFile(path.join(dir, o, 'scores.json'), 'utf8')) as { config: { imageScore: string }; images: { imageScore: number; map: string }[] };
+        const [excess, max] = [await meta('o'), await meta('max')];
+        assert.equal(excess.config.imageScore, 'excess');
+        assert.equal(max.config.imageScore, 'max');
+        const npyMax = async (o: string, rel: string) => {
+          const b = await readFile(path.join(dir, o, rel));
+          const v = new Float32Array(b.buffer.slice(b.byteOffset + 10 + b.readUInt16LE(8), b.byteOffset + b.length));
+          return v.reduce((a, x) => Math.max(a, x), -Infinity);
+        };
+        for (const [i, im] of max.images.entries()) {
+          assert.equal(Math.fround(im.imageScore), await npyMax('max', im.map), 'max: the map maximum');
+          assert.ok(excess.images[i].imageScore < im.imageScore, 'excess: below the map maximum');
+        }
+        assert.match(await readFile(path.join(dir, 'o', 'report.html'), 'utf8'), /max of the map minus the batch(&#39;|&#x27;|')s typical map/);
+      },
+    },
+  },
+  {
     name: '#12 an empty input folder fails before the model loads and leaves no output folder',
     setup: (dir) => mkdir(path.join(dir, 'empty')),
     // A model that does not exist: loading it first would be the error instead.
