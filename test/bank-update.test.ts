@@ -29,7 +29,8 @@ before(async () => {
   const ref = await writePlates(tmp, 'ref', 6, 7);
   const up = await writePlates(tmp, 'up', 4, 21);
   uploads = (await readdir(up)).sort().map((f) => path.join(up, f));
-  const cfg = resolveConfig();
+  // Image score excess, as `musc bank build` makes banks by default: merges must keep the typical map.
+  const cfg = resolveConfig({ imageScore: 'excess' });
   const { backbone } = await openBackbone();
   try {
     const files = (await readdir(ref)).sort().map((f) => path.join(ref, f));
@@ -69,6 +70,8 @@ test('two scorers updating one bank file both keep their images (save merges und
     assert.equal(b.bank.images.length, 9, "b's bank after saving is what the file holds");
     const onDisk = await readBank(file);
     assert.deepEqual(onDisk.images.slice(6).map((im) => im.name), [uploads[0], uploads[1], uploads[2]].map((f) => path.basename(f)));
+    assert.ok(onDisk.typical && Buffer.from(onDisk.typical.buffer).equals(Buffer.from(bank.typical!.buffer)), 'the typical map survives the merges');
+    assert.deepEqual(onDisk.heatScale, bank.heatScale);
     // Saving again adds nothing twice.
     await b.save(file);
     assert.equal((await readBank(file)).images.length, 9);
@@ -83,6 +86,20 @@ test('two scorers updating one bank file both keep their images (save merges und
   } finally {
     await a.dispose();
     await b.dispose();
+  }
+});
+
+test('save refuses to merge into a bank rebuilt since (another typical map): its scores were measured against the old one', async () => {
+  const file = path.join(tmp, 'rebuilt.mbank');
+  await writeBank(file, { ...bank, typical: bank.typical!.map((v) => v + 0.01) });
+  const before = await readFile(file);
+  const s = await Musc.open({ bank });
+  try {
+    await s.score([uploads[0]], { update: true });
+    await assert.rejects(s.save(file), (e: unknown) => e instanceof BankError && /another bank \(typical map/.test(e.message));
+    assert.deepEqual(await readFile(file), before, 'the file is untouched');
+  } finally {
+    await s.dispose();
   }
 });
 

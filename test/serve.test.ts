@@ -21,7 +21,7 @@ import { buildBank } from '../src/bank/bank.js';
 import { Musc } from '../src/api/musc.js';
 import { encodeBank } from '../src/bank/format.js';
 import { bankBackboneOf, type MuscScorer } from '../src/bank/scorer.js';
-import { extractFeatures, resolveConfig } from '../src/pipeline/musc.js';
+import { extractFeatures, resolveConfig, scoreFeatures } from '../src/pipeline/musc.js';
 import { createServer, type ErrorResponse, type HealthResponse, type ScoreResponse } from '../src/serve/server.js';
 import { CHROMIUM, writePlates } from './helpers.js';
 
@@ -31,6 +31,8 @@ let BANK_FILES: string[] = [];
 /** Plates not in the bank, uploaded by the tests: one good, two with defects. */
 let UPLOADS: string[] = [];
 let scorer: MuscScorer;
+/** The heat scale the bank must report, computed from its images' maps here. */
+let BANK_HEAT: { low: number; high: number } = { low: NaN, high: NaN };
 const apps: FastifyInstance[] = [];
 let base = '';
 const images: { name: string; bytes: Buffer; width: number; height: number }[] = [];
@@ -58,12 +60,16 @@ before(async () => {
   const plates = await writePlates(path.join(tmp, 'plates'), { count: 24, size: 512 });
   BANK_FILES = [...plates.good.slice(0, 6), ...plates.defective.slice(0, 4)];
   UPLOADS = [plates.good[6], plates.defective[4], plates.defective[5]];
-  const cfg = resolveConfig();
+  // Image score excess, as `musc bank build` makes banks by default.
+  const cfg = resolveConfig({ imageScore: 'excess' });
   const { backbone } = await openBackbone({ layers: ['layer2', 'layer3'], imageSize: 224 });
   try {
     const { features, failures } = await extractFeatures(BANK_FILES, backbone, cfg);
     assert.equal(failures.length, 0);
     const bank = await buildBank(features, cfg, { backbone: bankBackboneOf(backbone, {}, null) });
+    // The heatmaps' scale is in map units: from half the lowest to the highest map maximum of the bank's images.
+    const maxima = (await scoreFeatures(features, cfg)).maps.map((m) => m.reduce((a, v) => Math.max(a, v), -Infinity));
+    BANK_HEAT = { low: 0.5 * Math.min(...maxima), high: Math.max(...maxima) };
     scorer = await Musc.open({ bank });
   } finally {
     await backbone.dispose();
@@ -97,8 +103,9 @@ test('GET /health describes the bank and the queue', async () => {
   assert.match(h.bank.backbone, /resnet50/i);
   assert.ok(Number.isFinite(h.bank.threshold));
   assert.deepEqual(h.queue, { running: 0, waiting: 0, limit: 64 });
-  const scores = scorer.bank.images.map((im) => im.score);
-  assert.deepEqual(h.heatScale, { low: 0.5 * Math.min(...scores), high: Math.max(...scores) });
+  assert.equal(h.bank.imageScore, 'excess');
+  assert.deepEqual(h.heatScale, BANK_HEAT);
+  assert.ok(h.heatScale.high > Math.max(...scorer.bank.images.map((im) => im.score)), 'map units, not the excess scores');
 });
 
 async function checkHeatmap(url: string, width: number, height: number, server = base): Promise<void> {

@@ -10,7 +10,10 @@ import type { Threshold } from '../outputs/thresholds.js';
 export interface ImageResult {
   /** Path of the image file. */
   readonly file: string;
-  /** Raw image score: the maximum of the anomaly map (comparable within a batch or bank). */
+  /**
+   * Raw image score (comparable within a batch or bank): the maximum of the anomaly map, or with
+   * image score `excess` (the default) the maximum of its excess over the typical map (`BatchResult.typical`).
+   */
   readonly imageScore: number;
   /** RsCIN score in [0, 1]; `null` for images scored against a good bank (no RsCIN). */
   readonly rscinScore: number | null;
@@ -44,6 +47,8 @@ export interface BatchResult {
   readonly height: number;
   /** Absolute path of the output folder, when outputs were written. */
   readonly outDir?: string;
+  /** With image score `excess`: the typical map `[height, width]` the image scores and regions are measured against (also `typical.npy`). */
+  readonly typical?: Float32Array;
 }
 
 /** Assembles the facade's result from a batch and its rows (as `scoreRows` / `writeOutputs` made them). */
@@ -63,5 +68,5 @@ export function batchResult(batch: ScoredBatch, rows: readonly ScoreRow[], thres
       ...(outDir && row.overlay ? { overlay: join(outDir, ...row.overlay.split('/')) } : {}),
     };
   });
-  return { images, failures: batch.failures, threshold, width: batch.size.width, height: batch.size.height, ...(outDir ? { outDir } : {}) };
+  return { images, failures: batch.failures, threshold, width: batch.size.width, height: batch.size.height, ...(outDir ? { outDir } : {}), ...(batch.typical ? { typical: batch.typical } : {}) };
 }

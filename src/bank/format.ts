@@ -40,20 +40,25 @@ export function formatVersion(config: Pick<BankConfig, 'imageScore'>): number {
  * with `max`. @throws BankError when the rule and the map disagree (excess without a map of the
  * bank's map size, or a map in a bank scored by the max): such a bank would be scored by the wrong rule.
  */
-export function typicalOf(bank: Pick<Bank, 'config' | 'typical'>, source = 'bank'): Float32Array | null {
+export function typicalOf(bank: Pick<Bank, 'config' | 'typical' | 'heatScale'>, source = 'bank'): Float32Array | null {
   if (bank.config.imageScore !== 'excess') {
     if (bank.typical) throw new BankError(`${source} holds a typical map but scores by the max (config.imageScore ${bank.config.imageScore ?? 'absent'})`);
     return null;
   }
-  const problem = typicalMapProblem(bank.config, bank.typical?.byteLength);
+  const problem = typicalMapProblem(bank.config, bank.typical?.byteLength, formatVersion(bank.config), bank.heatScale);
   if (problem) throw new BankError(`${source}: ${problem}`);
   return bank.typical!;
 }
 
-/** What is wrong with a bank's typical map section of `byteLength` bytes under its config, or null. */
-function typicalMapProblem(config: BankConfig, byteLength: number | undefined): string | null {
+/**
+ * What is wrong with a bank's typical map section of `byteLength` bytes under its config and
+ * format `version`, or null. An excess bank also needs its heat scale (its raw scores are not map values).
+ */
+function typicalMapProblem(config: BankConfig, byteLength: number | undefined, version: number, heatScale: Bank['heatScale']): string | null {
   if (config.imageScore !== 'excess') return byteLength === undefined ? null : 'a typical map in a bank that scores by the max';
   const map = config.geometry?.map;
+  if (version < formatVersion(config)) return `format version ${version} cannot hold image score excess`;
+  if (!heatScale) return 'image score excess without its heat scale (written by a development build)';
   if (byteLength === undefined) return 'image score excess without its typical map';
   if (!map || byteLength !== map.width * map.height * 4) return `the typical map has ${byteLength} bytes; the ${map ? `${map.width}x${map.height}` : 'unknown'} map needs ${map ? map.width * map.height * 4 : '?'}`;
   return null;
@@ -283,7 +288,7 @@ export function decodeBank(bytes: Uint8Array, source = 'bank'): Bank {
   });
   const embeddings = new Float32Array(copy(header.embeddingsOffset, header.embeddingsByteLength));
   const { format: _f, sets: _s, embeddingsOffset: _o, embeddingsByteLength: _l, typicalOffset, typicalByteLength, ...rest } = header;
-  const problem = typicalMapProblem(header.config, typicalByteLength) ?? (version < formatVersion(header.config) ? `format version ${version} cannot hold image score excess` : null);
+  const problem = typicalMapProblem(header.config, typicalByteLength, version, header.heatScale);
   if (problem) throw new BankError(`${source}: ${problem}; rebuild it with \`musc bank build\``);
   const typical = typicalOffset !== undefined && typicalByteLength !== undefined ? new Float32Array(copy(typicalOffset, typicalByteLength)) : undefined;
   return { ...rest, version, sets, embeddings, ...(typical ? { typical } : {}) };
@@ -386,7 +391,7 @@ export function inspectBank(bytes: Uint8Array, source = 'bank'): BankInspection 
     const { format: _f, sets, embeddingsOffset, embeddingsByteLength, typicalOffset, typicalByteLength, ...rest } = header;
     summary = { ...rest, version, sets: sets.map(({ offset: _o, byteLength: _b, ...meta }) => meta) };
     const end = Math.max(embeddingsOffset + embeddingsByteLength, (typicalOffset ?? 0) + (typicalByteLength ?? 0), ...sets.map((s) => s.offset + s.byteLength));
-    const problem = typicalMapProblem(header.config, typicalByteLength);
+    const problem = typicalMapProblem(header.config, typicalByteLength, version, header.heatScale);
     if (problem) problems.push(problem);
     expected = align8(16 + hlen) + align8(end) + 32;
   }

@@ -27,7 +27,7 @@ import { MIN_BANK_IMAGES, fromHalf, typicalOf, unitsPerImage, type Bank, type Ba
 export interface BankScores {
   /** `[height, width]` anomaly map per image. */
   readonly maps: Float32Array[];
-  /** Max of each map. */
+  /** Each map's raw image score under the bank's rule: its max, or its max excess over the bank's typical map. */
   readonly imageScores: Float64Array;
   /** The score decisions use: RsCIN against the bank (unlabeled banks) or the raw score (good banks). */
   readonly scores: Float64Array;

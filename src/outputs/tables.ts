@@ -126,7 +126,7 @@ export function scoresJson(meta: OutputMetadata, threshold: Threshold, rows: rea
     tool: 'musc-ts',
     ...meta,
     threshold,
-    mapFormat: `maps/*.npy: float32 [${height}, ${width}] raw anomaly maps (mean patch distance, 0..2) at the working resolution ${width}x${height}`,
+    mapFormat: `maps/*.npy: float32 [${height}, ${width}] raw anomaly maps (mean patch distance, 0..2) at the working resolution ${width}x${height}${meta.config.imageScore === 'excess' ? "; typical.npy: the batch's (or bank's) typical map, same layout; image_score = max(map - typical)" : ''}`,
     images: rows,
     failures,
   };

@@ -50,6 +50,9 @@ export interface WrittenOutputs {
 /** Names of the files every output folder has; moved in last, the report after the tables. */
 export const RESULT_FILES = ['scores.json', 'scores.csv', 'report.html'] as const;
 
+/** The typical map (image score `excess`), float32 `[H, W]` like the maps. */
+export const TYPICAL_FILE = 'typical.npy';
+
 /**
  * Writes all outputs of a scored batch into the folder `plan` describes (see
  * `checkOutputFolder`). On failure or abort nothing of this run remains.
@@ -81,6 +84,8 @@ export async function writeOutputs(plan: OutputFolderPlan, batch: ScoredBatch, o
       }
       opts.onImage?.(i + 1, batch.items.length);
     }
+    // Image score `excess`: the map the scores and regions are measured against, so they can be rebuilt from the maps.
+    if (batch.typical) await writeFile(await staging.path(TYPICAL_FILE), encodeNpy(batch.typical, [height, width]));
     const report = buildReportData(batch, rows, thumbs, threshold, opts.metadata, opts.title, opts.metrics);
     await writeFile(await staging.path('scores.json'), scoresJson(opts.metadata, threshold, rows, batch.failures));
     await writeFile(await staging.path('scores.csv'), scoresCsv(rows));

@@ -30,7 +30,7 @@ export interface ReportImage {
   name: string;
   /** Path as given on the command line or found in the dataset. UNTRUSTED, rendered as text only. */
   path: string;
-  /** Raw image score: the maximum of the anomaly map (unbounded, comparable only within a run). */
+  /** Raw image score: the map's maximum, or its max excess over the typical map (the run's `imageScore` rule); comparable only within a run. */
   score: number;
   /** RsCIN-refined score in [0, 1]; the score the decision threshold is applied to. */
   rscin: number;

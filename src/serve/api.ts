@@ -22,6 +22,8 @@ export interface BankSummary {
   readonly reference: string;
   readonly backbone: string;
   readonly imageSize: number;
+  /** How image scores are taken: `excess` over the bank's typical map, or the map's `max`. */
+  readonly imageScore: 'excess' | 'max';
   readonly threshold: number;
 }
 

@@ -275,7 +275,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     void reply.header('cache-control', 'no-store');
     return {
       status: 'ok',
-      bank: { images: bank.images.length, reference: bank.reference, backbone: bank.backbone.id, imageSize: bank.config.imageSize, threshold: scorer.threshold },
+      bank: { images: bank.images.length, reference: bank.reference, backbone: bank.backbone.id, imageSize: bank.config.imageSize, imageScore: bank.config.imageScore ?? 'max', threshold: scorer.threshold },
       queue: { running, waiting: inFlight - running, limit: maxQueue },
       heatScale: scale,
     };

@@ -7,6 +7,9 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import sharp from 'sharp';
+import { readBank } from '../../src/bank/format.js';
+import { strongestRegion, type Region } from '../../src/outputs/region.js';
 import { cliCases, runMuscOk, writePlates, type CliCase } from './harness.js';
 
 interface Row {
@@ -228,28 +231,43 @@ cliCases('cli outputs', [
     },
   },
   {
-    name: '`run` states its image score: excess by default (below the map maxima), the map maximum with --image-score max',
+    name: '`run` and `score` state their image score and write typical.npy: scores and regions rebuild from the maps (excess by default; the map maximum with --image-score max)',
+    timeout: 240_000,
     setup: async (dir) => {
       await writePlates(dir, 'A', 6, 3);
       await runMuscOk(['run', 'A', '--out', 'max', '--image-score', 'max'], dir);
+      await runMuscOk(['bank', 'build', 'A', '--out', 'a.mbank'], dir);
+      await runMuscOk(['score', '--bank', 'a.mbank', 'A', '--out', 's'], dir);
     },
     args: ['run', 'A', '--out', 'o'],
     expect: {
       exit: 0,
       check: async (dir) => {
-        const meta = async (o: string) => JSON.parse(await readFile(path.join(dir, o, 'scores.json'), 'utf8')) as { config: { imageScore: string }; images: { imageScore: number; map: string }[] };
-        const [excess, max] = [await meta('o'), await meta('max')];
-        assert.equal(excess.config.imageScore, 'excess');
-        assert.equal(max.config.imageScore, 'max');
-        const npyMax = async (o: string, rel: string) => {
-          const b = await readFile(path.join(dir, o, rel));
-          const v = new Float32Array(b.buffer.slice(b.byteOffset + 10 + b.readUInt16LE(8), b.byteOffset + b.length));
-          return v.reduce((a, x) => Math.max(a, x), -Infinity);
+        type Doc = { config: { imageScore: string }; resolution: { width: number; height: number }; images: { path: string; imageScore: number; map: string; region: Region }[] };
+        const doc = async (o: string) => JSON.parse(await readFile(path.join(dir, o, 'scores.json'), 'utf8')) as Doc;
+        const npy = async (file: string) => {
+          const b = await readFile(file);
+          return new Float32Array(b.buffer.slice(b.byteOffset + 10 + b.readUInt16LE(8), b.byteOffset + b.length));
         };
-        for (const [i, im] of max.images.entries()) {
-          assert.equal(Math.fround(im.imageScore), await npyMax('max', im.map), 'max: the map maximum');
-          assert.ok(excess.images[i].imageScore < im.imageScore, 'excess: below the map maximum');
+        const max = await doc('max');
+        assert.equal(max.config.imageScore, 'max');
+        assert.ok(!existsSync(path.join(dir, 'max', 'typical.npy')), 'no typical map with the max');
+        for (const im of max.images) assert.equal(im.imageScore, (await npy(path.join(dir, 'max', im.map))).reduce((a, v) => Math.max(a, v), -Infinity));
+        for (const o of ['o', 's']) {
+          const d = await doc(o);
+          assert.equal(d.config.imageScore, 'excess', o);
+          const typical = await npy(path.join(dir, o, 'typical.npy'));
+          for (const im of d.images) {
+            const map = await npy(path.join(dir, o, im.map));
+            let best = -Infinity;
+            for (let i = 0; i < map.length; i++) best = Math.max(best, map[i] - typical[i]);
+            assert.equal(im.imageScore, best, `${o}: image score = max(map - typical)`);
+            const { width, height } = await sharp(path.resolve(dir, im.path)).metadata();
+            assert.deepEqual(im.region, strongestRegion(map, d.resolution, width!, height!, typical), `${o}: region in map - typical`);
+          }
         }
+        // The bank's own typical map is what `score` measured against.
+        assert.deepEqual(await npy(path.join(dir, 's', 'typical.npy')), (await readBank(path.join(dir, 'a.mbank'))).typical);
         assert.match(await readFile(path.join(dir, 'o', 'report.html'), 'utf8'), /max of the map minus the batch(&#39;|&#x27;|')s typical map/);
       },
     },
