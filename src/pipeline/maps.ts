@@ -132,8 +132,8 @@ export function imageScoresOf(maps: readonly Float32Array[], typical: Float32Arr
 }
 
 /**
- * The batch's typical map: at each pixel, the median of the maps' values there (NumPy's median:
- * the mean of the two middle values for an even count). Mutual scoring gives some places high
+ * The batch's typical map: at each pixel, the median of the maps' values there (for an even count
+ * the mean of the two middle values, taken in double precision). Mutual scoring gives some places high
  * scores in every image: the image border (the backbone's zero padding; measured on pure noise:
  * +16 % at the edge), a background that varies from image to image, an object's glare. A defect
  * is what stands out from its place's usual level, so image score `excess` takes the max of
@@ -148,7 +148,7 @@ export function typicalMap(maps: readonly Float32Array[]): Float32Array {
   const L = maps[0].length;
   for (const m of maps) if (m.length !== L) throw new RangeError('typicalMap: maps of different sizes');
   const out = new Float32Array(L);
-  // Pixels in blocks: each map is read in runs (cache-friendly), each pixel's column sorted once.
+  // Pixels in blocks: each map is read in runs (cache-friendly), each pixel's column selected once.
   const B = 256;
   const block = new Float32Array(B * n);
   const lo = (n - 1) >> 1;
