@@ -6,7 +6,7 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { buildBank } from '../bank/bank.js';
-import { readBank, typicalOf, writeBank, type Bank, type BankEncoding, type BankReference } from '../bank/format.js';
+import { bankImageScore, readBank, typicalOf, writeBank, type Bank, type BankEncoding, type BankReference } from '../bank/format.js';
 import { bankGeometry, bankHeatScale } from '../bank/score.js';
 import { MuscScorer, type BankSaveResult, type MuscOpenOptions } from '../bank/scorer.js';
 import { ConfigError, MuscError, errorText } from '../errors.js';
@@ -154,7 +154,7 @@ export async function scoreWithBank(inputs: readonly string[], opts: BankScoreOp
     const metadata: OutputMetadata = {
       command: 'score',
       backbone: bankIn.backbone.id,
-      config: { ...bankIn.config, imageScore: bankIn.config.imageScore ?? 'max', precision: opts.precision ?? (bankIn.encoding === 'int8' ? 'int8' : 'fp32') },
+      config: { ...bankIn.config, imageScore: bankImageScore(bankIn.config), precision: opts.precision ?? (bankIn.encoding === 'int8' ? 'int8' : 'fp32') },
       resolution: { ...batch.size, rule: bankGeometry(bankIn).rule },
       bank: {
         ...(typeof opts.bank === 'string' ? { file: resolve(opts.bank) } : {}),

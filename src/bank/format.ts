@@ -30,6 +30,11 @@ export const BANK_VERSION = 2;
 /** The versions this musc-ts reads. */
 export const BANK_VERSIONS_READ: readonly number[] = [1, 2];
 
+/** How a bank takes image scores: its config's rule; banks written before the rule existed score by the max. */
+export function bankImageScore(config: Pick<BankConfig, 'imageScore'>): 'max' | 'excess' {
+  return config.imageScore ?? 'max';
+}
+
 /** The format version a bank is written with: 2 when it scores by `excess` (it holds a typical map), else 1. */
 export function formatVersion(config: Pick<BankConfig, 'imageScore'>): number {
   return config.imageScore === 'excess' ? 2 : 1;

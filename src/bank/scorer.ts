@@ -33,7 +33,6 @@ export interface ScoredImage {
   readonly name: string;
   /** The score decisions use (RsCIN against the bank, or the raw score for good banks). */
   readonly score: number;
-  /** Max of the anomaly map. */
   /** Raw image score under the bank's rule (`config.imageScore`: the map's max, or its max excess over the bank's typical map). */
   readonly imageScore: number;
   /** `decide(score, threshold)`. */
@@ -104,10 +103,8 @@ function kindDifferences(a: Bank, b: Bank): string[] {
   if (a.backbone.id !== b.backbone.id || (a.backbone.kind === 'vit' && b.backbone.kind === 'vit' && a.backbone.modelSha256 !== b.backbone.modelSha256)) diffs.push(`backbone ${a.backbone.id} vs ${b.backbone.id}`);
   if (!same(a.config, b.config)) diffs.push('configuration');
   // The pending scores were measured against a's typical map: a bank rebuilt since has another.
-  const bytes = (t: Float32Array | undefined) => (t ? Buffer.from(t.buffer, t.byteOffset, t.byteLength) : null);
-  const ta = bytes(a.typical);
-  const tb = bytes(b.typical);
-  if (ta === null ? tb !== null : tb === null || !ta.equals(tb)) diffs.push('typical map (the bank was rebuilt)');
+  const bytes = (t: Float32Array) => Buffer.from(t.buffer, t.byteOffset, t.byteLength);
+  if (a.typical && b.typical ? !bytes(a.typical).equals(bytes(b.typical)) : a.typical !== b.typical) diffs.push('typical map (the bank was rebuilt)');
   if (a.embeddingDim !== b.embeddingDim || !same(a.sets.map((s) => [s.layer, s.r, s.patches, s.channels]), b.sets.map((s) => [s.layer, s.r, s.patches, s.channels]))) diffs.push('feature shapes');
   return diffs;
 }

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { MuscError } from '../errors.js';
-import { MIN_BANK_IMAGES, readsVersion, inspectBankFile, type BankInspection, type BankHeader } from '../bank/format.js';
+import { MIN_BANK_IMAGES, bankImageScore, readsVersion, inspectBankFile, type BankInspection, type BankHeader } from '../bank/format.js';
 import { isBankLocked } from '../bank/lock.js';
 
 /** The `--json` object (keys documented in README, "Checking a bank"). */
@@ -84,7 +84,7 @@ function describe(j: BankInfoJson): string {
       ['interval', c.interval.join(',')],
       ['k list', c.kList.join(',')],
       ['embedding', `${j.embeddingDim}-d, ${c.embeddingSimilarity}`],
-      ['image score', c.imageScore === 'excess' ? "excess over the bank's typical map" : 'max of the map'],
+      ['image score', bankImageScore(c) === 'excess' ? "excess over the bank's typical map" : 'max of the map'],
     );
   }
   if (j.threshold) rows.push(['threshold', `${j.threshold.value.toFixed(4)} (${j.threshold.method})`]);

@@ -6,6 +6,7 @@
  */
 import sharp, { type Sharp } from 'sharp';
 import { decodeImageOriginal, loadImageOriginal, type RgbImage } from '../image/io.js';
+import { imageScore } from '../pipeline/maps.js';
 import { size2d, type SizeLike } from '../tensor.js';
 
 /**
@@ -39,7 +40,7 @@ export function batchHeatScale(maps: readonly Float32Array[]): HeatScale {
   let low = Infinity;
   for (const m of maps) for (let i = 0; i < m.length; i += 7) if (m[i] < low) low = m[i];
   let high = -Infinity;
-  for (const m of maps) for (let i = 0; i < m.length; i++) if (m[i] > high) high = m[i];
+  for (const m of maps) high = Math.max(high, imageScore(m));
   return { low, high };
 }
 

@@ -115,7 +115,10 @@ export function excessMap(map: Float32Array, typical: Float32Array): Float32Arra
   return out;
 }
 
-/** Image score `excess`: the maximum of the map's excess over the batch's typical map (`typicalMap`). */
+/**
+ * Image score `excess`: the maximum of the map's excess over the batch's typical map (`typicalMap`).
+ * One pass in double precision (not `imageScore(excessMap(…))`, whose float32 differences round).
+ */
 export function excessScore(map: Float32Array, typical: Float32Array): number {
   if (typical.length !== map.length) throw new RangeError(`excessScore: the typical map has ${typical.length} pixels, the map ${map.length}`);
   let m = -Infinity;

@@ -30,6 +30,7 @@ import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
 import type { MuscScorer } from '../bank/scorer.js';
+import { bankImageScore } from '../bank/format.js';
 import { MuscError } from '../errors.js';
 import { overlayPngOfBytes, type HeatScale } from '../outputs/heatmap.js';
 import type { BankSummary, ErrorResponse, ScoreResponse } from './api.js';
@@ -275,7 +276,7 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     void reply.header('cache-control', 'no-store');
     return {
       status: 'ok',
-      bank: { images: bank.images.length, reference: bank.reference, backbone: bank.backbone.id, imageSize: bank.config.imageSize, imageScore: bank.config.imageScore ?? 'max', threshold: scorer.threshold },
+      bank: { images: bank.images.length, reference: bank.reference, backbone: bank.backbone.id, imageSize: bank.config.imageSize, imageScore: bankImageScore(bank.config), threshold: scorer.threshold },
       queue: { running, waiting: inFlight - running, limit: maxQueue },
       heatScale: scale,
     };
