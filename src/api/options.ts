@@ -143,7 +143,12 @@ export async function openScoring(o: ScoringOptions): Promise<OpenedScoring> {
     imageSize: sideOf(o),
     gelu: b.gelu ?? 'auto',
     normalization,
-    session: { threads: o.threads },
+    // No arena: a batch runs the backbone over its images and then idles it through all of LNAMD
+    // and mutual scoring, where an arena would hold the activations of its largest batch (hundreds
+    // of MB at 320²; two sessions when refining) as dead weight. Bottle at `--resolution auto`:
+    // 37.2–37.4 → 33.4–34.1 s, peak RSS 2.4 → 2.0 GB; at 224 the same time (BENCHMARKS.md, run I).
+    // Bank scoring (`musc score`, `serve`) keeps it: a server's memory stays flat with it.
+    session: { threads: o.threads, arena: false },
     log: o.log,
   });
   return {

@@ -12,6 +12,13 @@ import { asGraph, type OnnxGraph } from './onnx-graph.js';
 export interface SessionOptions {
   /** Intra-op threads; default: all cores (ORT's default). */
   readonly threads?: number;
+  /**
+   * ORT's CPU memory arena (default on, ORT's default). On, a session keeps the buffers of its
+   * largest run for its life: right for a server that runs the same shapes again and again (its
+   * memory stays flat). Off, each run's buffers go back to the process allocator: right for a
+   * batch job that runs a backbone once per image and then needs the memory for mutual scoring.
+   */
+  readonly arena?: boolean;
 }
 
 /** Creates an ORT CPU session with full graph optimisation. */
@@ -21,6 +28,7 @@ export async function createSession(bytes: Uint8Array, opts: SessionOptions = {}
       executionProviders: ['cpu'],
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
+      enableCpuMemArena: opts.arena ?? true,
       ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
     });
   } catch (err) {
