@@ -19,7 +19,10 @@ import sharp from 'sharp';
 import * as tar from 'tar';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import * as ort from 'onnxruntime-node';
+import { openScoring } from '../src/api/options.js';
 import { createResNet50Backbone, type BackboneOutput } from '../src/backbone/backbone.js';
+import { openBackbone } from '../src/backbone/open.js';
 import { listTensorCandidates, pruneToOutputs, resolveTensorRule } from '../src/backbone/graph-surgery.js';
 import { OnnxFeatureExtractor } from '../src/backbone/onnx-backbone.js';
 import { OnnxGraph } from '../src/backbone/onnx-graph.js';
@@ -134,6 +137,31 @@ test('converted ResNet50 classifies real photos at 224 px (eagle -> bald_eagle, 
     assert.ok(Math.abs(sum - 1) < 1e-4, `softmax sums to 1 (got ${sum})`);
   }
   assert.ok(probs[top[0]] > 0.5, `eagle is confident (p=${probs[top[0]]})`);
+});
+
+test("batch scoring opens the backbone without ONNX Runtime's memory arena; a plain open (bank scoring, serve) keeps it", async () => {
+  await ensureResNet50();
+  // The arena keeps a session's peak buffers for its life: dead weight during a batch's mutual
+  // scoring (BENCHMARKS run I), flat memory for a server (test/serve.test.ts measures that side).
+  const create = ort.InferenceSession.create;
+  const arenas: unknown[] = [];
+  ort.InferenceSession.create = ((...args: Parameters<typeof create>) => {
+    const options = args.find((a) => a !== null && typeof a === 'object' && !ArrayBuffer.isView(a) && 'executionProviders' in a) as ort.InferenceSession.SessionOptions | undefined;
+    arenas.push(options?.enableCpuMemArena);
+    return (create as (...a: unknown[]) => ReturnType<typeof create>).apply(ort.InferenceSession, args);
+  }) as typeof create;
+  try {
+    const batch = await openScoring({});
+    await batch.backbone.extractLayers!([await loadImageRgb(DOG, 64, batch.backbone.resizeKernel)]); // refinement's second session
+    await batch.backbone.dispose();
+    assert.deepEqual(arenas, [false, false], 'openScoring: both ResNet50 sessions without the arena');
+    arenas.length = 0;
+    const plain = await openBackbone();
+    await plain.backbone.dispose();
+    assert.deepEqual(arenas, [true], 'openBackbone with default options: the arena');
+  } finally {
+    ort.InferenceSession.create = create;
+  }
 });
 
 test('ResNet50 stage shapes at 448 px (batch 1 and 3) and at 250 px (not a multiple of 32)', async (t) => {
