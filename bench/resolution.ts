@@ -43,7 +43,8 @@ export function parseSpec(spec: string): Partial<MuscConfig> {
   };
 }
 
-const backbone = await createResNet50Backbone({ layers: ['layer2', 'layer3'] });
+// As `musc eval` opens it (openScoring): without ORT's memory arena, so times compare with the CLI's.
+const backbone = await createResNet50Backbone({ layers: ['layer2', 'layer3'], session: { arena: false } });
 const rows: Record<string, unknown>[] = [];
 const pc = (x: number) => (100 * x).toFixed(2);
 try {
