@@ -9,6 +9,7 @@ import type { BankBackbone } from '../bank/format.js';
 import { bankBackboneOf } from '../bank/scorer.js';
 import { ConfigError } from '../errors.js';
 import type { Normalization } from '../image/normalize.js';
+import type { ImageScoreRule } from '../pipeline/maps.js';
 import type { MutualScoring } from '../pipeline/msm.js';
 import type { CrossScoring } from '../pipeline/refine.js';
 import { DEFAULT_CONFIG, resolveConfig, type MuscConfig, type ProgressFn } from '../pipeline/musc.js';
@@ -53,7 +54,7 @@ export interface ScoringOptions {
    * Image score: `excess` (default), the max of a map's excess over the batch's typical map
    * (per-pixel median of its maps; a bank keeps its own), or `max`, the map's max (the paper's).
    */
-  readonly imageScore?: 'excess' | 'max';
+  readonly imageScore?: ImageScoreRule;
   /** Backbone layers (ResNet50: `layer1`..`layer4`; ViT: 0-based block indices as strings). */
   readonly layers?: readonly string[];
   /** LNAMD aggregation degrees (odd). */

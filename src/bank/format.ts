@@ -18,20 +18,18 @@ import { MuscError } from '../errors.js';
 import { sha256 } from '../backbone/model-cache.js';
 import writeFileAtomic from 'write-file-atomic';
 import type { BatchGeometry } from '../pipeline/geometry.js';
+import type { ImageScoreRule } from '../pipeline/maps.js';
 
 export const BANK_MAGIC = 'MUSCBANK';
 /**
- * The newest format version: 2 adds the typical map (image score `excess`). A bank is written with
- * the oldest version that holds it (`formatVersion`), so banks scored by the max stay readable by
- * musc-ts before version 2, and those do not silently score an `excess` bank by the max.
+ * The format versions this musc-ts reads: 2 adds the typical map (image score `excess`). A bank is
+ * written with the oldest version that holds it (`formatVersion`), so banks scored by the max stay
+ * readable by musc-ts before version 2, and those do not silently score an `excess` bank by the max.
  */
-export const BANK_VERSION = 2;
-
-/** The versions this musc-ts reads. */
 export const BANK_VERSIONS_READ: readonly number[] = [1, 2];
 
 /** How a bank takes image scores: its config's rule; banks written before the rule existed score by the max. */
-export function bankImageScore(config: Pick<BankConfig, 'imageScore'>): 'max' | 'excess' {
+export function bankImageScore(config: Pick<BankConfig, 'imageScore'>): ImageScoreRule {
   return config.imageScore ?? 'max';
 }
 
@@ -111,7 +109,7 @@ export interface BankConfig {
   readonly kList: readonly number[];
   readonly embeddingSimilarity: 'cosine' | 'dot';
   /** How a map gives its image score (absent in banks written before `excess`: `max`). */
-  readonly imageScore?: 'max' | 'excess';
+  readonly imageScore?: ImageScoreRule;
 }
 
 /** How to reopen the backbone the bank was built with. */

@@ -89,16 +89,20 @@ export function bankInt8(set: BankSet, levels: number): Int8Array {
   return codes;
 }
 
-/** From half the lowest to the highest of the maps' maxima: the heat scale a bank stores at build. */
-export function heatScaleOfMaps(maps: readonly Float32Array[]): { low: number; high: number } {
+/** From half the lowest to the highest of some map maxima. */
+function heatScaleOfMaxima(maxima: Iterable<number>): { low: number; high: number } {
   let low = Infinity;
   let high = -Infinity;
-  for (const m of maps) {
-    const top = imageScore(m);
+  for (const top of maxima) {
     low = Math.min(low, top);
     high = Math.max(high, top);
   }
   return { low: 0.5 * low, high };
+}
+
+/** The heat scale a bank stores at build: from half the lowest to the highest of its images' map maxima. */
+export function heatScaleOfMaps(maps: readonly Float32Array[]): { low: number; high: number } {
+  return heatScaleOfMaxima(maps.map(imageScore));
 }
 
 /**
@@ -108,14 +112,7 @@ export function heatScaleOfMaps(maps: readonly Float32Array[]): { low: number; h
  * range from their raw scores.
  */
 export function bankHeatScale(bank: Bank): { low: number; high: number } {
-  if (bank.heatScale) return bank.heatScale;
-  let low = Infinity;
-  let high = -Infinity;
-  for (const im of bank.images) {
-    low = Math.min(low, im.score);
-    high = Math.max(high, im.score);
-  }
-  return { low: 0.5 * low, high };
+  return bank.heatScale ?? heatScaleOfMaxima(bank.images.map((im) => im.score));
 }
 
 /** The interval of ranks averaged for a bank of `n` images. */

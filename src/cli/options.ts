@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import type { ScoringOptions } from '../api/options.js';
 import { RESNET50_IMAGE_SIZE } from '../backbone/open.js';
 import { VIT_FAMILIES, type GeluMode, type VitFamily } from '../backbone/vit.js';
+import type { ImageScoreRule } from '../pipeline/maps.js';
 import { DEFAULT_CONFIG } from '../pipeline/musc.js';
 import type { ThresholdRule } from '../outputs/thresholds.js';
 import { gridSpec, interval, intList, numberIn, positiveInt, sizeSpec, triple } from './parsers.js';
@@ -45,7 +46,7 @@ export interface ScoringOpts {
   refine?: number;
   refineSize?: number;
   resolution?: 'auto' | 'fixed';
-  imageScore: 'excess' | 'max';
+  imageScore: ImageScoreRule;
   backbone?: string;
   backboneType?: VitFamily | 'auto';
   clipGelu: GeluMode;

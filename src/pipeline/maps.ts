@@ -107,9 +107,13 @@ export function imageScore(map: Float32Array): number {
   return m;
 }
 
+function checkTypical(what: string, map: Float32Array, typical: Float32Array): void {
+  if (typical.length !== map.length) throw new RangeError(`${what}: the typical map has ${typical.length} pixels, the map ${map.length}`);
+}
+
 /** `map − typical`, pixel by pixel: what image score `excess` and its strongest region look at. */
 export function excessMap(map: Float32Array, typical: Float32Array): Float32Array {
-  if (typical.length !== map.length) throw new RangeError(`excessMap: the typical map has ${typical.length} pixels, the map ${map.length}`);
+  checkTypical('excessMap', map, typical);
   const out = new Float32Array(map.length);
   for (let i = 0; i < map.length; i++) out[i] = map[i] - typical[i];
   return out;
@@ -120,7 +124,7 @@ export function excessMap(map: Float32Array, typical: Float32Array): Float32Arra
  * One pass in double precision (not `imageScore(excessMap(…))`, whose float32 differences round).
  */
 export function excessScore(map: Float32Array, typical: Float32Array): number {
-  if (typical.length !== map.length) throw new RangeError(`excessScore: the typical map has ${typical.length} pixels, the map ${map.length}`);
+  checkTypical('excessScore', map, typical);
   let m = -Infinity;
   for (let i = 0; i < map.length; i++) if (map[i] - typical[i] > m) m = map[i] - typical[i];
   return m;
