@@ -237,8 +237,10 @@ export async function featuresOfViews(views: readonly ImageViews[], backbone: Ba
   }
   return views.map((v, i) => {
     const emb = unitEmb.slice(i * T, (i + 1) * T);
-    // The finest view of the whole image describes it best: the fine pass when refining (the coarse
-    // embedding measured lower image AUROC: bottle 99.13 vs 99.21, synthetic flange 74.5 vs 79.1).
+    // The finest view of the whole image describes it best: the fine pass when refining. Under the
+    // max, the coarse embedding measured lower (bottle I-AUROC 99.13 vs 99.21, synthetic flange 74.5
+    // vs 79.1); under `excess` it was a wash in I-AUROC over 14 synthetic sets and lower in I-AP and
+    // I-F1 (−10.3 and −5.8 points summed; BENCHMARKS run K).
     let embedding = geometry.fine ? fineEmb[i] : emb[0];
     if (T > 1) {
       embedding = new Float32Array(emb[0].length);
