@@ -17,7 +17,7 @@ import { bankBackboneOf } from '../src/bank/scorer.js';
 import { scoreAgainstBank } from '../src/bank/score.js';
 import { writeSyntheticBatch } from '../src/demo/synthetic.js';
 import { autoPlan, planBatch, resolveGeometry } from '../src/pipeline/geometry.js';
-import { coverage, upsampleBilinear, upsampleIntoBox } from '../src/pipeline/maps.js';
+import { normaliseStitched, tileBlend, upsampleBilinear, upsampleIntoBox } from '../src/pipeline/maps.js';
 import { extractFeatures, resolveConfig, scoreFeatures, type MuscConfig } from '../src/pipeline/musc.js';
 import { calibrate, refineScores, selectPatches } from '../src/pipeline/refine.js';
 import { lnamdStack } from '../src/pipeline/lnamd.js';
@@ -59,7 +59,7 @@ test('geometry: keep-aspect rounds the short side, tile grids cover the canvas, 
   const t = resolveGeometry({ imageSize: 64, tiles: { grid: { rows: 2, cols: 3 }, overlap: 0.25, match: 'position' } }, []);
   assert.deepEqual(t.canvas, { width: 64 + 2 * 48, height: 64 + 48 });
   assert.equal(t.boxes.length, 6);
-  assert.ok(coverage(t.boxes, t.canvas)!.every((c) => c >= 1), 'every canvas pixel is covered');
+  assert.ok(tileBlend(t.boxes, t.canvas)!.total.every((w) => w > 0), 'every canvas pixel is covered');
   const n = resolveGeometry({ imageSize: 224, tiles: { size: 200, overlap: 0.1, match: 'any' } }, [{ width: 1000, height: 450 }]);
   assert.deepEqual([n.rows, n.cols], [3, 6]);
   assert.equal(Math.max(...n.boxes.map((b) => b.x + b.width)), 1000);
@@ -86,17 +86,39 @@ test('--resolution auto: elongated batches keep their aspect at the area of S²,
   assert.match(small.rule, /no refinement/);
 });
 
-test('stitching: overlapping tiles are averaged (coverage), each tile upsampled into its box', () => {
+test('stitching: overlapping tiles are blended without a step where a tile ends', () => {
   const boxes = [
-    { x: 0, y: 0, width: 3, height: 2 },
-    { x: 2, y: 0, width: 3, height: 2 },
+    { x: 0, y: 0, width: 4, height: 2 },
+    { x: 2, y: 0, width: 4, height: 2 },
   ];
-  const out = new Float32Array(5 * 2);
-  upsampleIntoBox(Float32Array.from([1]), 1, 1, boxes[0], 5, out);
-  upsampleIntoBox(Float32Array.from([3]), 1, 1, boxes[1], 5, out);
-  const c = coverage(boxes, { width: 5, height: 2 })!;
-  const map = Array.from(out, (v, i) => v / c[i]);
-  assert.deepEqual(map, [1, 1, 2, 3, 3, 1, 1, 2, 3, 3]);
+  const blend = tileBlend(boxes, { width: 6, height: 2 })!;
+  // Each window ramps down over the 2 px it shares with its neighbour, none at the map's border.
+  assert.deepEqual(Array.from(blend.windows[0].wx), [1, 1, 0.75, 0.25]);
+  assert.deepEqual(Array.from(blend.windows[1].wx), [0.25, 0.75, 1, 1]);
+  assert.deepEqual(Array.from(blend.windows[0].wy), [1, 1]);
+  const out = new Float32Array(6 * 2);
+  upsampleIntoBox(Float32Array.from([1]), 1, 1, boxes[0], 6, out, 1, blend.windows[0]);
+  upsampleIntoBox(Float32Array.from([3]), 1, 1, boxes[1], 6, out, 1, blend.windows[1]);
+  normaliseStitched([out], blend);
+  // A ramp from one tile's value to the other's (an equal-weight average jumped 1 -> 2 -> 3).
+  assert.deepEqual(Array.from(out), [1, 1, 1.5, 2.5, 3, 3, 1, 1, 1.5, 2.5, 3, 3]);
+  // One box covering the map: nothing to blend (the untiled path).
+  assert.equal(tileBlend([{ x: 0, y: 0, width: 6, height: 2 }], { width: 6, height: 2 }), null);
+});
+
+test('stitching: the weights of regular grids sum to one, and tiles of one value stitch to that value on any tiling', () => {
+  const grid = resolveGeometry({ imageSize: 64, tiles: { grid: { rows: 2, cols: 3 }, overlap: 0.25, match: 'position' } }, []);
+  const g = tileBlend(grid.boxes, grid.canvas)!;
+  assert.ok(g.total.every((w) => Math.abs(w - 1) < 1e-6), 'a partition of unity');
+  // Native tiles with uneven steps, and overlaps above one half (three tiles over a pixel).
+  for (const [size, overlap] of [[200, 0.1], [96, 0.7]] as const) {
+    const n = resolveGeometry({ imageSize: 224, tiles: { size, overlap, match: 'position' } }, [{ width: 1000, height: 450 }]);
+    const blend = tileBlend(n.boxes, n.canvas)!;
+    const out = new Float32Array(n.canvas.width * n.canvas.height);
+    n.boxes.forEach((b, t) => upsampleIntoBox(Float32Array.from([0.7]), 1, 1, b, n.canvas.width, out, 1, blend.windows[t]));
+    normaliseStitched([out], blend);
+    assert.ok(out.every((v) => Math.abs(v - 0.7) < 1e-6), `tiles of ${size} px, overlap ${overlap}`);
+  }
 });
 
 test('keep-aspect on square images and 1x1 position tiles are exactly the plain path', async () => {

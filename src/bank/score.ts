@@ -14,7 +14,7 @@ import type { ImageFeatures } from '../pipeline/musc.js';
 import { planBatch, type BatchGeometry } from '../pipeline/geometry.js';
 import { fp32Operands, int8OperandsWith, int8ReferenceOperand, int8Side, type GemmOperands, type Int8Reference, type MsmPrecision } from '../pipeline/gemm-operands.js';
 import { lnamdStackWithRange } from '../pipeline/lnamd.js';
-import { coverage, imageScore, imageScoresOf, upsampleIntoBox } from '../pipeline/maps.js';
+import { imageScore, imageScoresOf, normaliseStitched, tileBlend, upsampleIntoBox } from '../pipeline/maps.js';
 import { int8ReferenceLevels, intervalBounds, toDistance } from '../pipeline/msm.js';
 import { crossBestMatches } from '../pipeline/pairwise.js';
 import { channelDither, int8Scale, quantizeSymmetric, queryDither } from '../pipeline/quantize.js';
@@ -223,6 +223,7 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
   const kernel = opts.kernel ?? (await SimilarityKernel.create({ precision, threads: opts.threads }));
   const n = queries.length;
   const maps = queries.map(() => new Float32Array(size.width * size.height));
+  const blend = tileBlend(boxes, size);
   const nMaps = bank.sets.length;
   try {
     for (const set of bank.sets) {
@@ -250,14 +251,13 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
         for (let i = 0; i < n; i++) job.tiles.forEach((t, j) => unitScores.set(scores.subarray((i * k + j) * P, (i * k + j + 1) * P), (i * T + t) * P));
       }
       for (let i = 0; i < n; i++) {
-        for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((i * T + t) * P, (i * T + t + 1) * P), set.gridHeight, set.gridWidth, boxes[t], size.width, maps[i], 1 / nMaps);
+        for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((i * T + t) * P, (i * T + t + 1) * P), set.gridHeight, set.gridWidth, boxes[t], size.width, maps[i], 1 / nMaps, blend?.windows[t]);
       }
     }
   } finally {
     if (!opts.kernel) await kernel.dispose();
   }
-  const cover = coverage(boxes, size);
-  if (cover) for (const m of maps) for (let i = 0; i < m.length; i++) if (cover[i] > 0) m[i] /= cover[i];
+  normaliseStitched(maps, blend);
   const imageScores = imageScoresOf(maps, typicalOf(bank));
   const scores = bank.reference === 'good' ? Float64Array.from(imageScores) : Float64Array.from(queries, (q, i) => rscinAgainstBank(imageScores[i], q.embedding, bank));
   return { maps, imageScores, scores, width: size.width, height: size.height };

@@ -36,14 +36,18 @@ export function upsampleAccumulate(grid: Float32Array, gh: number, gw: number, s
 
 /**
  * `upsampleAccumulate` into a box of a larger map (a tile of a stitched map): the grid
- * is upsampled to the box's size and added, with weight `w`, at the box's place.
+ * is upsampled to the box's size and added, with weight `w` (times the tile's blending
+ * window when given, see `tileBlend`), at the box's place.
  * @param mapWidth row length of `out`
  */
-export function upsampleIntoBox(grid: Float32Array, gh: number, gw: number, box: Box, mapWidth: number, out: Float32Array, w = 1): void {
+export function upsampleIntoBox(grid: Float32Array, gh: number, gw: number, box: Box, mapWidth: number, out: Float32Array, w = 1, window?: BlendWindow): void {
   const { width, height } = box;
   if (grid.length !== gh * gw) throw new RangeError(`upsample: grid has ${grid.length} elements, expected ${gh}x${gw}`);
   if (box.x < 0 || box.y < 0 || box.x + width > mapWidth || (box.y + height) * mapWidth > out.length) {
     throw new RangeError(`upsample: box ${width}x${height}+${box.x}+${box.y} does not fit a map ${mapWidth} wide with ${out.length} elements`);
+  }
+  if (window && (window.wx.length !== width || window.wy.length !== height)) {
+    throw new RangeError(`upsample: a ${window.wx.length}x${window.wy.length} blending window for a ${width}x${height} box`);
   }
   const xs = axisSamples(width, gw);
   const ys = axisSamples(height, gh);
@@ -54,13 +58,14 @@ export function upsampleIntoBox(grid: Float32Array, gh: number, gw: number, box:
     const r0 = y0 * gw;
     const r1 = y1 * gw;
     const o = (box.y + y) * mapWidth + box.x;
+    const wy = window ? w * window.wy[y] : w;
     for (let x = 0; x < width; x++) {
       const x0 = xs.i0[x];
       const x1 = Math.min(x0 + 1, gw - 1);
       const tx = xs.t[x];
       const top = grid[r0 + x0] + (grid[r0 + x1] - grid[r0 + x0]) * tx;
       const bottom = grid[r1 + x0] + (grid[r1 + x1] - grid[r1 + x0]) * tx;
-      out[o + x] += w * (top + (bottom - top) * ty);
+      out[o + x] += (window ? wy * window.wx[x] : wy) * (top + (bottom - top) * ty);
     }
   }
 }
@@ -88,16 +93,78 @@ export function anomalyMap(grids: readonly ScoreGrid[], size: SizeLike): Float32
   return out;
 }
 
+/** A tile's blending weights: `wx[x] · wy[y]` at offset (x, y) in its box. */
+export interface BlendWindow {
+  readonly wx: Float32Array;
+  readonly wy: Float32Array;
+}
+
+/** How stitched tiles are blended: each box's window, and their sum per pixel of the map (what a stitched map is divided by). */
+export interface TileBlend {
+  readonly windows: readonly BlendWindow[];
+  readonly total: Float32Array;
+}
+
 /**
- * How many boxes cover each pixel of a `[height, width]` map (stitched maps divide by it,
- * so overlapping tiles are averaged); null when one box covers the whole map once.
+ * One axis of a box's window: 1 inside, a linear ramp down to the box's edge over the
+ * width `lead` (`trail`) it shares with a neighbour before (after) it; no ramp at the
+ * map's border. Weights stay positive ((k + ½) / lead at offset k), so every covered
+ * pixel has a weight.
  */
-export function coverage(boxes: readonly Box[], size: SizeLike): Float32Array | null {
+function ramp(length: number, lead: number, trail: number): Float32Array {
+  const w = new Float32Array(length);
+  for (let k = 0; k < length; k++) {
+    let v = 1;
+    if (lead > 0) v = Math.min(v, (k + 0.5) / lead);
+    if (trail > 0) v = Math.min(v, (length - k - 0.5) / trail);
+    w[k] = v;
+  }
+  return w;
+}
+
+/**
+ * Blending of overlapping tiles (stitched maps divide by `total`): each tile's weight
+ * falls linearly to its edge across the overlap with each neighbour (feathering), so two
+ * tiles' weights sum to one across their overlap and a stitched map has no step where a
+ * tile ends. (An equal-weight average jumps there by half the tiles' disagreement, seen
+ * as seams in overlays.) Null when one box covers the whole map once: nothing to blend,
+ * and the map is exactly the untiled one.
+ */
+export function tileBlend(boxes: readonly Box[], size: SizeLike): TileBlend | null {
   const { width, height } = size2d(size);
   if (boxes.length === 1 && boxes[0].x === 0 && boxes[0].y === 0 && boxes[0].width === width && boxes[0].height === height) return null;
-  const c = new Float32Array(width * height);
-  for (const b of boxes) for (let y = b.y; y < b.y + b.height; y++) for (let x = b.x; x < b.x + b.width; x++) c[y * width + x] += 1;
-  return c;
+  // The widest overlap with a box on each side (boxes whose other axis intersects this one's).
+  const shared = (b: Box, o: Box, axis: 'x' | 'y'): [number, number] => {
+    const [p, len, q, qlen] = axis === 'x' ? [b.x, b.width, b.y, b.height] : [b.y, b.height, b.x, b.width];
+    const [op, olen, oq, oqlen] = axis === 'x' ? [o.x, o.width, o.y, o.height] : [o.y, o.height, o.x, o.width];
+    if (o === b || oq >= q + qlen || q >= oq + oqlen) return [0, 0];
+    const lead = op < p && op + olen > p ? Math.min(len, op + olen - p) : 0;
+    const trail = op > p && op < p + len && op + olen > p + len ? Math.min(len, p + len - op) : 0;
+    return [lead, trail];
+  };
+  const windows = boxes.map((b) => {
+    const side = { x: [0, 0], y: [0, 0] };
+    for (const o of boxes) {
+      for (const axis of ['x', 'y'] as const) {
+        const [lead, trail] = shared(b, o, axis);
+        side[axis] = [Math.max(side[axis][0], lead), Math.max(side[axis][1], trail)];
+      }
+    }
+    return { wx: ramp(b.width, side.x[0], side.x[1]), wy: ramp(b.height, side.y[0], side.y[1]) };
+  });
+  const total = new Float32Array(width * height);
+  boxes.forEach((b, t) => {
+    const { wx, wy } = windows[t];
+    for (let y = 0; y < b.height; y++) for (let x = 0; x < b.width; x++) total[(b.y + y) * width + b.x + x] += wy[y] * wx[x];
+  });
+  return { windows, total };
+}
+
+/** Divides stitched maps by the blend's total weight (pixels no tile covers stay 0). */
+export function normaliseStitched(maps: readonly Float32Array[], blend: TileBlend | null): void {
+  if (!blend) return;
+  const { total } = blend;
+  for (const m of maps) for (let i = 0; i < m.length; i++) if (total[i] > 0) m[i] /= total[i];
 }
 
 /** Image score `max` (the paper's): the maximum of the upsampled map (not of the grid; see spec §6.1). */

@@ -13,7 +13,7 @@ import { cropRgb, decodeImageRgbSizes, imageSize, type LoadedImage } from '../im
 import { gridOfBatch, type FeatureGrid, type Size2D } from '../tensor.js';
 import { needsOriginalSizes, planBatch, type BatchGeometry, type RefineConfig, type TilingConfig } from './geometry.js';
 import { WorkerPool, lnamdStackParallel, sharedFloat32 } from './parallel.js';
-import { anomalyMap, coverage, imageScoresOf, typicalMap, upsampleIntoBox, type ImageScoreRule } from './maps.js';
+import { anomalyMap, imageScoresOf, normaliseStitched, tileBlend, typicalMap, upsampleIntoBox, type ImageScoreRule } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
 import { refineScores, type CrossScoring } from './refine.js';
 import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
@@ -390,6 +390,8 @@ export async function scoreFeatures(
   const tiled = T > 1;
   const matchAny = tiled && cfg.tiles?.match === 'any';
   const maps = features.map(() => new Float32Array(map.width * map.height));
+  // How tiles' maps are stitched (null untiled and when refining, which scores whole images).
+  const blend = fine ? null : tileBlend(coarse.boxes, map);
   const nMaps = cfg.layers.length * cfg.rList.length;
   const kernel = await SimilarityKernel.create({ precision: cfg.precision, threads: hooks.threads });
   const workers = WorkerPool.open(hooks.threads);
@@ -476,7 +478,7 @@ export async function scoreFeatures(
     }
     return () =>
       subset.forEach((idx, n) => {
-        for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((n * T + t) * P, (n * T + t + 1) * P), g0.height, g0.width, coarse.boxes[t], map.width, maps[idx], 1 / nMaps);
+        for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((n * T + t) * P, (n * T + t + 1) * P), g0.height, g0.width, coarse.boxes[t], map.width, maps[idx], 1 / nMaps, blend?.windows[t]);
       });
   };
 
@@ -513,9 +515,8 @@ export async function scoreFeatures(
     await kernel.dispose();
     await workers?.close();
   }
-  // Overlapping tiles are averaged.
-  const cover = fine ? null : coverage(coarse.boxes, map);
-  if (cover) for (const m of maps) for (let i = 0; i < m.length; i++) if (cover[i] > 0) m[i] /= cover[i];
+  // Overlapping tiles are blended (weights falling off across each overlap).
+  normaliseStitched(maps, blend);
   const t = performance.now();
   // The typical map is taken over the whole batch (all subsets), like RsCIN.
   const typical = cfg.imageScore === 'excess' ? typicalMap(maps) : null;
