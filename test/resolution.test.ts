@@ -21,7 +21,7 @@ import { normaliseStitched, tileBlend, upsampleBilinear, upsampleIntoBox } from 
 import { extractFeatures, resolveConfig, scoreFeatures, type MuscConfig } from '../src/pipeline/musc.js';
 import { calibrate, refineScores, selectPatches } from '../src/pipeline/refine.js';
 import { lnamdStack } from '../src/pipeline/lnamd.js';
-import { mutualScores } from '../src/pipeline/msm.js';
+import { mutualScores, type MutualScoring } from '../src/pipeline/msm.js';
 
 let backbone: Backbone;
 let tmp = '';
@@ -104,9 +104,16 @@ test('stitching: overlapping tiles are blended without a step where a tile ends'
   assert.deepEqual(Array.from(out), [1, 1, 1.5, 2.5, 3, 3, 1, 1, 1.5, 2.5, 3, 3]);
   // One box covering the map: nothing to blend (the untiled path).
   assert.equal(tileBlend([{ x: 0, y: 0, width: 6, height: 2 }], { width: 6, height: 2 }), null);
+  // `average` (tiled banks built before blending): equal weights, a step at each tile's end.
+  const avg = tileBlend(boxes, { width: 6, height: 2 }, 'average')!;
+  const flat = new Float32Array(6 * 2);
+  upsampleIntoBox(Float32Array.from([1]), 1, 1, boxes[0], 6, flat, 1, avg.windows[0]);
+  upsampleIntoBox(Float32Array.from([3]), 1, 1, boxes[1], 6, flat, 1, avg.windows[1]);
+  normaliseStitched([flat], avg);
+  assert.deepEqual(Array.from(flat), [1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3]);
 });
 
-test('stitching: the weights of regular grids sum to one, and tiles of one value stitch to that value on any tiling', () => {
+test('stitching: the weights of regular grids sum to one; dividing by the total keeps tiles of one value at it where three tiles overlap (uneven native tilings)', () => {
   const grid = resolveGeometry({ imageSize: 64, tiles: { grid: { rows: 2, cols: 3 }, overlap: 0.25, match: 'position' } }, []);
   const g = tileBlend(grid.boxes, grid.canvas)!;
   assert.ok(g.total.every((w) => Math.abs(w - 1) < 1e-6), 'a partition of unity');
@@ -119,6 +126,25 @@ test('stitching: the weights of regular grids sum to one, and tiles of one value
     normaliseStitched([out], blend);
     assert.ok(out.every((v) => Math.abs(v - 0.7) < 1e-6), `tiles of ${size} px, overlap ${overlap}`);
   }
+});
+
+test('stitching end to end: a tiled batch blends its tiles\' scores across each overlap', async () => {
+  // Position tiles 1x2 of 64 px, overlap 0.25: the canvas is 112 px wide, the tiles share x = 48..63.
+  const cfg = cfgOf({ tiles: { grid: { rows: 1, cols: 2 }, overlap: 0.25, match: 'position' } });
+  const { features } = await extractFeatures(wide, backbone, cfg);
+  // Every patch of tile t scores t + 1, in every (layer, r) set.
+  const constant: MutualScoring = async (_z, dims, _opts, set) => new Float32Array(dims.N * dims.P).fill((set.tile ?? 0) + 1);
+  const { maps, width, geometry } = await scoreFeatures(features, cfg, { mutualScoring: constant });
+  assert.equal(width, 112);
+  const blend = tileBlend(geometry.coarse.boxes, geometry.map)!;
+  const row = Array.from(maps[0].subarray(0, width));
+  for (let x = 0; x < width; x++) {
+    const w0 = x < 64 ? blend.windows[0].wx[x] : 0;
+    const w1 = x >= 48 ? blend.windows[1].wx[x - 48] : 0;
+    assert.ok(Math.abs(row[x] - (w0 * 1 + w1 * 2) / (w0 + w1)) < 1e-6, `x = ${x}: ${row[x]}`);
+  }
+  // A ramp from 1 to 2 without a step (averaging jumped 1 -> 1.5 -> 2).
+  assert.ok(row.every((v, x) => x === 0 || (v >= row[x - 1] - 1e-6 && v - row[x - 1] <= 1 / 16 + 1e-6)), row.join(' '));
 });
 
 test('keep-aspect on square images and 1x1 position tiles are exactly the plain path', async () => {
@@ -224,5 +250,19 @@ for (const match of ['position', 'any'] as const) {
       assert.deepEqual(res.maps[0], first.maps[0], `image ${q}`);
       assert.equal(res.imageScores[0], first.imageScores[0]);
     }
+    // A tiled bank records how it stitched; one written before blending (no field) keeps averaging,
+    // so new images are measured as its stored scores were: the same map outside the overlap (x = 48..63).
+    assert.equal(bank.config.stitching, 'blend');
+    const { stitching: _, ...before } = bank.config;
+    const blended = await scoreAgainstBank([features[0]], bank, { excludeBankIndex: [0] });
+    const averaged = await scoreAgainstBank([features[0]], { ...bank, config: before }, { excludeBankIndex: [0] });
+    const { width } = blended;
+    let differ = 0;
+    blended.maps[0].forEach((v, i) => {
+      const x = i % width;
+      if (x < 48 || x > 63) assert.equal(averaged.maps[0][i], v, `pixel ${i} outside the overlap`);
+      else if (averaged.maps[0][i] !== v) differ++;
+    });
+    assert.ok(differ > 0, 'the overlap is averaged, not blended');
   });
 }

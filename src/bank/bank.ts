@@ -33,7 +33,7 @@ function bankConfig(cfg: MuscConfig, geometry: BatchGeometry): BankConfig {
   return {
     imageSize: cfg.imageSize,
     geometry,
-    ...(geometry.coarse.boxes.length > 1 ? { tileMatch: cfg.tiles?.match ?? 'position' } : {}),
+    ...(geometry.coarse.boxes.length > 1 ? { tileMatch: cfg.tiles?.match ?? 'position', stitching: 'blend' as const } : {}),
     layers: [...cfg.layers],
     rList: [...cfg.rList],
     interval: [cfg.interval[0], cfg.interval[1]],

@@ -18,7 +18,7 @@ import { MuscError } from '../errors.js';
 import { sha256 } from '../backbone/model-cache.js';
 import writeFileAtomic from 'write-file-atomic';
 import type { BatchGeometry } from '../pipeline/geometry.js';
-import type { ImageScoreRule } from '../pipeline/maps.js';
+import type { ImageScoreRule, TileStitching } from '../pipeline/maps.js';
 
 export const BANK_MAGIC = 'MUSCBANK';
 /**
@@ -31,6 +31,11 @@ export const BANK_VERSIONS_READ: readonly number[] = [1, 2];
 /** How a bank takes image scores: its config's rule; banks written before the rule existed score by the max. */
 export function bankImageScore(config: Pick<BankConfig, 'imageScore'>): ImageScoreRule {
   return config.imageScore ?? 'max';
+}
+
+/** How a bank stitches tiles: its config's rule; tiled banks written before blending averaged. */
+export function bankStitching(config: Pick<BankConfig, 'stitching'>): TileStitching {
+  return config.stitching ?? 'average';
 }
 
 /** The format version a bank is written with: 2 when it scores by `excess` (it holds a typical map), else 1. */
@@ -110,6 +115,11 @@ export interface BankConfig {
   readonly embeddingSimilarity: 'cosine' | 'dot';
   /** How a map gives its image score (absent in banks written before `excess`: `max`). */
   readonly imageScore?: ImageScoreRule;
+  /**
+   * Tiles: how overlapping tiles' maps are combined (absent in banks written before blending:
+   * `average`, so their stored scores, typical map and threshold stay comparable).
+   */
+  readonly stitching?: TileStitching;
 }
 
 /** How to reopen the backbone the bank was built with. */

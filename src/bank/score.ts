@@ -11,17 +11,18 @@
  */
 import { ConfigError } from '../errors.js';
 import type { ImageFeatures } from '../pipeline/musc.js';
-import { planBatch, type BatchGeometry } from '../pipeline/geometry.js';
+import type { Size2D } from '../tensor.js';
+import { planBatch, type BatchGeometry, type Box } from '../pipeline/geometry.js';
 import { fp32Operands, int8OperandsWith, int8ReferenceOperand, int8Side, type GemmOperands, type Int8Reference, type MsmPrecision } from '../pipeline/gemm-operands.js';
 import { lnamdStackWithRange } from '../pipeline/lnamd.js';
-import { imageScore, imageScoresOf, normaliseStitched, tileBlend, upsampleIntoBox } from '../pipeline/maps.js';
+import { imageScore, imageScoresOf, normaliseStitched, tileBlend, upsampleIntoBox, type TileBlend } from '../pipeline/maps.js';
 import { int8ReferenceLevels, intervalBounds, toDistance } from '../pipeline/msm.js';
 import { crossBestMatches } from '../pipeline/pairwise.js';
 import { channelDither, int8Scale, quantizeSymmetric, queryDither } from '../pipeline/quantize.js';
 import { dot, embeddingRow, minMaxNormalize, rscinRow, usableKList } from '../pipeline/rscin.js';
 import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK } from '../pipeline/top-k.js';
-import { MIN_BANK_IMAGES, fromHalf, typicalOf, unitsPerImage, type Bank, type BankSet } from './format.js';
+import { MIN_BANK_IMAGES, bankStitching, fromHalf, typicalOf, unitsPerImage, type Bank, type BankConfig, type BankSet } from './format.js';
 
 /** Result of scoring images against a bank. */
 export interface BankScores {
@@ -182,6 +183,14 @@ export function bankGeometry(bank: Pick<Bank, 'config'>): BatchGeometry {
   return bank.config.geometry ?? planBatch({ imageSize: bank.config.imageSize }, []);
 }
 
+// A bank's config (and so its geometry) never changes: its tiles' blend is computed once, not per request.
+const blends = new WeakMap<BankConfig, TileBlend | null>();
+
+function blendOf(bank: Pick<Bank, 'config'>, boxes: readonly Box[], size: Size2D): TileBlend | null {
+  if (!blends.has(bank.config)) blends.set(bank.config, tileBlend(boxes, size, bankStitching(bank.config)));
+  return blends.get(bank.config)!;
+}
+
 const positionSets = new WeakMap<BankSet, BankSet[]>();
 
 /** The bank units of tile position t of every image, as a set of its own (cached, so its operand caches hold). */
@@ -223,7 +232,7 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
   const kernel = opts.kernel ?? (await SimilarityKernel.create({ precision, threads: opts.threads }));
   const n = queries.length;
   const maps = queries.map(() => new Float32Array(size.width * size.height));
-  const blend = tileBlend(boxes, size);
+  const blend = blendOf(bank, boxes, size);
   const nMaps = bank.sets.length;
   try {
     for (const set of bank.sets) {

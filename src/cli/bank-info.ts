@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { MuscError } from '../errors.js';
-import { MIN_BANK_IMAGES, bankImageScore, readsVersion, inspectBankFile, type BankInspection, type BankHeader } from '../bank/format.js';
+import { MIN_BANK_IMAGES, bankImageScore, bankStitching, readsVersion, inspectBankFile, type BankInspection, type BankHeader } from '../bank/format.js';
 import { isBankLocked } from '../bank/lock.js';
 
 /** The `--json` object (keys documented in README, "Checking a bank"). */
@@ -86,6 +86,8 @@ function describe(j: BankInfoJson): string {
       ['embedding', `${j.embeddingDim}-d, ${c.embeddingSimilarity}`],
       ['image score', bankImageScore(c) === 'excess' ? "excess over the bank's typical map" : 'max of the map'],
     );
+    const g = c.geometry?.coarse;
+    if (g && g.boxes.length > 1) rows.push(['tiles', `${g.rows}x${g.cols}, matched by ${c.tileMatch ?? 'position'}, overlaps ${bankStitching(c) === 'blend' ? 'blended' : 'averaged (built before blending)'}`]);
   }
   if (j.threshold) rows.push(['threshold', `${j.threshold.value.toFixed(4)} (${j.threshold.method})`]);
   if (j.createdAt) rows.push(['created', j.createdAt], ['updated', j.updatedAt ?? '']);

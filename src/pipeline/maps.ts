@@ -123,34 +123,52 @@ function ramp(length: number, lead: number, trail: number): Float32Array {
 }
 
 /**
+ * How overlapping tiles are combined: `blend` (weights falling off across each overlap) or
+ * `average` (equal weights, what musc-ts did before blending; kept for tiled banks built then).
+ */
+export type TileStitching = 'blend' | 'average';
+
+/**
+ * The widest overlap of box `b` with a box before it (`lead`) and after it (`trail`) along the x
+ * axis (`vertical`: the y axis), among boxes that also overlap it on the other axis.
+ */
+function sharedSpans(b: Box, boxes: readonly Box[], vertical: boolean): { lead: number; trail: number } {
+  const p = vertical ? b.y : b.x;
+  const len = vertical ? b.height : b.width;
+  const q = vertical ? b.x : b.y;
+  const qlen = vertical ? b.width : b.height;
+  let lead = 0;
+  let trail = 0;
+  for (const o of boxes) {
+    if (o === b) continue;
+    const op = vertical ? o.y : o.x;
+    const olen = vertical ? o.height : o.width;
+    const oq = vertical ? o.x : o.y;
+    const oqlen = vertical ? o.width : o.height;
+    if (oq >= q + qlen || q >= oq + oqlen) continue;
+    if (op < p && op + olen > p) lead = Math.max(lead, Math.min(len, op + olen - p));
+    if (op > p && op < p + len && op + olen > p + len) trail = Math.max(trail, Math.min(len, p + len - op));
+  }
+  return { lead, trail };
+}
+
+/**
  * Blending of overlapping tiles (stitched maps divide by `total`): each tile's weight
  * falls linearly to its edge across the overlap with each neighbour (feathering), so two
  * tiles' weights sum to one across their overlap and a stitched map has no step where a
  * tile ends. (An equal-weight average jumps there by half the tiles' disagreement, seen
- * as seams in overlays.) Null when one box covers the whole map once: nothing to blend,
- * and the map is exactly the untiled one.
+ * as seams in overlays; `average` still gives it, for banks built with it.) Null when one
+ * box covers the whole map once: nothing to blend, and the map is exactly the untiled one.
+ * O(boxes² + covered pixels): compute it once per geometry.
  */
-export function tileBlend(boxes: readonly Box[], size: SizeLike): TileBlend | null {
+export function tileBlend(boxes: readonly Box[], size: SizeLike, stitching: TileStitching = 'blend'): TileBlend | null {
   const { width, height } = size2d(size);
   if (boxes.length === 1 && boxes[0].x === 0 && boxes[0].y === 0 && boxes[0].width === width && boxes[0].height === height) return null;
-  // The widest overlap with a box on each side (boxes whose other axis intersects this one's).
-  const shared = (b: Box, o: Box, axis: 'x' | 'y'): [number, number] => {
-    const [p, len, q, qlen] = axis === 'x' ? [b.x, b.width, b.y, b.height] : [b.y, b.height, b.x, b.width];
-    const [op, olen, oq, oqlen] = axis === 'x' ? [o.x, o.width, o.y, o.height] : [o.y, o.height, o.x, o.width];
-    if (o === b || oq >= q + qlen || q >= oq + oqlen) return [0, 0];
-    const lead = op < p && op + olen > p ? Math.min(len, op + olen - p) : 0;
-    const trail = op > p && op < p + len && op + olen > p + len ? Math.min(len, p + len - op) : 0;
-    return [lead, trail];
-  };
   const windows = boxes.map((b) => {
-    const side = { x: [0, 0], y: [0, 0] };
-    for (const o of boxes) {
-      for (const axis of ['x', 'y'] as const) {
-        const [lead, trail] = shared(b, o, axis);
-        side[axis] = [Math.max(side[axis][0], lead), Math.max(side[axis][1], trail)];
-      }
-    }
-    return { wx: ramp(b.width, side.x[0], side.x[1]), wy: ramp(b.height, side.y[0], side.y[1]) };
+    if (stitching === 'average') return { wx: new Float32Array(b.width).fill(1), wy: new Float32Array(b.height).fill(1) };
+    const x = sharedSpans(b, boxes, false);
+    const y = sharedSpans(b, boxes, true);
+    return { wx: ramp(b.width, x.lead, x.trail), wy: ramp(b.height, y.lead, y.trail) };
   });
   const total = new Float32Array(width * height);
   boxes.forEach((b, t) => {
