@@ -15,7 +15,7 @@ import type { Size2D } from '../tensor.js';
 import { planBatch, type BatchGeometry, type Box } from '../pipeline/geometry.js';
 import { fp32Operands, int8OperandsWith, int8ReferenceOperand, int8Side, type GemmOperands, type Int8Reference, type MsmPrecision } from '../pipeline/gemm-operands.js';
 import { lnamdStackWithRange } from '../pipeline/lnamd.js';
-import { imageScore, imageScoresOf, normaliseStitched, tileBlend, upsampleIntoBox, type TileBlend } from '../pipeline/maps.js';
+import { addTilesIntoMap, imageScore, imageScoresOf, normaliseStitched, tileBlend, type TileBlend } from '../pipeline/maps.js';
 import { int8ReferenceLevels, intervalBounds, toDistance } from '../pipeline/msm.js';
 import { crossBestMatches } from '../pipeline/pairwise.js';
 import { channelDither, int8Scale, quantizeSymmetric, queryDither } from '../pipeline/quantize.js';
@@ -259,9 +259,7 @@ export async function scoreAgainstBank(queries: readonly ImageFeatures[], bank: 
         const scores = best.meanOfRanks(kMin, kMax, toDistance);
         for (let i = 0; i < n; i++) job.tiles.forEach((t, j) => unitScores.set(scores.subarray((i * k + j) * P, (i * k + j + 1) * P), (i * T + t) * P));
       }
-      for (let i = 0; i < n; i++) {
-        for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((i * T + t) * P, (i * T + t + 1) * P), set.gridHeight, set.gridWidth, boxes[t], size.width, maps[i], 1 / nMaps, blend?.windows[t]);
-      }
+      for (let i = 0; i < n; i++) addTilesIntoMap(unitScores.subarray(i * T * P, (i + 1) * T * P), set.gridHeight, set.gridWidth, boxes, blend, size.width, maps[i], 1 / nMaps);
     }
   } finally {
     if (!opts.kernel) await kernel.dispose();

@@ -178,6 +178,17 @@ export function tileBlend(boxes: readonly Box[], size: SizeLike, stitching: Tile
   return { windows, total };
 }
 
+/**
+ * Adds one image's unit score grids (`[T, gh·gw]`, in the order of `boxes`) into its stitched map,
+ * each upsampled into its box with weight `w` times its blending window (`blend` null: one box
+ * covering the map). Divide by the total afterwards (`normaliseStitched`).
+ */
+export function addTilesIntoMap(units: Float32Array, gh: number, gw: number, boxes: readonly Box[], blend: TileBlend | null, mapWidth: number, out: Float32Array, w: number): void {
+  const P = gh * gw;
+  if (units.length !== boxes.length * P) throw new RangeError(`addTilesIntoMap: ${units.length} scores for ${boxes.length} units of ${gh}x${gw}`);
+  boxes.forEach((box, t) => upsampleIntoBox(units.subarray(t * P, (t + 1) * P), gh, gw, box, mapWidth, out, w, blend?.windows[t]));
+}
+
 /** Divides stitched maps by the blend's total weight (pixels no tile covers stay 0). */
 export function normaliseStitched(maps: readonly Float32Array[], blend: TileBlend | null): void {
   if (!blend) return;

@@ -13,7 +13,7 @@ import { cropRgb, decodeImageRgbSizes, imageSize, type LoadedImage } from '../im
 import { gridOfBatch, type FeatureGrid, type Size2D } from '../tensor.js';
 import { needsOriginalSizes, planBatch, type BatchGeometry, type RefineConfig, type TilingConfig } from './geometry.js';
 import { WorkerPool, lnamdStackParallel, sharedFloat32 } from './parallel.js';
-import { anomalyMap, imageScoresOf, normaliseStitched, tileBlend, typicalMap, upsampleIntoBox, type ImageScoreRule } from './maps.js';
+import { addTilesIntoMap, anomalyMap, imageScoresOf, normaliseStitched, tileBlend, typicalMap, upsampleIntoBox, type ImageScoreRule } from './maps.js';
 import { MIN_IMAGES, mutualScores, type MsmPrecision, type MutualScoring } from './msm.js';
 import { refineScores, type CrossScoring } from './refine.js';
 import { rscin, RSCIN_K_DEFAULT, usableKList } from './rscin.js';
@@ -476,10 +476,7 @@ export async function scoreFeatures(
       const Pf = gf.height * gf.width;
       return () => subset.forEach((idx, n) => upsampleIntoBox(scores.subarray(n * Pf, (n + 1) * Pf), gf.height, gf.width, fine.boxes[0], map.width, maps[idx], 1 / nMaps));
     }
-    return () =>
-      subset.forEach((idx, n) => {
-        for (let t = 0; t < T; t++) upsampleIntoBox(unitScores.subarray((n * T + t) * P, (n * T + t + 1) * P), g0.height, g0.width, coarse.boxes[t], map.width, maps[idx], 1 / nMaps, blend?.windows[t]);
-      });
+    return () => subset.forEach((idx, n) => addTilesIntoMap(unitScores.subarray(n * T * P, (n + 1) * T * P), g0.height, g0.width, coarse.boxes, blend, map.width, maps[idx], 1 / nMaps));
   };
 
   // Sets start in order, at most `setsInFlight` at once (a queued executor keeps its workers busy
