@@ -13,6 +13,7 @@ import { ConfigError, DatasetError } from './errors.js';
 import { imageMetrics, pixelMetrics, type ImageMetrics, type PixelMetrics } from './metrics/index.js';
 import { MIN_IMAGES, type MutualScoring } from './pipeline/msm.js';
 import type { CrossScoring } from './pipeline/refine.js';
+import { defaultKList } from './pipeline/rscin.js';
 import { extractFeatures, planGeometry, scoreFeatures, type Failure, type MuscConfig, type MuscScores, type ProgressFn, type StageTimes } from './pipeline/musc.js';
 
 /** Evaluation of one category. */
@@ -62,7 +63,7 @@ export interface EvaluateHooks {
   readonly signal?: AbortSignal;
   /** Score a stratified, deterministic subset of at most this many images (≥ 5). */
   readonly maxImages?: number;
-  /** RsCIN windows (default: the dataset family's, as the reference). */
+  /** RsCIN windows (default: `defaultKList`: 1 under `excess`, else the dataset family's, as the reference). */
   readonly kList?: readonly number[];
   readonly threads?: number;
   /** Where mutual scoring runs (default: in this process; see `MutualScoring`). */
@@ -109,8 +110,9 @@ export async function evaluateDataset(full: Dataset, backbone: Backbone, cfg: Mu
   const ok = new Set(features.map((f) => f.file));
   const items = dataset.items.filter((i) => ok.has(i.imagePath));
   const masks = allMasks.filter((_, k) => ok.has(dataset.items[k].imagePath));
-  // RsCIN windows follow the dataset family as in the reference unless given explicitly.
-  const kList = hooks.kList ?? dataset.rscinKList;
+  // RsCIN windows follow the dataset family as in the reference unless given explicitly
+  // (only each image's own score under the image score `excess`: `defaultKList`).
+  const kList = hooks.kList ?? defaultKList(cfg.imageScore, dataset.rscinKList);
   // With divideNum > 1, scoreFeatures splits by parent folder, which is each item's defect type here.
   const featureSeconds = (performance.now() - t) / 1000;
   const times: StageTimes = { lnamd: 0, msm: 0, maps: 0, rscin: 0 };

@@ -5,15 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { createResNet50Backbone } from '../src/backbone/backbone.js';
 import { ConfigError, DatasetError } from '../src/errors.js';
+import { configOf } from '../src/api/options.js';
 import { evaluateCategory } from '../src/eval.js';
 import { extractFeatures, resolveConfig, scoreFeatures } from '../src/pipeline/musc.js';
+import { defaultKList, minMaxNormalize } from '../src/pipeline/rscin.js';
 import { MUSC_BIN, writePlates, type Plates } from './helpers.js';
 
 const run = promisify(execFile);
@@ -97,4 +99,30 @@ test('a failing category does not throw away the others; bad decision options fa
   });
   await assert.rejects(run(process.execPath, [MUSC_BIN, 'eval', plates.dir, '--max-images', '3']), /at least 5/);
   await assert.rejects(run(process.execPath, [MUSC_BIN, 'nonsense-command']), (e: { code?: number }) => e.code === 2);
+});
+
+test("RsCIN's default windows follow the image score: each image's own score under excess, the family's under max", async () => {
+  assert.deepEqual(defaultKList('excess', [1, 8, 9]), [1]);
+  assert.deepEqual(defaultKList('max', [1, 8, 9]), [1, 8, 9]);
+  assert.deepEqual(configOf({}).kList, [1]);
+  assert.deepEqual(configOf({ imageScore: 'max' }).kList, [1, 2, 3]);
+  assert.deepEqual(configOf({ kList: [1, 2] }).kList, [1, 2]);
+  // End to end: with the default (excess), scores.csv's RsCIN column is exactly the min-max
+  // normalised image score; with --k-list 1,2,3 the neighbours' scores are mixed in.
+  const rscinColumn = async (extra: string[]): Promise<{ kList: number[]; raw: number[]; rscin: number[] }> => {
+    const out = await mkdtemp(path.join(tmp, 'k-'));
+    const { stdout } = await run(process.execPath, [MUSC_BIN, 'eval', plates.dir, '--json', '--report', out, ...extra], { maxBuffer: 1 << 22 });
+    const kList = (JSON.parse(stdout) as { config: { kList: number[] } }).config.kList;
+    const rows = (await readFile(path.join(out, 'scores.csv'), 'utf8')).trim().split('\n').slice(1).map((l) => l.split(','));
+    return { kList, raw: rows.map((r) => Number(r[1])), rscin: rows.map((r) => Number(r[2])) };
+  };
+  const own = await rscinColumn([]);
+  assert.deepEqual(own.kList, [1]);
+  assert.equal(own.raw.length, plates.good.length + plates.defective.length);
+  const norm = minMaxNormalize(own.raw);
+  own.rscin.forEach((v, i) => assert.ok(Math.abs(v - norm[i]) < 1e-6, `row ${i}: ${v} vs ${norm[i]}`));
+  const mixed = await rscinColumn(['--k-list', '1,2,3']);
+  assert.deepEqual(mixed.kList, [1, 2, 3]);
+  const normMixed = minMaxNormalize(mixed.raw);
+  assert.ok(mixed.rscin.some((v, i) => Math.abs(v - normMixed[i]) > 1e-3), 'neighbours change some RsCIN scores');
 });

@@ -13,6 +13,7 @@ import type { ImageScoreRule } from '../pipeline/maps.js';
 import type { MutualScoring } from '../pipeline/msm.js';
 import type { CrossScoring } from '../pipeline/refine.js';
 import { DEFAULT_CONFIG, resolveConfig, type MuscConfig, type ProgressFn } from '../pipeline/musc.js';
+import { defaultKList } from '../pipeline/rscin.js';
 import type { Size2D } from '../tensor.js';
 
 /** Which backbone extracts the features (default: the bundled ImageNet ResNet50). */
@@ -61,7 +62,10 @@ export interface ScoringOptions {
   readonly rList?: readonly number[];
   /** MSM interval of sorted minima as fractions of N−1. */
   readonly interval?: readonly [number, number];
-  /** RsCIN window sizes (default: by dataset for `evaluate`, else 1,2,3). */
+  /**
+   * RsCIN window sizes. Default (`defaultKList`): 1 under the image score `excess` (each image's
+   * own score, no neighbours); under `max`, by dataset for `evaluate` (VisA 1,8,9), else 1,2,3.
+   */
   readonly kList?: readonly number[];
   /** Split the batch into this many subsets for mutual scoring. */
   readonly divideNum?: number;
@@ -103,6 +107,7 @@ export function configOf(o: ScoringOptions): MuscConfig {
   }
   const S = sideOf(o) ?? RESNET50_IMAGE_SIZE;
   const t = o.tiles;
+  const imageScore = o.imageScore ?? 'excess';
   return resolveConfig({
     imageSize: S,
     imageShape: typeof o.imageSize === 'object' ? o.imageSize : null,
@@ -113,11 +118,11 @@ export function configOf(o: ScoringOptions): MuscConfig {
     layers: o.layers ?? DEFAULT_CONFIG.layers,
     rList: o.rList ?? DEFAULT_CONFIG.rList,
     interval: o.interval ?? DEFAULT_CONFIG.interval,
-    kList: o.kList ?? DEFAULT_CONFIG.kList,
+    kList: o.kList ?? defaultKList(imageScore),
     divideNum: o.divideNum ?? DEFAULT_CONFIG.divideNum,
     batchSize: o.batchSize ?? DEFAULT_CONFIG.batchSize,
     precision: o.precision ?? DEFAULT_CONFIG.precision,
-    imageScore: o.imageScore ?? 'excess',
+    imageScore,
   });
 }
 

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { MuscError } from '../errors.js';
 import { MIN_BANK_IMAGES, bankImageScore, bankStitching, readsVersion, inspectBankFile, type BankInspection, type BankHeader } from '../bank/format.js';
 import { isBankLocked } from '../bank/lock.js';
+import { kListWords } from '../pipeline/rscin.js';
 
 /** The `--json` object (keys documented in README, "Checking a bank"). */
 export interface BankInfoJson {
@@ -82,7 +83,7 @@ function describe(j: BankInfoJson): string {
       ['layers', c.layers.join(',')],
       ['r list', c.rList.join(',')],
       ['interval', c.interval.join(',')],
-      ['k list', c.kList.join(',')],
+      ['k list', kListWords(c.kList)],
       ['embedding', `${j.embeddingDim}-d, ${c.embeddingSimilarity}`],
       ['image score', bankImageScore(c) === 'excess' ? "excess over the bank's typical map" : 'max of the map'],
     );

@@ -29,7 +29,7 @@ export function addScoringOptions(cmd: Command): Command {
     .addOption(new Option('--layers <names>', `backbone layers, comma-separated (ResNet50: layer1..layer4, default ${DEFAULT_CONFIG.layers.join(',')}; ViT: 0-based blocks, default four evenly spaced, e.g. 5,11,17,23)`))
     .addOption(new Option('--r-list <degrees>', 'LNAMD aggregation degrees, odd and ≥ 1').argParser(intList('odd and ≥ 1', (r) => r >= 1 && r % 2 === 1)).default([...DEFAULT_CONFIG.rList]))
     .addOption(new Option('--interval <low,high>', 'MSM interval of sorted minima, fractions of N-1 (0 ≤ low < high ≤ 1)').argParser(interval).default([...DEFAULT_CONFIG.interval]))
-    .addOption(new Option('--k-list <windows>', 'RsCIN window sizes, each ≥ 1 (default: by dataset, [1,2,3] or VisA [1,8,9])').argParser(intList('each ≥ 1', (k) => k >= 1)))
+    .addOption(new Option('--k-list <windows>', 'RsCIN window sizes, each ≥ 1 (default: 1, each image\'s own score, with --image-score excess; with max by dataset, [1,2,3] or VisA [1,8,9])').argParser(intList('each ≥ 1', (k) => k >= 1)))
     .addOption(new Option('--divide-num <n>', 'split each category into n subsets for mutual scoring').argParser(positiveInt).default(1))
     .addOption(new Option('--batch-size <n>', 'images per backbone pass').argParser(positiveInt).default(DEFAULT_CONFIG.batchSize))
     .addOption(new Option('--precision <p>', 'mutual-scoring arithmetic: int8 (~2x faster, within 0.5 points) or fp32 (the reference)').choices(['fp32', 'int8']).default(DEFAULT_CONFIG.precision))

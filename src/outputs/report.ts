@@ -2,6 +2,7 @@
  * The report's data (`ReportData`) from a scored batch's rows and thumbnails: the
  * one place that decides what report.html says about a run.
  */
+import { kListWords } from '../pipeline/rscin.js';
 import type { ReportConfigValue, ReportData, ReportImage, ReportMetrics } from '../report/report-data.js';
 import { decisionQuality } from './decisions.js';
 import { displayNames } from './names.js';
@@ -26,7 +27,7 @@ export function reportConfig(meta: OutputMetadata): Record<string, ReportConfigV
     layers: c.layers,
     rList: c.rList,
     interval: c.interval,
-    kList: c.kList,
+    kList: kListWords(c.kList),
     ...(c.divideNum !== undefined ? { divideNum: c.divideNum } : {}),
     ...(c.precision !== undefined ? { precision: c.precision } : {}),
     ...(meta.bank

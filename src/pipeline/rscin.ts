@@ -12,11 +12,32 @@
  * scored against a bank's frozen scores and embeddings.
  */
 import { ConfigError } from '../errors.js';
+import type { ImageScoreRule } from './maps.js';
 
 /** RsCIN windows of the reference: MVTec AD / BTAD and anything else. */
 export const RSCIN_K_DEFAULT = [1, 2, 3] as const;
 /** RsCIN windows the reference uses for VisA. */
 export const RSCIN_K_VISA = [1, 8, 9] as const;
+
+/**
+ * RsCIN windows when none are given. Under the paper's image score (`max`): the reference's
+ * windows for the dataset family. Under `excess`: the window of the image itself only, which is
+ * the min-max normalised image score (spec §6.2: k = 1 reproduces it exactly), so decisions and
+ * thresholds keep RsCIN's 0..1 scale without mixing in other images' scores. The typical map
+ * already takes out what the images of a batch share, place by place; pulling each score towards
+ * its most similar images' scores on top of that mostly blurred the ranking (BENCHMARKS run L:
+ * image AUROC lower with the neighbours on 10 of 15 aligned sets, higher on Magnetic Tile's
+ * unaligned crops).
+ */
+export function defaultKList(imageScore: ImageScoreRule, family: readonly number[] = RSCIN_K_DEFAULT): number[] {
+  return imageScore === 'excess' ? [1] : [...family];
+}
+
+/** RsCIN windows in words, for reports: `1,2,3`, or that only the image's own score is used. */
+export function kListWords(kList: readonly number[]): string {
+  if (kList.length === 0 || kList.includes(0)) return 'none (raw image scores)';
+  return kList.length === 1 && kList[0] === 1 ? "1 (each image's own score, min-max normalised: no neighbours)" : kList.join(',');
+}
 
 /** The windows of `kList` that fit a set of `size` images (itself included). */
 export function usableKList(kList: readonly number[], size: number): number[] {
