@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { createResNet50Backbone } from '../src/backbone/backbone.js';
 import { ConfigError, DatasetError } from '../src/errors.js';
 import { configOf } from '../src/api/options.js';
-import { evaluateCategory } from '../src/eval.js';
+import { evaluateCategory, evaluateDataset, readCategory } from '../src/eval.js';
 import { extractFeatures, resolveConfig, scoreFeatures } from '../src/pipeline/musc.js';
 import { defaultKList, minMaxNormalize } from '../src/pipeline/rscin.js';
 import { MUSC_BIN, writePlates, type Plates } from './helpers.js';
@@ -107,22 +107,32 @@ test("RsCIN's default windows follow the image score: each image's own score und
   assert.deepEqual(configOf({}).kList, [1]);
   assert.deepEqual(configOf({ imageScore: 'max' }).kList, [1, 2, 3]);
   assert.deepEqual(configOf({ kList: [1, 2] }).kList, [1, 2]);
-  // End to end: with the default (excess), scores.csv's RsCIN column is exactly the min-max
+  // End to end: with the default (excess), the RsCIN score of scores.json is exactly the min-max
   // normalised image score; with --k-list 1,2,3 the neighbours' scores are mixed in.
   const rscinColumn = async (extra: string[]): Promise<{ kList: number[]; raw: number[]; rscin: number[] }> => {
     const out = await mkdtemp(path.join(tmp, 'k-'));
     const { stdout } = await run(process.execPath, [MUSC_BIN, 'eval', plates.dir, '--json', '--report', out, ...extra], { maxBuffer: 1 << 22 });
     const kList = (JSON.parse(stdout) as { config: { kList: number[] } }).config.kList;
-    const rows = (await readFile(path.join(out, 'scores.csv'), 'utf8')).trim().split('\n').slice(1).map((l) => l.split(','));
-    return { kList, raw: rows.map((r) => Number(r[1])), rscin: rows.map((r) => Number(r[2])) };
+    const images = (JSON.parse(await readFile(path.join(out, 'scores.json'), 'utf8')) as { images: { imageScore: number; rscinScore: number }[] }).images;
+    return { kList, raw: images.map((r) => r.imageScore), rscin: images.map((r) => r.rscinScore) };
   };
   const own = await rscinColumn([]);
   assert.deepEqual(own.kList, [1]);
   assert.equal(own.raw.length, plates.good.length + plates.defective.length);
   const norm = minMaxNormalize(own.raw);
-  own.rscin.forEach((v, i) => assert.ok(Math.abs(v - norm[i]) < 1e-6, `row ${i}: ${v} vs ${norm[i]}`));
+  own.rscin.forEach((v, i) => assert.ok(Math.abs(v - norm[i]) < 1e-9, `row ${i}: ${v} vs ${norm[i]}`));
   const mixed = await rscinColumn(['--k-list', '1,2,3']);
   assert.deepEqual(mixed.kList, [1, 2, 3]);
   const normMixed = minMaxNormalize(mixed.raw);
   assert.ok(mixed.rscin.some((v, i) => Math.abs(v - normMixed[i]) > 1e-3), 'neighbours change some RsCIN scores');
+  // The dataset family's windows (VisA 1,8,9) under the max, the image's own score under excess.
+  const visaLike = { ...(await readCategory(plates.dir)), rscinKList: [1, 8, 9] };
+  const backbone = await createResNet50Backbone({ layers: ['layer3'] });
+  try {
+    const byRule = async (imageScore: 'max' | 'excess') => (await evaluateDataset(visaLike, backbone, configOf({ imageScore, layers: ['layer3'] }))).config.kList;
+    assert.deepEqual(await byRule('max'), [1, 8, 9]);
+    assert.deepEqual(await byRule('excess'), [1]);
+  } finally {
+    await backbone.dispose();
+  }
 });

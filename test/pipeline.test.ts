@@ -296,6 +296,11 @@ test('rscin: k=1 returns min-max normalised scores; larger windows average over 
   assert.deepEqual(Array.from(k12), [0.125, 0.375, 0.4375, 0.8125]);
   assert.deepEqual(Array.from(rscin(scores, e, 2, [])), scores);
   assert.throws(() => rscin(scores, e, 2, [5]), ConfigError);
+  // Raw dot products (DINO): image 1's longer embedding outranks image 0's own similarity, but a
+  // window of one is still each image's own score; window 2 follows the similarities.
+  const long = Float32Array.from([1, 0, 2, 0, 0, 1, 0, 1]);
+  assert.deepEqual(Array.from(rscin(scores, long, 2, [1], { cosine: false })), [0, 0.5, 0.25, 1]);
+  assert.deepEqual(Array.from(rscin(scores, long, 2, [2], { cosine: false })), [1 / 3, 1 / 3, 0.625, 0.625]);
 });
 
 test('LargestK keeps exactly the k largest values per row, in any arrival order', () => {

@@ -47,7 +47,10 @@ export interface MuscConfig {
   readonly rList: readonly number[];
   /** MSM interval of sorted minima as fractions of N−1: [low, high). */
   readonly interval: readonly [number, number];
-  /** RsCIN window sizes. */
+  /**
+   * RsCIN window sizes. `configOf` (the facade, CLI) fills them by `defaultKList`; `evaluateDataset`
+   * takes its own (`EvaluateHooks.kList`, else `defaultKList` of the dataset family).
+   */
   readonly kList: readonly number[];
   /** Number of subsets the batch is split into for mutual scoring (reference `divide_num`). */
   readonly divideNum: number;

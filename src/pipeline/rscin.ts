@@ -26,8 +26,9 @@ export const RSCIN_K_VISA = [1, 8, 9] as const;
  * thresholds keep RsCIN's 0..1 scale without mixing in other images' scores. The typical map
  * already takes out what the images of a batch share, place by place; pulling each score towards
  * its most similar images' scores on top of that mostly blurred the ranking (BENCHMARKS run L:
- * image AUROC lower with the neighbours on 10 of 15 aligned sets, higher on Magnetic Tile's
- * unaligned crops).
+ * image AUROC lower with the neighbours on 9 of 15 aligned sets, higher on 1, the same on 5; higher
+ * on Magnetic Tile's unaligned crops). Window 1 alone is the image's own score for every
+ * embedding similarity (`rscinRow`).
  */
 export function defaultKList(imageScore: ImageScoreRule, family: readonly number[] = RSCIN_K_DEFAULT): number[] {
   return imageScore === 'excess' ? [1] : [...family];
@@ -79,6 +80,11 @@ export function dot(a: Float64Array, b: Float64Array): number {
  * @param kList windows, each ≤ sims.length (see `usableKList`)
  */
 export function rscinRow(sims: ArrayLike<number>, norm: ArrayLike<number>, self: number, kList: readonly number[]): number {
+  // A window of one is the image's own score. For unit embeddings that is what the reference's
+  // top-k gives (self-similarity is the row max); with raw dot products (DINO) a longer embedding
+  // can outrank the image itself, and a window of one would then return another image's score.
+  // The reference's lists never use 1 alone, so no reference configuration is affected.
+  if (kList.every((k) => k === 1)) return norm[self];
   const kMax = Math.max(...kList);
   // Ties (near-duplicate images) keep the image itself first, so k = 1 is exactly the identity.
   const order = Array.from({ length: sims.length }, (_, j) => j)
