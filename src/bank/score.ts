@@ -19,7 +19,7 @@ import { addTilesIntoMap, imageScore, imageScoresOf, normaliseStitched, tileBlen
 import { int8ReferenceLevels, intervalBounds, toDistance } from '../pipeline/msm.js';
 import { crossBestMatches } from '../pipeline/pairwise.js';
 import { channelDither, int8Scale, quantizeSymmetric, queryDither } from '../pipeline/quantize.js';
-import { dot, embeddingRow, minMaxNormalize, rscinRow, usableKList } from '../pipeline/rscin.js';
+import { dot, embeddingRow, minMaxNormalize, ownScoreOnly, rscinRow, usableKList } from '../pipeline/rscin.js';
 import { SimilarityKernel } from '../pipeline/similarity-kernel.js';
 import { LargestK } from '../pipeline/top-k.js';
 import { MIN_BANK_IMAGES, bankStitching, fromHalf, typicalOf, unitsPerImage, type Bank, type BankConfig, type BankSet } from './format.js';
@@ -136,9 +136,10 @@ export function rscinAgainstBank(raw: number, embedding: Float32Array, bank: Ban
   const D = bank.embeddingDim;
   const kList = usableKList(bank.config.kList, N + 1);
   if (kList.length === 0 || kList.includes(0)) return raw;
-  const cosine = bank.config.embeddingSimilarity === 'cosine';
   // The set is the bank's images followed by the new image (index N).
   const norm = minMaxNormalize([...bank.images.map((im) => im.score), raw]);
+  if (ownScoreOnly(kList)) return norm[N];
+  const cosine = bank.config.embeddingSimilarity === 'cosine';
   const q = embeddingRow(embedding, cosine);
   const sims = new Float64Array(N + 1);
   for (let j = 0; j < N; j++) sims[j] = dot(q, embeddingRow(bank.embeddings.subarray(j * D, (j + 1) * D), cosine));

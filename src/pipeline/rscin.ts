@@ -28,7 +28,7 @@ export const RSCIN_K_VISA = [1, 8, 9] as const;
  * its most similar images' scores on top of that mostly blurred the ranking (BENCHMARKS run L:
  * image AUROC lower with the neighbours on 9 of 15 aligned sets, higher on 1, the same on 5; higher
  * on Magnetic Tile's unaligned crops). Window 1 alone is the image's own score for every
- * embedding similarity (`rscinRow`).
+ * embedding similarity (`ownScoreOnly`).
  */
 export function defaultKList(imageScore: ImageScoreRule, family: readonly number[] = RSCIN_K_DEFAULT): number[] {
   return imageScore === 'excess' ? [1] : [...family];
@@ -38,6 +38,18 @@ export function defaultKList(imageScore: ImageScoreRule, family: readonly number
 export function kListWords(kList: readonly number[]): string {
   if (kList.length === 0 || kList.includes(0)) return 'none (raw image scores)';
   return kList.length === 1 && kList[0] === 1 ? "1 (each image's own score, min-max normalised: no neighbours)" : kList.join(',');
+}
+
+/**
+ * Whether every window is 1: each image's own normalised score, so no similarity is needed
+ * (`rscin` and bank scoring then skip the M² embedding products). For unit embeddings that is
+ * what the reference's top-k gives anyway (self-similarity is the row max); with raw dot products
+ * (DINO) a longer embedding could outrank the image itself and a window of one would return
+ * another image's score. The reference's lists never use 1 alone, so no reference
+ * configuration is affected.
+ */
+export function ownScoreOnly(kList: readonly number[]): boolean {
+  return kList.length > 0 && kList.every((k) => k === 1);
 }
 
 /** The windows of `kList` that fit a set of `size` images (itself included). */
@@ -80,11 +92,6 @@ export function dot(a: Float64Array, b: Float64Array): number {
  * @param kList windows, each ≤ sims.length (see `usableKList`)
  */
 export function rscinRow(sims: ArrayLike<number>, norm: ArrayLike<number>, self: number, kList: readonly number[]): number {
-  // A window of one is the image's own score. For unit embeddings that is what the reference's
-  // top-k gives (self-similarity is the row max); with raw dot products (DINO) a longer embedding
-  // can outrank the image itself, and a window of one would then return another image's score.
-  // The reference's lists never use 1 alone, so no reference configuration is affected.
-  if (kList.every((k) => k === 1)) return norm[self];
   const kMax = Math.max(...kList);
   // Ties (near-duplicate images) keep the image itself first, so k = 1 is exactly the identity.
   const order = Array.from({ length: sims.length }, (_, j) => j)
@@ -126,6 +133,7 @@ export function rscin(
   const kMax = Math.max(...kList);
   if (kMax > M) throw new ConfigError(`RsCIN window k=${kMax} needs at least ${kMax} images (got ${M})`);
   const norm = minMaxNormalize(scores);
+  if (ownScoreOnly(kList)) return norm;
   const e = Array.from({ length: M }, (_, i) => embeddingRow(embeddings.subarray(i * dim, (i + 1) * dim), opts.cosine !== false));
   const sims = new Float64Array(M);
   return Float64Array.from({ length: M }, (_, i) => {

@@ -150,10 +150,10 @@ test("a new image scored against the default int8-stored bank: bit-identical whe
   }
 });
 
-test('rscinAgainstBank equals the full RsCIN row for the new image (cosine and dot)', async () => {
+test('rscinAgainstBank equals the full RsCIN row for the new image (cosine and dot; the reference windows and the own score)', async () => {
   const bank = await bankOf(features.slice(1));
-  for (const sim of ['cosine', 'dot'] as const) {
-    const b: Bank = { ...bank, config: { ...bank.config, embeddingSimilarity: sim } };
+  for (const [sim, kList] of [['cosine', bank.config.kList], ['dot', bank.config.kList], ['cosine', [1]], ['dot', [1]]] as const) {
+    const b: Bank = { ...bank, config: { ...bank.config, embeddingSimilarity: sim, kList } };
     const raw = 0.37;
     const emb = new Float32Array(features.length * b.embeddingDim);
     features.slice(1).forEach((f, i) => emb.set(f.embedding, i * b.embeddingDim));
