@@ -150,7 +150,8 @@ test('POST /score: multipart and raw uploads give the same verdict and a heatmap
   await checkHeatmap(ra.heatmapUrl, img.width, img.height);
   const tRender = performance.now() - t1;
   await checkHeatmap(rb.heatmapUrl, img.width, img.height);
-  // The second GET of a heatmap serves the cached PNG.
+  // The second GET of a heatmap is served from the cache: its time is printed, not asserted (timing
+  // asserts are flaky on a shared machine); the cache's bounds are measured by `npm run bench:serve`.
   const t2 = performance.now();
   await checkHeatmap(ra.heatmapUrl, img.width, img.height);
   process.stderr.write(`# score (multipart) ${tMultipart.toFixed(0)} ms, first heatmap GET ${tRender.toFixed(0)} ms, cached ${(performance.now() - t2).toFixed(0)} ms\n`);

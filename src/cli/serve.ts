@@ -8,7 +8,7 @@ import { type Command, Option } from 'commander';
 import type { FastifyInstance } from 'fastify';
 import { MuscScorer } from '../bank/scorer.js';
 import { port, positiveInt, positiveNumber } from './parsers.js';
-import { createServer, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUE } from '../serve/server.js';
+import { createServer, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE, DEFAULT_SEND_TIMEOUT_MS } from '../serve/server.js';
 
 /** Options of `musc serve` (and of `startServe`, for programs and tests). */
 export interface ServeOptions {
@@ -16,6 +16,7 @@ export interface ServeOptions {
   readonly port: number;
   readonly host: string;
   readonly maxUploadMb: number;
+  readonly maxMegapixels: number;
   readonly queue: number;
   /** Seconds to receive a whole request (headers and body); default 60. */
   readonly bodyTimeout?: number;
@@ -23,6 +24,7 @@ export interface ServeOptions {
   readonly headersTimeout?: number;
   /** Seconds an idle keep-alive connection stays open; default 5. */
   readonly idleTimeout?: number;
+  readonly sendTimeout?: number;
   /** Open connections at most; default 256. */
   readonly maxConnections?: number;
   readonly threads?: number;
@@ -56,10 +58,12 @@ export async function startServe(o: ServeOptions, log: (msg: string) => void = (
     app = await createServer({
       scorer,
       maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20),
+      maxPixels: Math.round(o.maxMegapixels * 1e6),
       maxQueue: o.queue,
       bodyTimeoutMs: ms(o.bodyTimeout),
       headersTimeoutMs: ms(o.headersTimeout),
       idleTimeoutMs: ms(o.idleTimeout),
+      sendTimeoutMs: ms(o.sendTimeout),
       maxConnections: o.maxConnections,
       logger: o.log ?? false,
     });
@@ -93,10 +97,12 @@ export function addServeCommand(program: Command): void {
     .addOption(new Option('--port <n>', 'TCP port (0 picks a free one)').argParser(port).default(8080))
     .addOption(new Option('--host <address>', 'address to listen on (0.0.0.0 for every interface)').default('127.0.0.1'))
     .addOption(new Option('--max-upload-mb <MiB>', 'largest accepted upload').argParser(positiveNumber).default(20))
+    .addOption(new Option('--max-megapixels <MP>', 'largest accepted image, read from its header before decoding (a small upload can decode to gigabytes)').argParser(positiveNumber).default(DEFAULT_MAX_PIXELS / 1e6))
     .addOption(new Option('--queue <n>', 'uploaded requests admitted to scoring at once (waiting or scoring); more get 503 + Retry-After').argParser(positiveInt).default(DEFAULT_MAX_QUEUE))
     .addOption(new Option('--body-timeout <s>', 'seconds to receive a whole request, headers and upload; slower clients get 408 and are disconnected').argParser(positiveNumber).default(DEFAULT_BODY_TIMEOUT_MS / 1000))
     .addOption(new Option('--headers-timeout <s>', 'seconds to receive the request headers (slowloris); also closes connections that send nothing').argParser(positiveNumber).default(DEFAULT_HEADERS_TIMEOUT_MS / 1000))
     .addOption(new Option('--idle-timeout <s>', 'seconds an idle keep-alive connection stays open').argParser(positiveNumber).default(DEFAULT_IDLE_TIMEOUT_MS / 1000))
+    .addOption(new Option('--send-timeout <s>', 'seconds a client may take no byte of an answer (it stopped reading) before it is disconnected').argParser(positiveNumber).default(DEFAULT_SEND_TIMEOUT_MS / 1000))
     .addOption(new Option('--max-connections <n>', 'open connections at most; more are closed on arrival (uploads in progress hold at most this x --max-upload-mb)').argParser(positiveInt).default(DEFAULT_MAX_CONNECTIONS))
     .addOption(new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(positiveInt))
     .addOption(new Option('--precision <p>', 'GEMM arithmetic (default: int8 for int8 banks, else fp32)').choices(['fp32', 'int8']))

@@ -17,6 +17,9 @@
  * connections that never send a byte), idle keep-alive connections close after
  * `idleTimeoutMs`, and at most `maxConnections` sockets are open at once (more are closed
  * on arrival). Uploads in progress hold at most `maxConnections` × `maxUploadBytes`.
+ * Answers are bounded too: a client that stops reading (its socket takes no byte for
+ * `sendTimeoutMs` while an answer is being written) is disconnected, so clients that never
+ * read a large heatmap cannot hold connections, and the PNGs they pin, for ever.
  *
  * Heatmaps are rendered lazily, on their first GET: most API clients only want the score.
  * The cache keeps the upload bytes and the map until then and only the PNG afterwards;
@@ -32,6 +35,7 @@ import pLimit from 'p-limit';
 import type { MuscScorer } from '../bank/scorer.js';
 import { bankImageScore } from '../bank/format.js';
 import { MuscError } from '../errors.js';
+import { pixelCountOfBytes } from '../image/io.js';
 import { overlayPngOfBytes, type HeatScale } from '../outputs/heatmap.js';
 import type { BankSummary, ErrorResponse, ScoreResponse } from './api.js';
 import { renderPage } from './page.js';
@@ -53,6 +57,14 @@ export interface ServerOptions {
   readonly idleTimeoutMs?: number;
   /** Open connections at most (default 256); more are closed on arrival. */
   readonly maxConnections?: number;
+  /** A client that takes no byte of an answer for this long is disconnected (default 30 s). */
+  readonly sendTimeoutMs?: number;
+  /**
+   * Largest accepted image in pixels (default 100 M), read from the upload's header before
+   * decoding: a small, well-compressed upload can decode to gigabytes (3 bytes per pixel to
+   * score it, about 10 while its heatmap is drawn). More get 413 `TOO_MANY_PIXELS`.
+   */
+  readonly maxPixels?: number;
   /** Heatmaps kept for `GET /heatmaps/<id>.png`, most recent first (default 256). */
   readonly heatmapCacheSize?: number;
   /** Byte budget of that cache: uploads and maps not yet rendered, PNGs once rendered (default 256 MiB). */
@@ -72,6 +84,8 @@ export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
 export const DEFAULT_MAX_CONNECTIONS = 256;
+export const DEFAULT_SEND_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_PIXELS = 100_000_000;
 export const DEFAULT_HEATMAP_CACHE_SIZE = 256;
 export const DEFAULT_HEATMAP_CACHE_BYTES = 256 * 2 ** 20;
 
@@ -161,10 +175,13 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
   const bodyTimeout = opts.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
   const headersTimeout = Math.min(opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS, bodyTimeout); // Node requires headers <= request
   const idleTimeout = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const sendTimeout = opts.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(maxPixels >= 1)) throw new RangeError(`maxPixels must be positive (got ${maxPixels})`);
   const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   if (!(maxUploadBytes > 0)) throw new RangeError(`maxUploadBytes must be positive (got ${maxUploadBytes})`);
   if (!Number.isInteger(maxQueue) || maxQueue < 1) throw new RangeError(`maxQueue must be a positive integer (got ${maxQueue})`);
-  for (const [name, v] of Object.entries({ bodyTimeoutMs: bodyTimeout, headersTimeoutMs: headersTimeout, idleTimeoutMs: idleTimeout })) {
+  for (const [name, v] of Object.entries({ bodyTimeoutMs: bodyTimeout, headersTimeoutMs: headersTimeout, idleTimeoutMs: idleTimeout, sendTimeoutMs: sendTimeout })) {
     if (!(v >= 1 && Number.isFinite(v))) throw new RangeError(`${name} must be a positive number of milliseconds (got ${v})`);
   }
   if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new RangeError(`maxConnections must be a positive integer (got ${maxConnections})`);
@@ -211,9 +228,14 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
     done(null, body);
   });
 
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
     reply.header('x-content-type-options', 'nosniff');
     reply.header('referrer-policy', 'no-referrer');
+    // Node's request and header timers stop once a request is in; nothing bounds the answer. From
+    // here on, a socket that takes no byte for sendTimeout has a client that stopped reading: Node
+    // destroys a timed-out socket when nobody handles its 'timeout'. Once the answer is written,
+    // Node's own keep-alive timer replaces this one (resOnFinish sets the socket's timeout again).
+    request.raw.socket?.setTimeout(sendTimeout);
     return payload;
   });
 
@@ -329,6 +351,10 @@ export async function createServer(opts: ServerOptions): Promise<FastifyInstance
 
   app.post('/score', { onRequest: refuseWhenFull }, async (request, reply): Promise<ScoreResponse> => {
     const upload = await readUpload(request);
+    const pixels = await pixelCountOfBytes(upload.bytes);
+    if (pixels !== null && pixels > maxPixels) {
+      throw new HttpError(413, 'TOO_MANY_PIXELS', `image of ${(pixels / 1e6).toFixed(2)} megapixels, more than the server's limit of ${(maxPixels / 1e6).toFixed(2)} megapixels`);
+    }
     // Admission only now that the upload is complete: a slow upload never holds a place in the queue.
     if (inFlight >= maxQueue) throw busy();
     inFlight++;

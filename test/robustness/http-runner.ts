@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import sharp from 'sharp';
 import { MUSC_BIN } from '../helpers.js';
 import { bankFixture, cleanBankCacheAfterAll, writePlates, type BankFixture } from './harness.js';
 
@@ -63,9 +64,11 @@ export interface HostileClients {
    * - `idle`: connects and sends nothing;
    * - `slow-headers`: a request line, then one header line every `intervalMs`, never ending the headers;
    * - `headers-only`: complete `POST /score` headers announcing a 5 MiB body, then nothing;
-   * - `slow-body`: the same headers, then one body byte every `intervalMs`.
+   * - `slow-body`: the same headers, then one body byte every `intervalMs`;
+   * - `non-reader`: asks for a large answer (the heatmap of a 2400 × 2400 noise photo scored
+   *   first, a PNG of ~15 MB: more than the loopback socket buffers hold) and never reads it.
    */
-  readonly kind: 'idle' | 'slow-headers' | 'headers-only' | 'slow-body';
+  readonly kind: 'idle' | 'slow-headers' | 'headers-only' | 'slow-body' | 'non-reader';
   readonly count: number;
   /** Content type announced by `headers-only` / `slow-body` (default `image/png`). */
   readonly contentType?: string;
@@ -75,6 +78,12 @@ export interface HostileClients {
   readonly waitClosed?: boolean;
   /** The server must close every hostile socket within this many ms of its opening. */
   readonly closedWithin?: number;
+  /**
+   * Send the row's request again (every 250 ms) until it gets the expected status, for at most
+   * this many ms: for sockets whose closing the client cannot see (a `non-reader` reads nothing,
+   * so it never learns of the close), the server has freed them once the request gets through.
+   */
+  readonly retryFor?: number;
 }
 
 /** What the row's request must get. */
@@ -229,8 +238,17 @@ interface Hostile {
   stop(): void;
 }
 
-function startHostile(base: URL, h: HostileClients): Hostile {
+/** The heatmap URL of a large noise photo, scored on `base` (for `non-reader` sockets). */
+async function largeHeatmapUrl(base: URL): Promise<string> {
+  const jpeg = new Uint8Array(await sharp({ create: { width: 2400, height: 2400, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).jpeg({ quality: 95 }).toBuffer());
+  const a = await send(base, { path: '/score', headers: { 'content-type': 'image/jpeg' }, body: jpeg });
+  assert.equal(a.status, 200, `scoring the large photo: ${a.text.slice(0, 300)}`);
+  return (a.json as { heatmapUrl: string }).heatmapUrl;
+}
+
+async function startHostile(base: URL, h: HostileClients): Promise<Hostile> {
   const every = h.intervalMs ?? 200;
+  const heatmap = h.kind === 'non-reader' ? await largeHeatmapUrl(base) : '';
   const timers: NodeJS.Timeout[] = [];
   const closedAfter: (number | undefined)[] = Array.from({ length: h.count }, () => undefined);
   const closed: Promise<void>[] = [];
@@ -239,7 +257,7 @@ function startHostile(base: URL, h: HostileClients): Hostile {
     const t0 = performance.now();
     const s = net.connect(Number(base.port), base.hostname);
     s.on('error', () => undefined);
-    s.on('data', () => undefined);
+    if (h.kind !== 'non-reader') s.on('data', () => undefined);
     closed.push(new Promise((res) => s.once('close', () => ((closedAfter[i] = performance.now() - t0), res()))));
     const drip = (piece: () => string) => timers.push(setInterval(() => s.writable && s.write(piece()), every));
     s.once('connect', () => {
@@ -247,6 +265,9 @@ function startHostile(base: URL, h: HostileClients): Hostile {
         s.write(`GET /health HTTP/1.1\r\nHost: ${base.host}\r\n`);
         let n = 0;
         drip(() => `X-Slow-${n++}: 1\r\n`);
+      } else if (h.kind === 'non-reader') {
+        s.pause(); // nothing is read: the kernel buffers fill and the server's writes stall
+        s.write(`GET ${heatmap} HTTP/1.1\r\nHost: ${base.host}\r\n\r\n`);
       } else if (h.kind === 'headers-only') s.write(head);
       else if (h.kind === 'slow-body') {
         s.write(head);
@@ -295,13 +316,18 @@ export function httpCases(area: string, cases: readonly HttpCase[]): void {
   for (const c of cases) {
     test(`${area}: ${c.name}`, { timeout: c.timeout ?? 60_000 }, async () => {
       const server = await serverFor(c);
-      const hostile = c.hostile ? startHostile(server.url, c.hostile) : null;
+      const hostile = c.hostile ? await startHostile(server.url, c.hostile) : null;
       try {
         if (hostile) {
           if (c.hostile!.waitClosed) await hostile.allClosed();
           else await sleep(400); // let the server read their headers first
         }
-        const answer = await send(server.url, c.request);
+        let answer = await send(server.url, c.request);
+        const retryUntil = performance.now() + (c.hostile?.retryFor ?? 0);
+        while (answer.status !== c.expect.status && performance.now() < retryUntil) {
+          await sleep(250);
+          answer = await send(server.url, c.request);
+        }
         const openAtAnswer = hostile ? hostile.closedAfter.filter((t) => t === undefined).length : 0;
         const ctx = `${c.request.method ?? ''} ${c.request.path} -> ${answer.status} in ${answer.ms.toFixed(0)} ms: ${answer.text.slice(0, 500)}\nserver log: ${server.log().slice(-1500)}`;
         assert.equal(answer.status, c.expect.status, ctx);

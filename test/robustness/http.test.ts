@@ -53,6 +53,12 @@ httpCases('http', [
     expect: { status: 413, code: 'TOO_LARGE', error: /0\.05 MiB/ },
   },
   {
+    name: 'an image over --max-megapixels is refused (413) from its header, before it is decoded',
+    serve: ['--max-megapixels', '0.05'],
+    request: { path: '/score', headers: { 'content-type': 'image/png' }, body: (fx) => fx.image(0) },
+    expect: { status: 413, code: 'TOO_MANY_PIXELS', error: /0\.07 megapixels, more than the server's limit of 0\.05 megapixels/ },
+  },
+  {
     name: 'a form over --max-upload-mb',
     serve: ['--max-upload-mb', '0.05'],
     request: { path: '/score', form: [{ field: 'image', image: 1 }] },
@@ -118,6 +124,16 @@ httpCases('http', [
     hostile: { kind: 'idle', count: 16, closedWithin: 1000 + 1500 },
     request: { path: '/health' },
     expect: { status: 200 },
+  },
+  {
+    name: 'clients that never read a large heatmap are cut at --send-timeout and do not hold --max-connections',
+    serve: ['--max-connections', '4', '--send-timeout', '2', ...TIMEOUTS],
+    // Freed within the render of the 2400² heatmap (a few seconds on 2 cores) plus the send timeout;
+    // without the send timeout the four sockets hold every connection and /health is never answered.
+    hostile: { kind: 'non-reader', count: 4, retryFor: 30_000 },
+    request: { path: '/health' },
+    expect: { status: 200 },
+    timeout: 90_000,
   },
   {
     name: 'over --max-connections a new connection is closed at once (no unbounded sockets)',
