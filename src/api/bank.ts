@@ -66,6 +66,8 @@ async function checkWritableFile(file: string): Promise<void> {
 export async function buildBankFromImages(inputs: readonly string[], opts: BankBuildOptions = {}): Promise<BuiltBank> {
   const reference = opts.reference ?? 'unlabeled';
   configOf(opts);
+  // Also checked by buildBank, but only after every image's features: refused before the model loads.
+  if (opts.refine) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
   if (opts.threshold) {
     chooseThreshold([0, 1], opts.threshold);
     if (opts.threshold.method === 'fixed') checkBankThreshold(opts.threshold.value, reference);

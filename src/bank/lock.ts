@@ -9,7 +9,7 @@
  * `staleMs` is taken as left by a crashed process and taken over. Readers take no lock:
  * the rename makes every read see one whole bank.
  */
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { check, lock } from 'proper-lockfile';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BankError, bankChecksum, encodeBank, readBankChecksum, readBankFile, type Bank } from './format.js';
@@ -37,9 +37,19 @@ export interface WrittenBank {
   readonly bytes: number;
 }
 
+/**
+ * The file a bank path names: a symbolic link is followed, so the lock, the temporary file and
+ * the rename act on the bank itself (renaming onto the link would replace the link with a copy,
+ * and writers through the link and through the real path would take different locks). A file
+ * that does not exist yet is named as given.
+ */
+async function bankTarget(file: string): Promise<string> {
+  return realpath(file).catch(() => file);
+}
+
 /** Whether another process holds the lock on `file` now (for `musc bank info`). */
-export function isBankLocked(file: string, opts: BankLockOptions = {}): Promise<boolean> {
-  return check(file, { realpath: false, stale: staleOf(opts) }).catch(() => false);
+export async function isBankLocked(file: string, opts: BankLockOptions = {}): Promise<boolean> {
+  return check(await bankTarget(file), { realpath: false, stale: staleOf(opts) }).catch(() => false);
 }
 
 const staleOf = (opts: BankLockOptions) => Math.max(2000, opts.staleMs ?? DEFAULT_LOCK_STALE_MS);
@@ -50,10 +60,11 @@ const staleOf = (opts: BankLockOptions) => Math.max(2000, opts.staleMs ?? DEFAUL
  * @throws BankError when the lock cannot be had within `waitMs`, or was lost while writing (nothing is written then)
  */
 export async function updateBankFile(
-  file: string,
+  path: string,
   update: (onDisk: BankOnDisk) => Promise<Bank | null> | Bank | null,
   opts: BankLockOptions = {},
 ): Promise<WrittenBank | null> {
+  const file = await bankTarget(path);
   const stale = staleOf(opts);
   const deadline = Date.now() + (opts.waitMs ?? DEFAULT_LOCK_WAIT_MS);
   let lost: Error | null = null;

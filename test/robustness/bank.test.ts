@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, truncate, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { decodeBank } from '../../src/bank/format.js';
 import { cliCases, copyBank, writePlates } from './harness.js';
@@ -116,6 +116,26 @@ cliCases('bank', [
     expect: { exit: 0, stderr: /now holds 1 images/, check: async (dir) => assert.equal((await bankAt(dir)).images.length, 1) },
   },
   {
+    name: '`score --update` through a symbolic link updates the bank it points to and keeps the link',
+    setup: async (dir) => {
+      await mkdir(path.join(dir, 'banks'));
+      await copyBank(path.join(dir, 'banks'));
+      await symlink(path.join('banks', 'bank.mbank'), path.join(dir, 'line.mbank'));
+      await newImages(dir, 1);
+    },
+    args: ['score', '--bank', 'line.mbank', 'new/n0.png', '--update'],
+    expect: {
+      exit: 0,
+      stderr: /now holds 7 images/,
+      check: async (dir) => {
+        assert.ok((await lstat(path.join(dir, 'line.mbank'))).isSymbolicLink(), 'the link is still a link');
+        assert.equal((await bankAt(path.join(dir, 'banks'))).images.length, 7, 'the bank it points to holds the new image');
+        assert.deepEqual((await readdir(path.join(dir, 'banks'))).sort(), ['bank.mbank'], 'no lock or temporary file left beside the bank');
+        assert.deepEqual((await readdir(dir)).filter((f) => /\.lock$|\.tmp-/.test(f)), [], 'nor beside the link');
+      },
+    },
+  },
+  {
     name: 'a stale lock left by a crashed process does not block an update',
     setup: async (dir) => {
       await copyBank(dir);
@@ -138,6 +158,18 @@ cliCases('bank', [
     args: ['score', '--bank', 'bank.mbank', 'new/n0.png', '--update'],
     expect: { exit: 2, stderr: /corrupt/, check: async (dir) => assert.equal(await sha(path.join(dir, 'bank.mbank')), before) },
   },
+  {
+    name: '`bank build --reference good --threshold-method otsu` keeps the explicit rule (the default for good banks is MAD)',
+    setup: (dir) => writePlates(dir, 'ref', 3, 7).then(() => undefined),
+    args: ['bank', 'build', 'ref', '--reference', 'good', '--threshold-method', 'otsu', '--out', 'good.mbank'],
+    expect: { exit: 0, stdout: /threshold [\d.]+ \(Otsu split\)/, check: async (dir) => assert.equal((await bankAt(dir, 'good.mbank')).threshold.method, 'Otsu split') },
+  },
+  {
+    name: '`bank build --refine` is refused before the model loads (a bank stores one size)',
+    setup: (dir) => writePlates(dir, 'ref', 5, 7).then(() => undefined),
+    args: ['bank', 'build', 'ref', '--refine', '0.1', '--out', 'b.mbank'],
+    expect: { exit: 2, stderr: /build the bank without --refine/, absent: ['b.mbank'], check: (_dir, out) => assert.doesNotMatch(out.stderr, /\bextract|features/i, 'nothing was extracted') },
+  },
   // musc bank info: what a bank holds, without scoring against it.
   {
     name: '`bank info` prints images, kind, config (image score included), backbone, encoding, size and a good checksum',
@@ -156,11 +188,14 @@ cliCases('bank', [
       exit: 0,
       check: (_dir, out) => {
         const j = JSON.parse(out.stdout) as Record<string, unknown>;
-        for (const k of ['file', 'version', 'images', 'imageNames', 'reference', 'encoding', 'config', 'backbone', 'threshold', 'createdAt', 'updatedAt', 'sizeBytes', 'checksum', 'usable', 'minImages', 'locked', 'problems']) {
+        for (const k of ['file', 'version', 'images', 'imageNames', 'reference', 'encoding', 'config', 'backbone', 'threshold', 'embeddingDim', 'sets', 'createdAt', 'updatedAt', 'sizeBytes', 'checksum', 'usable', 'minImages', 'locked', 'problems']) {
           assert.ok(k in j, `key ${k}`);
         }
         assert.equal(j.images, 3);
         assert.equal(j.reference, 'good');
+        assert.equal((j.threshold as { method: string }).method, 'median + 3·MAD', 'a good bank built without a rule decides by median + 3·MAD');
+        assert.equal(j.embeddingDim, 2048);
+        assert.ok(Array.isArray(j.sets) && j.sets.length === 6, 'one set per layer and r (2 layers × 3 r)');
         assert.equal(j.checksum, 'ok');
         assert.equal(j.usable, true);
         assert.equal(j.minImages, 1);

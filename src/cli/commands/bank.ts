@@ -25,9 +25,11 @@ export function addBankCommands(program: Command): void {
         .addOption(new Option('--encoding <e>', 'storage of patch vectors: int8 (1 byte/value), fp16 or fp32').choices(['int8', 'fp16', 'fp32']).default('int8')),
     ),
     2,
-  ).action(async (inputs: string[], o: ScoringOpts & DecisionOpts & { out: string; reference: BankReference; encoding: BankEncoding }) => {
-    // Good banks default to median + 3·MAD (buildBank) unless a rule is given; `otsu` is commander's default.
-    const ruleGiven = o.threshold !== undefined || o.defectRate !== undefined || o.thresholdMethod !== 'otsu';
+    'otsu; mad with --reference good',
+  ).action(async (inputs: string[], o: ScoringOpts & DecisionOpts & { out: string; reference: BankReference; encoding: BankEncoding }, cmd: Command) => {
+    // Good banks default to median + 3·MAD (buildBank) unless a rule is given. `otsu` is commander's
+    // default, so only its source tells an explicit `--threshold-method otsu` from no flag.
+    const ruleGiven = o.threshold !== undefined || o.defectRate !== undefined || cmd.getOptionValueSource('thresholdMethod') !== 'default';
     const bar = createProgress('bank');
     try {
       const t0 = performance.now();
