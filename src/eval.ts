@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Backbone } from './backbone/backbone.js';
 import { loadMaskBinary, type Dataset } from './data/dataset.js';
+import { imageSize } from './image/io.js';
 import { readBtadCategory, readMvtecCategory, readVisaCategory } from './data/mvtec.js';
 import { splitSubsets } from './data/subsets.js';
 import { ConfigError, DatasetError } from './errors.js';
@@ -104,7 +105,11 @@ export async function evaluateDataset(full: Dataset, backbone: Backbone, cfg: Mu
   // they are resized to the maps' working size, exactly as the images are.
   const files = dataset.items.map((i) => i.imagePath);
   const geometry = await planGeometry(files, backbone, cfg);
-  const allMasks = await Promise.all(dataset.items.map((it) => loadMaskBinary(it, geometry.map, dataset.maskRule)));
+  // Each mask is checked against its image's shape (read from the header) so a rotated or foreign
+  // mask is refused, not stretched; an unreadable image is reported by the extraction instead.
+  const allMasks = await Promise.all(
+    dataset.items.map(async (it) => loadMaskBinary(it, geometry.map, dataset.maskRule, it.maskPath ? await imageSize(it.imagePath).catch(() => undefined) : undefined)),
+  );
   let t = performance.now();
   const { features, failures } = await extractFeatures(files, backbone, cfg, { ...hooks, geometry });
   const ok = new Set(features.map((f) => f.file));

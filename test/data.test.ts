@@ -157,6 +157,29 @@ test('compareCodePoints is Python code-point order, not UTF-16 order', () => {
   assert.ok(bmpHigh > astral); // JS default order disagrees
   assert.deepEqual(['b', 'a', 'B', 'ab', 'a'].sort(compareCodePoints), ['B', 'a', 'a', 'ab', 'b']);
 });
+test('a colour mask (red on black) counts by its brightest channel, like the same mask in grey', async () => {
+  const dir = await makeMvtec();
+  const ds = await readMvtecCategory(dir);
+  const greyItem = ds.items.find((i) => i.label === 1)!;
+  assert.equal(countOnes(await loadMaskBinary(greyItem, 32, 'auto')), 15 * 15, 'the 8 x 8 square at 2x, its bilinear edge eroded by the mvtec rule');
+  const redFile = path.join(dir, 'ground_truth/crack/red_mask.png');
+  const red = Buffer.alloc(16 * 16 * 3);
+  for (let y = 0; y < 16; y++) for (let x = 0; x < 16; x++) red[(y * 16 + x) * 3] = square(x, y);
+  await sharp(red, { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(redFile);
+  assert.equal((await sharp(redFile).metadata()).channels, 3, 'the fixture is an RGB file');
+  const redItem = { ...greyItem, maskPath: redFile };
+  for (const rule of ['auto', 'mvtec', 'soft', 'visa'] as const) assert.deepEqual(await loadMaskBinary(redItem, 32, rule), await loadMaskBinary(greyItem, 32, rule), rule);
+});
+
+test('a mask of another shape than its image (rotated, cropped) is refused naming both; the same aspect at another scale is resized', async () => {
+  const dir = await makeMvtec();
+  const ds = await readMvtecCategory(dir);
+  const item = ds.items.find((i) => i.label === 1)!;
+  const at = (width: number, height: number) => loadMaskBinary(item, 16, 'auto', { width, height });
+  assert.equal(countOnes(await at(16, 16)), 64);
+  assert.equal(countOnes(await at(32, 32)), 64, 'a half-scale mask of a 32 x 32 image fits it');
+  await assert.rejects(at(32, 16), (err: unknown) => err instanceof DatasetError && err.message.includes(item.maskPath!) && err.message.includes(item.imagePath) && /16x16, but its image .* is 32x16: another shape/.test(err.message));
+});
 
 // ---------------------------------------------------------------- BTAD and VisA
 

@@ -68,11 +68,28 @@ interface GreyImage {
   data: Uint8Array;
   width: number;
   height: number;
+  /** A colour mask (e.g. red on black): `data` is each pixel's brightest channel, not its luminance. */
+  colour?: boolean;
+}
+
+/**
+ * The brightest channel of each pixel of a 3-channel image whose channels differ somewhere (a
+ * colour mask); null when every pixel is grey. Luminance would turn pure red (255, 0, 0) into 54,
+ * which every binarisation rule reads as background: the mask would silently be empty.
+ */
+function brightestChannelOfColour(rgb: Uint8Array): Uint8Array | null {
+  let colour = false;
+  for (let i = 0; i < rgb.length && !colour; i += 3) colour = rgb[i] !== rgb[i + 1] || rgb[i] !== rgb[i + 2];
+  if (!colour) return null;
+  const out = new Uint8Array(rgb.length / 3);
+  for (let p = 0; p < out.length; p++) out[p] = Math.max(rgb[3 * p], rgb[3 * p + 1], rgb[3 * p + 2]);
+  return out;
 }
 
 /**
  * Decodes a mask at its original size as one 8-bit grey channel, with the same
- * conversion chain as `loadMaskGrey` (alpha dropped, then libvips `b-w`).
+ * conversion chain as `loadMaskGrey` (alpha dropped, then libvips `b-w`); a colour mask
+ * gives its brightest channel instead (`colour: true`).
  */
 async function decodeMaskOriginal(file: string): Promise<GreyImage> {
   const bytes = await readFile(file);
@@ -81,19 +98,34 @@ async function decodeMaskOriginal(file: string): Promise<GreyImage> {
   // For grey masks stored as RGB the three channels are equal, and `b-w` of such pixels is the identity.
   if (bytes[0] === 0x42 && bytes[1] === 0x4d) {
     const rgb = await loadImageOriginal(file);
+    const colour = brightestChannelOfColour(rgb.data);
+    if (colour) return { data: colour, width: rgb.width, height: rgb.height, colour: true };
     const { data, info } = await sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } })
       .toColourspace('b-w')
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
   }
-  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS })
+  // Oriented like the images (io.ts): a mask drawn on the photo as displayed fits it.
+  const open = () => sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS, autoOrient: true });
+  if (((await open().metadata()).channels ?? 1) >= 3) {
+    const rgb = await open().removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    const colour = brightestChannelOfColour(new Uint8Array(rgb.data.buffer, rgb.data.byteOffset, rgb.data.byteLength));
+    if (colour) return { data: colour, width: rgb.info.width, height: rgb.info.height, colour: true };
+  }
+  const { data, info } = await open()
     .removeAlpha()
     .toColourspace('b-w')
     .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
   if (info.channels !== 1) throw new Error(`unexpected mask channel count ${info.channels}`);
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+}
+
+/** Same size, or the same aspect ratio within 1 % (a mask stored at another scale). */
+function sameShape(a: { width: number; height: number }, b: { width: number; height: number }): boolean {
+  if (a.width === b.width && a.height === b.height) return true;
+  return Math.abs((a.width * b.height) / (a.height * b.width) - 1) <= 0.01;
 }
 
 function valueKind(data: Uint8Array): MaskValueKind {
@@ -151,13 +183,18 @@ export function binarizeMask(grey: Uint8Array, rule: ResolvedMaskRule): Uint8Arr
  * 0/255 before the resize, so every rule sees it like a 0/255 mask. The reference
  * would silently turn such masks all-zero (value 1/255 truncates to 0).
  *
+ * A colour mask (e.g. red on black) counts by its brightest channel.
+ *
  * @param item dataset item
  * @param size output size (a number means a square)
  * @param rule binarisation rule; `auto` picks `mvtec` for 0/255 (and empty) masks, `soft` otherwise
+ * @param imageShape the original size of the item's image, when known: a mask of another shape
+ *   (rotated, cropped, or another image's) is refused rather than stretched onto it; a mask of the
+ *   same aspect at another scale is resized like any other
  * @returns 0/1 values `[height, width]`, row-major
- * @throws DatasetError naming the mask file when it is missing or cannot be decoded.
+ * @throws DatasetError naming the mask file when it is missing, cannot be decoded or does not fit its image.
  */
-export async function loadMaskBinary(item: DatasetItem, size: SizeLike, rule: MaskRule): Promise<Uint8Array> {
+export async function loadMaskBinary(item: DatasetItem, size: SizeLike, rule: MaskRule, imageShape?: { readonly width: number; readonly height: number }): Promise<Uint8Array> {
   const { width, height } = size2d(size);
   if (![width, height].every((v) => Number.isInteger(v) && v > 0)) throw new RangeError(`mask size must be positive integers, got ${width}x${height}`);
   const file = item.maskPath;
@@ -165,12 +202,19 @@ export async function loadMaskBinary(item: DatasetItem, size: SizeLike, rule: Ma
   try {
     // The original is decoded even for fixed rules: it is the only way to detect 0/1 label maps.
     const original = await decodeMaskOriginal(file);
+    if (imageShape && !sameShape(original, imageShape)) {
+      throw new DatasetError(
+        `ground-truth mask ${JSON.stringify(file)} is ${original.width}x${original.height}, but its image ${JSON.stringify(item.imagePath)} is ` +
+          `${imageShape.width}x${imageShape.height}: another shape (rotated, cropped, or the mask of another image)`,
+      );
+    }
     const kind = valueKind(original.data);
     const resolved: ResolvedMaskRule = rule !== 'auto' ? rule : kind === 'grey' ? 'soft' : 'mvtec';
     let grey: Uint8Array;
-    if (kind === 'binary-0-1') {
+    if (kind === 'binary-0-1' || (original.colour && kind !== 'empty')) {
       const scaled = new Uint8Array(original.data.length);
-      for (let i = 0; i < scaled.length; i++) scaled[i] = original.data[i] * 255;
+      if (kind === 'binary-0-1') for (let i = 0; i < scaled.length; i++) scaled[i] = original.data[i] * 255;
+      else scaled.set(original.data);
       // Same resize chain as loadMaskGrey, applied to raw pixels (a test pins the two as identical).
       const out = await sharp(scaled, { raw: { width: original.width, height: original.height, channels: 1 } })
         .toColourspace('b-w')

@@ -7,7 +7,7 @@
  */
 import { readFile, readlink, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
-import sharp, { type Sharp } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { ImageDecodeError, errorText } from '../errors.js';
 import { size2d, type SizeLike } from '../tensor.js';
 
@@ -59,10 +59,22 @@ async function openImage(file: string): Promise<Sharp> {
   return openImageBytes(file, bytes);
 }
 
-function openImageBytes(file: string, bytes: Buffer): Sharp {
+/**
+ * Opens encoded bytes. Images are read as viewers show them: the EXIF orientation of phone and
+ * camera photos is applied (`autoOrient`), so maps, overlays and region coordinates match the
+ * photo as displayed. (The reference's PIL ignores the tag; MVTec, VisA and BTAD carry none.)
+ */
+export function openImageBytes(file: string, bytes: Buffer): Sharp {
   if (bytes.length === 0) throw new ImageDecodeError(file, 'file is empty (0 bytes)');
   if (bytes[0] === 0x42 && bytes[1] === 0x4d) return sharpFromBmp(file, bytes);
-  return sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS, sequentialRead: true });
+  return sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS, sequentialRead: true, autoOrient: true });
+}
+
+/** Width and height as displayed (EXIF orientation applied), from an opened image's header. */
+export function displayedSize(meta: Metadata): { width: number; height: number } | null {
+  const width = meta.autoOrient?.width ?? meta.width;
+  const height = meta.autoOrient?.height ?? meta.height;
+  return width && height ? { width, height } : null;
 }
 
 /** Decodes an uncompressed BMP (BI_RGB 24/32-bit, or 8-bit paletted) — BTAD ships BMPs and libvips cannot read them. */
@@ -117,14 +129,28 @@ function decodeError(file: string, err: unknown): ImageDecodeError {
   return new ImageDecodeError(file, reason, { cause: err });
 }
 
+/**
+ * Width × height of encoded bytes from their header, without decoding pixels; null when the
+ * header cannot be read (decoding then reports why). BMP is read from its own header.
+ */
+export async function pixelCountOfBytes(bytes: Uint8Array): Promise<number | null> {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length >= 26 && b[0] === 0x42 && b[1] === 0x4d) return Math.abs(b.readInt32LE(18)) * Math.abs(b.readInt32LE(22));
+  try {
+    const meta = await sharp(b, { limitInputPixels: false }).metadata();
+    return meta.width && meta.height ? meta.width * meta.height : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Reads an image's original size without decoding pixels. */
 export async function imageSize(file: string): Promise<{ width: number; height: number }> {
   try {
     await stat(file);
-    const img = await openImage(file);
-    const meta = await img.metadata();
-    if (!meta.width || !meta.height) throw new Error('no dimensions');
-    return { width: meta.width, height: meta.height };
+    const size = displayedSize(await (await openImage(file)).metadata());
+    if (!size) throw new Error('no dimensions');
+    return size;
   } catch (err) {
     throw decodeError(file, err);
   }
@@ -154,22 +180,23 @@ export async function decodeImageRgbSizes(label: string, bytes: Uint8Array | nul
   const file = label;
   try {
     const img = bytes ? openImageBytes(file, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) : await openImage(file);
-    const meta = await img.metadata();
-    if (!meta.width || !meta.height) throw new Error('image has no dimensions');
+    const original = displayedSize(await img.metadata());
+    if (!original) throw new Error('image has no dimensions');
     // Alpha is dropped before resizing: sharp premultiplies alpha while resampling, which would
     // darken transparent pixels, whereas the reference (PIL convert('RGB')) keeps their RGB.
     const flat = await img.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     const out: LoadedImage[] = [];
     for (const size of sizes) {
       const { width, height } = size2d(size);
-      const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels } })
+      // The pixels are decoded already (within MAX_INPUT_PIXELS): sharp's own default limit must not apply again.
+      const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels }, limitInputPixels: false })
         .resize(width, height, { fit: 'fill', kernel })
         .raw({ depth: 'uchar' })
         .toBuffer({ resolveWithObject: true });
       if (info.channels !== 3 || info.width !== width || info.height !== height) {
         throw new Error(`unexpected decoded layout ${info.width}x${info.height}x${info.channels}`);
       }
-      out.push({ file, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height, originalWidth: meta.width, originalHeight: meta.height });
+      out.push({ file, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height, originalWidth: original.width, originalHeight: original.height });
     }
     return out;
   } catch (err) {
@@ -226,7 +253,7 @@ export async function loadMaskGrey(file: string, size: SizeLike): Promise<Uint8A
   try {
     const img = await openImage(file);
     const flat = await img.removeAlpha().toColourspace('b-w').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels } })
+    const { data, info } = await sharp(flat.data, { raw: { width: flat.info.width, height: flat.info.height, channels: flat.info.channels }, limitInputPixels: false })
       .resize(width, height, { fit: 'fill', kernel: 'linear' })
       .extractChannel(0)
       .raw({ depth: 'uchar' })

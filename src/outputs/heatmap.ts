@@ -63,7 +63,7 @@ export function heatLayer(map: Float32Array, size: SizeLike, scale: HeatScale): 
 
 function heatImage(map: Float32Array, size: SizeLike, scale: HeatScale): Sharp {
   const { width, height } = size2d(size);
-  return sharp(heatLayer(map, size, scale), { raw: { width, height, channels: 4 } });
+  return sharp(heatLayer(map, size, scale), { raw: { width, height, channels: 4 }, limitInputPixels: false });
 }
 
 const rawImage = (img: RgbImage) => sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 }, limitInputPixels: false });
@@ -73,7 +73,7 @@ export async function overlayPng(image: RgbImage, map: Float32Array, size: SizeL
   // The layer goes through a fast PNG rather than raw pixels: a 12000² RGBA buffer would be 576 MB in JS memory.
   const heat = await heatImage(map, size, scale).resize(image.width, image.height, { fit: 'fill', kernel: 'linear' }).png({ compressionLevel: 1 }).toBuffer();
   return rawImage(image)
-    .composite([{ input: heat }])
+    .composite([{ input: heat, limitInputPixels: false }]) // pixels already decoded: the input limit was checked then
     .removeAlpha() // after the composite: an opaque RGB PNG
     .png({ compressionLevel: 6 })
     .toBuffer();
