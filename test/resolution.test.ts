@@ -67,6 +67,17 @@ test('geometry: keep-aspect rounds the short side, tile grids cover the canvas, 
   assert.throws(() => planBatch({ imageSize: 64, tiles: { grid: { rows: 2, cols: 2 }, overlap: 0, match: 'any' }, refine: { fraction: 0.1, imageSize: 128 } }, []), /does not combine with tiles/);
 });
 
+test('native tiles: never larger than the images (no stretching), at most 256 per image, never with refinement', () => {
+  const tiles = (size: number, overlap = 0.25) => ({ imageSize: 224, tiles: { size, overlap, match: 'position' as const } });
+  // A tile as large as the short side is one row of tiles at native resolution.
+  const flush = resolveGeometry(tiles(100), [{ width: 1000, height: 100 }]);
+  assert.deepEqual([flush.canvas, flush.rows], [{ width: 1000, height: 100 }, 1]);
+  assert.throws(() => resolveGeometry(tiles(256), [{ width: 1000, height: 100 }]), /--tile-size 256 is larger than the batch's images \(median 1000x100\): use a tile size of at most 100 px/);
+  assert.throws(() => resolveGeometry(tiles(33, 0.75), [{ width: 4000, height: 3000 }]), /cuts the 4000x3000 images into \d+x\d+ = \d+ tiles each; at most 256/);
+  assert.equal(resolveGeometry(tiles(250, 0), [{ width: 4000, height: 4000 }]).boxes.length, 256, '16 x 16 is allowed');
+  assert.throws(() => planBatch({ ...tiles(64), refine: { fraction: 0.1, imageSize: 448 } }, [{ width: 64, height: 64 }]), /does not combine with tiles/);
+});
+
 test('--resolution auto: elongated batches keep their aspect at the area of S², detailed ones are refined, small ones stay square', () => {
   const long = autoPlan(224, Array.from({ length: 3 }, () => ({ width: 1600, height: 500 })));
   assert.deepEqual(long.coarse.canvas, { width: 416, height: 128 });
@@ -118,7 +129,7 @@ test('stitching: the weights of regular grids sum to one; dividing by the total 
   const g = tileBlend(grid.boxes, grid.canvas)!;
   assert.ok(g.total.every((w) => Math.abs(w - 1) < 1e-6), 'a partition of unity');
   // Native tiles with uneven steps, and overlaps above one half (three tiles over a pixel).
-  for (const [size, overlap] of [[200, 0.1], [96, 0.7]] as const) {
+  for (const [size, overlap] of [[200, 0.1], [128, 0.7]] as const) {
     const n = resolveGeometry({ imageSize: 224, tiles: { size, overlap, match: 'position' } }, [{ width: 1000, height: 450 }]);
     const blend = tileBlend(n.boxes, n.canvas)!;
     const out = new Float32Array(n.canvas.width * n.canvas.height);
@@ -184,7 +195,9 @@ test('--resolution auto end to end: a detailed batch is refined exactly like the
   const explicit = await run(square, { imageSize: 64, refine: { fraction: 0.1, imageSize: 96 } });
   assert.match(auto.scores.geometry.rule, /^auto .*refined/);
   assert.deepEqual([auto.scores.width, auto.scores.height], [96, 96]);
+  assert.ok(auto.scores.maps.length > 0 && auto.scores.maps.length === explicit.scores.maps.length, 'one map per image in both runs');
   auto.scores.maps.forEach((m, i) => assert.deepEqual(m, explicit.scores.maps[i], `map ${i}`));
+  assert.deepEqual(Array.from(auto.scores.imageScores), Array.from(explicit.scores.imageScores));
 });
 
 test('calibration maps the coarse scores of the other patches onto the fine scale by the line fitted on the re-scored ones', () => {
@@ -197,6 +210,20 @@ test('calibration maps the coarse scores of the other patches onto the fine scal
   const one = Float32Array.from([0.1, 0.5]);
   calibrate(one, Int32Array.from([1]), Float32Array.from([0.7]));
   assert.deepEqual(Array.from(one, (v) => Math.round(v * 1e6) / 1e6), [0.3, 0.7]);
+});
+
+test('calibration never turns the rest of a map upside down, nor makes a distance negative', () => {
+  // The re-scored patches' fine scores fall as their coarse ones rise (slope −2): the line would lift
+  // the background (0.1, 0.2) to 3.1 and 2.9, above the re-scored patches. A shift keeps its order.
+  const falling = Float32Array.from([0.1, 0.2, 0.9, 0.8]);
+  const { a, b } = calibrate(falling, Int32Array.from([2, 3]), Float32Array.from([1.5, 1.7]));
+  assert.equal(a, 1, 'falls back to a shift');
+  assert.ok(Math.abs(b - 0.75) < 1e-6, `b = mean fine − mean coarse: ${b}`);
+  assert.deepEqual(Array.from(falling, (v) => Math.round(v * 1e6) / 1e6), [0.85, 0.95, 1.5, 1.7]);
+  // A steep rising line extrapolated below the re-scored range would give negative distances: clamped at 0.
+  const steep = Float32Array.from([0.05, 0.3, 0.4, 0.5]);
+  calibrate(steep, Int32Array.from([2, 3]), Float32Array.from([0.2, 0.6])); // fine = 4·coarse − 1.4
+  assert.deepEqual(Array.from(steep, (v) => Math.round(v * 1e6) / 1e6), [0, 0, 0.2, 0.6]);
 });
 
 test('refine q = 1 is full fine scoring; q < ½ re-scores the top coarse patches exactly and keeps the rest', async () => {

@@ -5,6 +5,7 @@ import { RESNET50_IMAGE_SIZE } from '../backbone/open.js';
 import { VIT_FAMILIES, type GeluMode, type VitFamily } from '../backbone/vit.js';
 import type { ImageScoreRule } from '../pipeline/maps.js';
 import { DEFAULT_CONFIG } from '../pipeline/musc.js';
+import { ConfigError } from '../errors.js';
 import type { ThresholdRule } from '../outputs/thresholds.js';
 import { gridSpec, interval, intList, numberIn, positiveInt, sizeSpec, triple } from './parsers.js';
 
@@ -20,8 +21,9 @@ export function addScoringOptions(cmd: Command): Command {
     .addOption(new Option('--keep-aspect', 'keep the aspect ratio: long side S, the other side from the batch (median aspect of its images)'))
     .addOption(new Option('--tiles <RxC>', 'cut each image into R x C overlapping tiles of S x S px, each a unit of mutual scoring').argParser(gridSpec).conflicts('tileSize'))
     .addOption(new Option('--tile-size <px>', "square tiles of px pixels at the images' native resolution").argParser(positiveInt))
-    .addOption(new Option('--tile-overlap <fraction>', "share of a tile's side overlapping its neighbour, in [0, 0.75]").argParser(numberIn(0, 0.75)).default(0.25))
-    .addOption(new Option('--tile-match <mode>', 'position: tile t against tile t of the other images (aligned parts); any: against every tile of the other images (surfaces)').choices(['position', 'any']).default('position'))
+    // No commander defaults for the two tile options: set without tiles they are refused (scoringFrom), not ignored.
+    .addOption(new Option('--tile-overlap <fraction>', "with tiles: share of a tile's side overlapping its neighbour, in [0, 0.75] (default: 0.25)").argParser(numberIn(0, 0.75)))
+    .addOption(new Option('--tile-match <mode>', 'with tiles: position = tile t against tile t of the other images (aligned parts); any = against every tile of the other images (surfaces) (default: position)').choices(['position', 'any']))
     .addOption(new Option('--refine <q>', 'coarse-to-fine: re-score the top fraction q, in (0, 1], of patches at --refine-size against all patches').argParser(numberIn(0, 1, 'a fraction of the patches', { min: true })))
     .addOption(new Option('--refine-size <px>', 'S of the fine pass (default 2 S)').argParser(positiveInt))
     .addOption(new Option('--resolution <mode>', 'auto (default unless --image-size is given): keep the aspect of elongated batches and refine detailed ones (see README); fixed: exactly the size options given').choices(['auto', 'fixed']))
@@ -32,7 +34,7 @@ export function addScoringOptions(cmd: Command): Command {
     .addOption(new Option('--k-list <windows>', 'RsCIN window sizes, each ≥ 1 (default: 1, each image\'s own score, with --image-score excess; with max by dataset, [1,2,3] or VisA [1,8,9])').argParser(intList('each ≥ 1', (k) => k >= 1)))
     .addOption(new Option('--divide-num <n>', 'split each category into n subsets for mutual scoring').argParser(positiveInt).default(1))
     .addOption(new Option('--batch-size <n>', 'images per backbone pass').argParser(positiveInt).default(DEFAULT_CONFIG.batchSize))
-    .addOption(new Option('--precision <p>', 'mutual-scoring arithmetic: int8 (~2x faster, within 0.5 points) or fp32 (the reference)').choices(['fp32', 'int8']).default(DEFAULT_CONFIG.precision))
+    .addOption(new Option('--precision <p>', 'mutual-scoring arithmetic: int8 (2.3–3.3× faster, within 0.1 points of fp32) or fp32 (the reference)').choices(['fp32', 'int8']).default(DEFAULT_CONFIG.precision))
     .addOption(new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(positiveInt));
 }
 
@@ -41,8 +43,8 @@ export interface ScoringOpts {
   keepAspect?: boolean;
   tiles?: { rows: number; cols: number };
   tileSize?: number;
-  tileOverlap: number;
-  tileMatch: 'position' | 'any';
+  tileOverlap?: number;
+  tileMatch?: 'position' | 'any';
   refine?: number;
   refineSize?: number;
   resolution?: 'auto' | 'fixed';
@@ -63,8 +65,23 @@ export interface ScoringOpts {
   threads?: number;
 }
 
+/** Flags that only mean something beside another one: refused alone rather than silently ignored. */
+function checkFlagPairs(o: ScoringOpts): void {
+  const tiled = o.tiles !== undefined || o.tileSize !== undefined;
+  if (!tiled && (o.tileOverlap !== undefined || o.tileMatch !== undefined)) {
+    throw new ConfigError(`${o.tileOverlap !== undefined ? '--tile-overlap' : '--tile-match'} applies to tiles: add --tiles RxC or --tile-size PX`);
+  }
+  if (o.refineSize !== undefined && o.refine === undefined) {
+    throw new ConfigError('--refine-size applies to --refine q (the fine size of coarse-to-fine scoring; --resolution auto picks its own)');
+  }
+  if (o.tileSize !== undefined && o.imageSize !== undefined) {
+    throw new ConfigError("--image-size does not apply to --tile-size (its tiles are cut at the images' native resolution); use --tiles RxC for tiles of --image-size");
+  }
+}
+
 /** The library's scoring options from the parsed flags. */
 export function scoringFrom(o: ScoringOpts, hooks: Pick<ScoringOptions, 'signal' | 'onProgress'> = {}): ScoringOptions {
+  checkFlagPairs(o);
   return {
     backbone: { model: o.backbone, family: o.backboneType, gelu: o.clipGelu, mean: o.mean, std: o.std },
     imageSize: o.imageSize,
@@ -86,13 +103,16 @@ export function scoringFrom(o: ScoringOpts, hooks: Pick<ScoringOptions, 'signal'
   };
 }
 
-/** Decision options (`run`, `eval --report`, `bank build`); `maxThreshold` is 2 where raw scores of good banks apply. */
-export function addDecisionOptions(cmd: Command, maxThreshold = 1): Command {
+/**
+ * Decision options (`run`, `eval --report`, `bank build`); `maxThreshold` is 2 where raw scores of
+ * good banks apply, and `methodDefault` says in `--help` what the default method depends on.
+ */
+export function addDecisionOptions(cmd: Command, maxThreshold = 1, methodDefault?: string): Command {
   const scoreRange = maxThreshold === 1 ? 'the RsCIN score' : 'RsCIN score 0..1, or raw score 0..2 for good banks';
   return cmd
     .addOption(new Option('--threshold <score>', `fixed decision threshold (${scoreRange})`).argParser(numberIn(0, maxThreshold, scoreRange)).conflicts('defectRate'))
     .addOption(new Option('--defect-rate <fraction>', 'expected share of defective images, in (0, 1); flags that many top scores').argParser(numberIn(0, 1, 'a fraction of the images', { min: true, max: true })).conflicts('threshold'))
-    .addOption(new Option('--threshold-method <method>', 'automatic threshold without labels').choices(['otsu', 'mad']).default('otsu'));
+    .addOption(new Option('--threshold-method <method>', 'automatic threshold without labels').choices(['otsu', 'mad']).default('otsu', methodDefault));
 }
 
 /** Parsed decision options. */

@@ -80,6 +80,10 @@ function medianSize(sizes: readonly Size2D[]): Size2D {
   return s[s.length >> 1];
 }
 
+/** Most tiles along one side of a grid (`--tiles`), and per image (also for `--tile-size`). */
+const MAX_TILE_SIDE = 16;
+const MAX_TILES = MAX_TILE_SIDE * MAX_TILE_SIDE;
+
 const roundTo = (v: number, multiple: number) => Math.max(multiple, Math.round(v / multiple) * multiple);
 
 /** Tile starts along one axis: n tiles of `tile` px over `extent` px, first at 0, last flush with the end. */
@@ -100,7 +104,7 @@ export function resolveGeometry(cfg: GeometryConfig, sizes: readonly Size2D[], s
     if (!(t.overlap >= 0 && t.overlap <= 0.75)) throw new ConfigError(`tile overlap must be in [0, 0.75] (got ${t.overlap})`);
     if (t.grid) {
       const { rows, cols } = t.grid;
-      if (![rows, cols].every((v) => Number.isInteger(v) && v >= 1 && v <= 16)) throw new ConfigError(`tile grid must be 1..16 x 1..16 (got ${rows}x${cols})`);
+      if (![rows, cols].every((v) => Number.isInteger(v) && v >= 1 && v <= MAX_TILE_SIDE)) throw new ConfigError(`tile grid must be 1..${MAX_TILE_SIDE} x 1..${MAX_TILE_SIDE} (got ${rows}x${cols})`);
       const step = Math.max(1, Math.round(S * (1 - t.overlap)));
       const canvas = { width: S + (cols - 1) * step, height: S + (rows - 1) * step };
       const boxes = Array.from({ length: rows * cols }, (_, k) => ({ x: (k % cols) * step, y: Math.floor(k / cols) * step, width: S, height: S }));
@@ -110,10 +114,21 @@ export function resolveGeometry(cfg: GeometryConfig, sizes: readonly Size2D[], s
     if (px === undefined || !Number.isInteger(px) || px < 32) throw new ConfigError(`tile size must be an integer ≥ 32 px (got ${px})`);
     if (sizes.length === 0) throw new ConfigError('native-resolution tiles need the images\' sizes');
     const native = medianSize(sizes);
-    const canvas = { width: Math.max(px, native.width), height: Math.max(px, native.height) };
+    // A tile larger than the images would stretch them (one side at a time) instead of cutting them
+    // at their native resolution.
+    if (px > native.width || px > native.height) {
+      throw new ConfigError(`--tile-size ${px} is larger than the batch's images (median ${native.width}x${native.height}): use a tile size of at most ${Math.min(native.width, native.height)} px, or --tiles RxC`);
+    }
+    const canvas = { width: native.width, height: native.height };
     const step = Math.max(1, px * (1 - t.overlap));
     const cols = Math.max(1, Math.ceil((canvas.width - px) / step - 1e-9) + 1);
     const rows = Math.max(1, Math.ceil((canvas.height - px) / step - 1e-9) + 1);
+    if (rows * cols > MAX_TILES) {
+      throw new ConfigError(
+        `--tile-size ${px} with overlap ${t.overlap} cuts the ${canvas.width}x${canvas.height} images into ${rows}x${cols} = ${rows * cols} tiles each; ` +
+          `at most ${MAX_TILES} (as --tiles 16x16): use larger tiles or less overlap`,
+      );
+    }
     const xs = starts(canvas.width, px, cols);
     const ys = starts(canvas.height, px, rows);
     const boxes = ys.flatMap((y) => xs.map((x) => ({ x, y, width: px, height: px })));
@@ -189,7 +204,7 @@ export function planBatch(
   const coarse = resolveGeometry(cfg, sizes, sizeMultiple);
   const refine = cfg.refine;
   if (!refine) return { coarse, fine: null, refineFraction: 0, refineSelect: 'set', map: coarse.canvas, rule: coarse.rule };
-  if (coarse.boxes.length > 1) throw new ConfigError('coarse-to-fine refinement (--refine) scores whole images; it does not combine with tiles');
+  if (coarse.boxes.length > 1 || cfg.tiles?.size !== undefined) throw new ConfigError('coarse-to-fine refinement (--refine) scores whole images; it does not combine with tiles');
   if (!(refine.fraction > 0 && refine.fraction <= 1)) throw new ConfigError(`refine fraction must be in (0, 1] (got ${refine.fraction})`);
   if (!Number.isInteger(refine.imageSize) || refine.imageSize <= cfg.imageSize) throw new ConfigError(`the refine size must be an integer larger than the image size ${cfg.imageSize} (got ${refine.imageSize})`);
   const k = refine.imageSize / cfg.imageSize;

@@ -116,6 +116,14 @@ export async function refineScores(
  * and spread, so the least-squares line fine ≈ a·coarse + b fitted on the re-scored
  * patches is applied to the rest. Measured on bottle and the small-defect flange
  * (BENCHMARKS.md): better pixel AP and PRO than keeping raw coarse scores or shifting them.
+ *
+ * Two guards, because the line is fitted on the top of the coarse range only and then
+ * extrapolated downwards (on the default settings neither changes a map: slopes there are
+ * 0.7–1.1):
+ * - a slope ≤ 0 (re-scored patches whose fine scores do not rise with their coarse ones, e.g. a
+ *   tiny q on a batch without defects) would turn the rest of the map upside down, lifting the
+ *   background above the re-scored patches; the fit then falls back to a shift (a = 1);
+ * - the mapped scores are estimates of distances, which are ≥ 0, so they are clamped at 0.
  */
 export function calibrate(scores: Float32Array, rows: Int32Array, refined: Float32Array): { a: number; b: number } {
   const m = rows.length;
@@ -132,12 +140,13 @@ export function calibrate(scores: Float32Array, rows: Int32Array, refined: Float
     sxy += x * y;
   }
   const den = m * sxx - sx * sx;
-  // Degenerate fits (one re-scored patch, all coarse scores equal) shift only.
-  const a = m > 1 && den > 0 ? (m * sxy - sx * sy) / den : 1;
+  // Degenerate fits (one re-scored patch, all coarse scores equal) and falling lines shift only.
+  const slope = m > 1 && den > 0 ? (m * sxy - sx * sy) / den : Number.NaN;
+  const a = slope > 0 ? slope : 1;
   const b = m > 0 ? (sy - a * sx) / m : 0;
   const isRefined = new Uint8Array(scores.length);
   for (const r of rows) isRefined[r] = 1;
-  for (let j = 0; j < scores.length; j++) if (!isRefined[j]) scores[j] = a * scores[j] + b;
+  for (let j = 0; j < scores.length; j++) if (!isRefined[j]) scores[j] = Math.max(0, a * scores[j] + b);
   for (let k = 0; k < m; k++) scores[rows[k]] = refined[k];
   return { a, b };
 }

@@ -30,4 +30,18 @@ cliCases('cli inputs', [
     args: ['run', 'mix', '--out', 'o'],
     expect: { exit: 0, stderr: /skipped .*zz_not_an_image\.png/, files: ['o/scores.csv', 'o/scores.json', 'o/report.html'], stdout: /6 images scored/ },
   },
+  // Flags that only mean something beside another one are refused alone, not silently ignored.
+  ...(
+    [
+      [['--tile-overlap', '0.5'], /--tile-overlap applies to tiles: add --tiles RxC or --tile-size PX/],
+      [['--tile-match', 'any'], /--tile-match applies to tiles/],
+      [['--refine-size', '448'], /--refine-size applies to --refine q/],
+      [['--tile-size', '128', '--image-size', '256'], /--image-size does not apply to --tile-size/],
+    ] as const
+  ).map(([flags, message]) => ({
+    name: `\`${flags.join(' ')}\` alone is refused (exit 2) naming the flag it needs, before anything is read`,
+    setup: (dir: string) => writePlates(dir, 'p', 5).then(() => undefined),
+    args: ['run', 'p', '--out', 'o', ...flags],
+    expect: { exit: 2, stderr: message, absent: ['o'] },
+  })),
 ]);
