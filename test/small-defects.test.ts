@@ -69,6 +69,7 @@ test('the same seed writes byte-identical files; another seed writes other image
 });
 
 test('layout: MVTec folders, the promised sizes, one defect kind per folder, masks only for defective images', async () => {
+  assert.deepEqual(written.map((c) => c.category).sort(), ['flange', 'shaft'], 'both categories were written');
   for (const c of written) {
     const { width, height, channels } = SMALL_DEFECT_GEOMETRY[c.category];
     const files = await filesUnder(c.dir);
@@ -94,7 +95,9 @@ test('layout: MVTec folders, the promised sizes, one defect kind per folder, mas
 
 test('every mask is 0/255, non-empty, and covers 0.1-0.5 % of the image, as recorded in small-defects.json', async () => {
   const manifest = JSON.parse(await readFile(path.join(tmp, 'a', 'small-defects.json'), 'utf8')) as { categories: WrittenCategory[] };
+  assert.equal(manifest.categories.length, 2, 'both categories are in the manifest');
   for (const c of manifest.categories) {
+    assert.ok(c.defects.length > 0, `${c.category} has defects`);
     for (const d of c.defects) {
       const m = await decode(d.mask);
       assert.equal(m.channels, 1, d.mask);
@@ -130,6 +133,7 @@ test('a defect changes exactly the masked pixels of the same image without it', 
 });
 
 test('the dataset reader reads both categories: labels, defect types and masks as written', async () => {
+  assert.equal(written.length, 2, 'both categories were written');
   for (const c of written) {
     const ds = await readCategory(c.dir);
     assert.equal(ds.name, c.category);

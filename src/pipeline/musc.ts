@@ -56,7 +56,7 @@ export interface MuscConfig {
   readonly divideNum: number;
   /** Images per backbone forward pass. */
   readonly batchSize: number;
-  /** Arithmetic of mutual scoring: `int8` (default, VNNI GEMM, ~2x faster) or `fp32` (the reference's). */
+  /** Arithmetic of mutual scoring: `int8` (default, VNNI GEMM, 2.3–3.3× faster) or `fp32` (the reference's). */
   readonly precision: MsmPrecision;
   /**
    * How RsCIN compares image embeddings; set it from `backbone.embeddingSimilarity`
@@ -90,7 +90,7 @@ export const DEFAULT_CONFIG: MuscConfig = {
   kList: [...RSCIN_K_DEFAULT],
   divideNum: 1,
   batchSize: 8,
-  // int8 stays within 0.5 points of fp32 on every metric on ../shared/data and is ~2x faster (BENCHMARKS.md).
+  // int8 stays within 0.1 points of fp32 on every metric on ../shared/data and is 2.3–3.3× faster (BENCHMARKS.md).
   precision: 'int8',
   embeddingSimilarity: 'cosine',
   imageScore: 'max',

@@ -252,10 +252,12 @@ cliCases('cli outputs', [
         const max = await doc('max');
         assert.equal(max.config.imageScore, 'max');
         assert.ok(!existsSync(path.join(dir, 'max', 'typical.npy')), 'no typical map with the max');
+        assert.equal(max.images.length, 6, 'every plate is in scores.json');
         for (const im of max.images) assert.equal(im.imageScore, (await npy(path.join(dir, 'max', im.map))).reduce((a, v) => Math.max(a, v), -Infinity));
         for (const o of ['o', 's']) {
           const d = await doc(o);
           assert.equal(d.config.imageScore, 'excess', o);
+          assert.equal(d.images.length, 6, `${o}: every plate is in scores.json`);
           const typical = await npy(path.join(dir, o, 'typical.npy'));
           for (const im of d.images) {
             const map = await npy(path.join(dir, o, im.map));
