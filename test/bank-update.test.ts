@@ -5,7 +5,7 @@
  * Synthetic plates and the bundled ResNet50 (no ../shared needed).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -101,6 +101,20 @@ test('save refuses to merge into a bank rebuilt since (another typical map): its
   } finally {
     await s.dispose();
   }
+});
+
+test('save through a symbolic link whose target does not exist yet writes the target and keeps the link', async () => {
+  await mkdir(path.join(tmp, 'store'));
+  const link = path.join(tmp, 'line-b.mbank');
+  await symlink(path.join('store', 'line-b.mbank'), link);
+  const s = await Musc.open({ bank });
+  try {
+    await s.save(link);
+  } finally {
+    await s.dispose();
+  }
+  assert.ok((await lstat(link)).isSymbolicLink(), 'the link is still a link');
+  assert.equal((await readBank(path.join(tmp, 'store', 'line-b.mbank'))).images.length, bank.images.length, 'the bank went to the target');
 });
 
 test('save refuses to merge into a file that holds a bank of another kind', async () => {

@@ -178,6 +178,7 @@ test('a mask of another shape than its image (rotated, cropped) is refused namin
   const at = (width: number, height: number) => loadMaskBinary(item, 16, 'auto', { width, height });
   assert.equal(countOnes(await at(16, 16)), 64);
   assert.equal(countOnes(await at(32, 32)), 64, 'a half-scale mask of a 32 x 32 image fits it');
+  assert.equal(countOnes(await at(33, 32)), 64, 'and of a 33 x 32 image (the half size rounds to 16 x 16)');
   await assert.rejects(at(32, 16), (err: unknown) => err instanceof DatasetError && err.message.includes(item.maskPath!) && err.message.includes(item.imagePath) && /16x16, but its image .* is 32x16: another shape/.test(err.message));
 });
 

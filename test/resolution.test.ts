@@ -158,6 +158,17 @@ test('stitching end to end: a tiled batch blends its tiles\' scores across each 
   assert.ok(row.every((v, x) => x === 0 || (v >= row[x - 1] - 1e-6 && v - row[x - 1] <= 1 / 16 + 1e-6)), row.join(' '));
 });
 
+test('native tiles larger than S, and small tiles with a large overlap, pass the config check and run on the images', async () => {
+  // The config is checked before any image is read: native tiles must not be judged against an S x S probe.
+  assert.doesNotThrow(() => resolveConfig({ imageSize: 224, tiles: { size: 512, overlap: 0.25, match: 'position' } }));
+  assert.doesNotThrow(() => resolveConfig({ imageSize: 2048, tiles: { size: 32, overlap: 0.75, match: 'any' } }));
+  // 96 px tiles (above S = 64) on the 192 x 96 images: one row of tiles at native resolution.
+  const r = await run(wide, { tiles: { size: 96, overlap: 0.25, match: 'position' } });
+  assert.deepEqual([r.scores.width, r.scores.height], [192, 96]);
+  assert.equal(r.features[0].units.length, 3);
+  assert.ok(r.scores.maps.length === wide.length && r.scores.maps.every((m) => m.length === 192 * 96 && m.every(Number.isFinite)));
+});
+
 test('keep-aspect on square images and 1x1 position tiles are exactly the plain path', async () => {
   const plain = await run(square, {});
   const aspect = await run(square, { keepAspect: true });

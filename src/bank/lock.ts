@@ -9,7 +9,8 @@
  * `staleMs` is taken as left by a crashed process and taken over. Readers take no lock:
  * the rename makes every read see one whole bank.
  */
-import { realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { readlink, realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { check, lock } from 'proper-lockfile';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BankError, bankChecksum, encodeBank, readBankChecksum, readBankFile, type Bank } from './format.js';
@@ -40,11 +41,15 @@ export interface WrittenBank {
 /**
  * The file a bank path names: a symbolic link is followed, so the lock, the temporary file and
  * the rename act on the bank itself (renaming onto the link would replace the link with a copy,
- * and writers through the link and through the real path would take different locks). A file
- * that does not exist yet is named as given.
+ * and writers through the link and through the real path would take different locks). A link
+ * whose target does not exist yet names that target; any other new file is named as given.
  */
 async function bankTarget(file: string): Promise<string> {
-  return realpath(file).catch(() => file);
+  try {
+    return await realpath(file);
+  } catch {
+    return readlink(file).then((target) => resolve(dirname(file), target), () => file);
+  }
 }
 
 /** Whether another process holds the lock on `file` now (for `musc bank info`). */

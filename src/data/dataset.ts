@@ -122,10 +122,15 @@ async function decodeMaskOriginal(file: string): Promise<GreyImage> {
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
 }
 
-/** Same size, or the same aspect ratio within 1 % (a mask stored at another scale). */
+/**
+ * Whether mask `a` is image `b` at some scale: the same size, the same aspect ratio within 1 %, or
+ * within the rounding of a scaled copy (each side ±1 px: |a.h·b.w − a.w·b.h| ≤ b.w + b.h), so a
+ * small mask stored at half size (50 × 33 for 100 × 67) fits while a rotated one does not.
+ */
 function sameShape(a: { width: number; height: number }, b: { width: number; height: number }): boolean {
   if (a.width === b.width && a.height === b.height) return true;
-  return Math.abs((a.width * b.height) / (a.height * b.width) - 1) <= 0.01;
+  if (Math.abs((a.width * b.height) / (a.height * b.width) - 1) <= 0.01) return true;
+  return Math.abs(a.height * b.width - a.width * b.height) <= b.width + b.height;
 }
 
 function valueKind(data: Uint8Array): MaskValueKind {

@@ -161,7 +161,10 @@ export function resolveConfig(partial: Partial<MuscConfig> = {}): MuscConfig {
   }
   if (cfg.imageShape && (cfg.keepAspect || cfg.tiles)) throw new ConfigError('a fixed WxH image size does not combine with --keep-aspect or tiles');
   if (cfg.keepAspect && cfg.tiles) throw new ConfigError('--keep-aspect applies to whole images; tiles keep the aspect through their grid');
-  planBatch(cfg, [{ width: cfg.imageSize, height: cfg.imageSize }]); // range checks of tiles and refinement
+  // Range checks of tiles and refinement, before any image is read: on a probe image of S (or, for
+  // native tiles, of one tile: their size against the images is checked once the sizes are known).
+  const probe = cfg.tiles?.size !== undefined && !cfg.tiles.grid ? cfg.tiles.size : cfg.imageSize;
+  planBatch(cfg, [{ width: probe, height: probe }]);
   return cfg;
 }
 
