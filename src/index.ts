@@ -21,7 +21,7 @@ export type { RunOptions } from './api/run.js';
 export type { BatchResult, ImageResult } from './api/results.js';
 export type { CategoryEvent, EvaluateOptions, EvaluationResult } from './api/evaluate.js';
 export type { BankBuildOptions, BankScoreOptions, BankScoreResult, BuiltBank } from './api/bank.js';
-export type { BankSaveResult, MuscOpenOptions, MuscScorer, ScoreInput, ScoredImage, ScoreResult } from './bank/scorer.js';
+export type { BankSaveResult, MuscOpenOptions, MuscScorer, ScoreCallOptions, ScoreInput, ScoredImage, ScoreResult } from './bank/scorer.js';
 export type { BankLockOptions } from './bank/lock.js';
 export type { Bank, BankEncoding, BankReference } from './bank/format.js';
 export type { CategoryResult } from './eval.js';

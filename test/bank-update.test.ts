@@ -176,3 +176,51 @@ test('failures come back in input order, not in the order decoding failed', asyn
     await s.dispose();
   }
 });
+
+test('scoring in chunks gives the same results as one chunk (fp32), in input order, and an update adds every chunk', async () => {
+  const inputs = [uploads[0], { name: 'bad.png', bytes: new Uint8Array(0) }, uploads[1], uploads[2], uploads[3]];
+  const one = await Musc.open({ bank, precision: 'fp32' });
+  const chunked = await Musc.open({ bank, precision: 'fp32' });
+  try {
+    const a = await one.score(inputs, { update: true });
+    // Chunks of 2: [u0, bad], [u1, u2], [u3]. Each is scored against the bank as the call found it,
+    // not against the chunks before it (which the update adds only at the end).
+    const b = await chunked.score(inputs, { update: true, chunk: 2 });
+    assert.deepEqual(b.results.map((r) => r.name), uploads.slice(0, 4));
+    assert.deepEqual(b.failures.map((f) => f.file), ['bad.png']);
+    assert.equal(b.bankImages, 6);
+    for (const [i, r] of b.results.entries()) {
+      assert.equal(r.score, a.results[i].score, r.name);
+      assert.equal(r.imageScore, a.results[i].imageScore, r.name);
+      assert.deepEqual(r.map, a.results[i].map, r.name);
+    }
+    assert.equal(chunked.bank.images.length, 10, 'the update holds the images of every chunk');
+    assert.deepEqual(chunked.bank.images.map((im) => im.score), one.bank.images.map((im) => im.score));
+  } finally {
+    await one.dispose();
+    await chunked.dispose();
+  }
+  await assert.rejects(Musc.open({ bank }).then(async (s) => s.score([uploads[0]], { chunk: 0 }).finally(() => s.dispose())), (e: unknown) => e instanceof ConfigError && /chunk/.test(e.message));
+});
+
+test('in int8, chunks differ from one chunk by rounding only: the query side quantises at the larger of the bank\'s and the chunk\'s range', async () => {
+  const s = await Musc.open({ bank });
+  try {
+    const a = await s.score(uploads);
+    const b = await s.score(uploads, { chunk: 1 });
+    for (const [i, r] of b.results.entries()) {
+      const m = a.results[i].map;
+      let lo = Infinity;
+      let hi = -Infinity;
+      let worst = 0;
+      for (let p = 0; p < m.length; p++) {
+        lo = Math.min(lo, m[p]);
+        hi = Math.max(hi, m[p]);
+        worst = Math.max(worst, Math.abs(m[p] - r.map[p]));
+      }
+      assert.ok(worst <= 0.01 * (hi - lo), `${r.name}: maps within 1 % of their range (${(worst / (hi - lo)).toFixed(4)})`);
+    }
+  } finally {
+    await s.dispose();
+  }
+});

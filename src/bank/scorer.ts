@@ -51,6 +51,17 @@ export interface ScoredImage {
   readonly originalHeight: number;
 }
 
+/** Options of `MuscScorer.score`. */
+export interface ScoreCallOptions {
+  readonly update?: boolean;
+  readonly maxBank?: number;
+  readonly signal?: AbortSignal;
+  readonly chunk?: number;
+}
+
+/** Images decoded, featurised and scored at once by `MuscScorer.score` (see its `chunk`). */
+export const DEFAULT_SCORE_CHUNK = 64;
+
 /** What one `score` call returns. */
 export interface ScoreResult {
   /** Scored images, in input order. */
@@ -229,54 +240,79 @@ export class MuscScorer {
    * rest are scored. Calls are serialised (one runs at a time; the GEMMs use every core).
    * @param opts.update add the scored images to the bank in memory, keeping at most `maxBank`
    *   (oldest leave first); `save` writes them to the bank file
+   * @param opts.chunk images decoded, featurised and scored at once (default 64): memory grows
+   *   with it (a 224 px image's backbone features take ~2.4 MB); every image of the call is scored
+   *   against the bank as it was when the call began, so in fp32 the scores do not depend on it. In
+   *   int8 the query side quantises at the larger of the bank's and the chunk's value range, so
+   *   images beyond the bank's range round slightly differently in other chunks (as they do between
+   *   one image per request and a folder at once): maps within 1 % of their range
    * @throws ConfigError when `maxBank` is below the bank's minimum (`MIN_BANK_IMAGES`), before any work
    */
-  score(images: readonly ScoreInput[], opts: { update?: boolean; maxBank?: number; signal?: AbortSignal } = {}): Promise<ScoreResult> {
+  score(images: readonly ScoreInput[], opts: ScoreCallOptions = {}): Promise<ScoreResult> {
     const run = this.queue.then(() => this.scoreNow(images, opts));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async scoreNow(images: readonly ScoreInput[], opts: { update?: boolean; maxBank?: number; signal?: AbortSignal }): Promise<ScoreResult> {
+  private async scoreNow(images: readonly ScoreInput[], opts: ScoreCallOptions): Promise<ScoreResult> {
     if (opts.update) checkMaxBank(this.current.reference, opts.maxBank);
+    const chunk = opts.chunk ?? DEFAULT_SCORE_CHUNK;
+    if (!(Number.isInteger(chunk) && chunk >= 1)) throw new ConfigError(`chunk must be a positive integer (got ${chunk})`);
     // New images are cut exactly as the bank's images were.
     const geometry = bankGeometry(this.current);
-    // Indexed by input, so results and failures keep the input order whatever order decoding ends in.
-    const decoded = await Promise.all(
-      images.map(async (img): Promise<ImageViews | Failure> => {
-        const name = typeof img === 'string' ? img : img.name;
-        try {
-          return await loadViews(name, typeof img === 'string' ? null : img.bytes, geometry, this.backbone);
-        } catch (err) {
-          return { file: name, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' };
-        }
-      }),
-    );
-    const failures = decoded.filter((x): x is Failure => 'error' in x);
-    const ok = decoded.filter((x): x is ImageViews => !('error' in x));
-    const features: ImageFeatures[] = [];
-    const perStep = Math.max(1, Math.floor(this.config.batchSize / geometry.coarse.boxes.length));
-    for (let i = 0; i < ok.length; i += perStep) {
-      opts.signal?.throwIfAborted();
-      features.push(...(await featuresOfViews(ok.slice(i, i + perStep), this.backbone, geometry, this.config.batchSize)));
-    }
-    const res = await scoreAgainstBank(features, this.current, { precision: this.precision, kernel: this.kernel, signal: opts.signal });
+    const bank = this.current; // every chunk is scored against the bank as the call found it
     const t = this.threshold;
-    const results: ScoredImage[] = features.map((f, i) => ({
-      name: f.file,
-      score: res.scores[i],
-      imageScore: res.imageScores[i],
-      decision: decide(res.scores[i], t),
-      threshold: t,
-      map: res.maps[i],
-      width: res.width,
-      height: res.height,
-      originalWidth: f.originalWidth,
-      originalHeight: f.originalHeight,
-    }));
-    const bankImages = this.current.images.length;
-    if (opts.update && features.length > 0) {
-      const update: PendingUpdate = { features, scores: Array.from(res.imageScores), maxBank: opts.maxBank ?? Infinity };
+    const results: ScoredImage[] = [];
+    const failures: Failure[] = [];
+    const kept: ImageFeatures[] = []; // only with update: the bank stores them
+    const keptScores: number[] = [];
+    // In chunks, so memory holds one chunk's decoded images and features, not the whole input.
+    for (let c = 0; c < images.length; c += chunk) {
+      opts.signal?.throwIfAborted();
+      // Indexed by input, so results and failures keep the input order whatever order decoding ends in.
+      const decoded = await Promise.all(
+        images.slice(c, c + chunk).map(async (img): Promise<ImageViews | Failure> => {
+          const name = typeof img === 'string' ? img : img.name;
+          try {
+            return await loadViews(name, typeof img === 'string' ? null : img.bytes, geometry, this.backbone);
+          } catch (err) {
+            return { file: name, error: errorText(err), code: err instanceof MuscError ? err.code : 'IMAGE_DECODE' };
+          }
+        }),
+      );
+      failures.push(...decoded.filter((x): x is Failure => 'error' in x));
+      const ok = decoded.filter((x): x is ImageViews => !('error' in x));
+      const features: ImageFeatures[] = [];
+      const perStep = Math.max(1, Math.floor(this.config.batchSize / geometry.coarse.boxes.length));
+      for (let i = 0; i < ok.length; i += perStep) {
+        opts.signal?.throwIfAborted();
+        features.push(...(await featuresOfViews(ok.slice(i, i + perStep), this.backbone, geometry, this.config.batchSize)));
+      }
+      if (features.length === 0) continue;
+      const res = await scoreAgainstBank(features, bank, { precision: this.precision, kernel: this.kernel, signal: opts.signal });
+      features.forEach((f, i) =>
+        results.push({
+          name: f.file,
+          score: res.scores[i],
+          imageScore: res.imageScores[i],
+          decision: decide(res.scores[i], t),
+          threshold: t,
+          map: res.maps[i],
+          width: res.width,
+          height: res.height,
+          originalWidth: f.originalWidth,
+          originalHeight: f.originalHeight,
+        }),
+      );
+      if (opts.update) {
+        kept.push(...features);
+        keptScores.push(...res.imageScores);
+      }
+    }
+    const bankImages = bank.images.length;
+    if (opts.update && kept.length > 0) {
+      const features = kept;
+      const update: PendingUpdate = { features, scores: keptScores, maxBank: opts.maxBank ?? Infinity };
       this.current = appendToBank(this.current, update.features, update.scores, update.maxBank);
       this.pending = keepInWindow([...this.pending, update]);
     }
