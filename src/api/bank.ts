@@ -5,7 +5,7 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { buildBank } from '../bank/bank.js';
+import { buildBank, DIVIDE_NUM_IN_BANK } from '../bank/bank.js';
 import { bankImageScore, readBank, typicalOf, writeBank, type Bank, type BankEncoding, type BankReference } from '../bank/format.js';
 import { bankGeometry, bankHeatScale } from '../bank/score.js';
 import { MuscScorer, type BankSaveResult, type MuscOpenOptions } from '../bank/scorer.js';
@@ -68,6 +68,7 @@ export async function buildBankFromImages(inputs: readonly string[], opts: BankB
   configOf(opts);
   // Also checked by buildBank, but only after every image's features: refused before the model loads.
   if (opts.refine) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
+  if ((opts.divideNum ?? 1) > 1) throw new ConfigError(DIVIDE_NUM_IN_BANK);
   if (opts.threshold) {
     chooseThreshold([0, 1], opts.threshold);
     if (opts.threshold.method === 'fixed') checkBankThreshold(opts.threshold.value, reference);

@@ -69,6 +69,14 @@ function bankSet(features: readonly ImageFeatures[], cfg: MuscConfig, li: number
 }
 
 /**
+ * Why banks take no subsets: new images are scored against all the bank's images, so the bank's
+ * own scores (its threshold, RsCIN's reference scores) must be too; scores within subsets of N/d
+ * images have another scale (a measured threshold of 0.46 became 0.69 with two subsets).
+ */
+export const DIVIDE_NUM_IN_BANK =
+  'a bank is one reference set: new images are scored against all its images, so its own scores must be too; build it without --divide-num (its cost grows with N² once, at build time)';
+
+/**
  * Builds a bank from the features of its reference images. Unlabeled banks score their
  * images against each other (MuSc) so RsCIN and the threshold have the bank's own scores;
  * good banks score each image against the others (leave-one-out nearest neighbour).
@@ -81,11 +89,12 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
     throw new ConfigError(`a ${reference} bank needs at least ${minImages} readable images (got ${features.length})`);
   }
   if (features[0].geometry.fine) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
+  if (cfg.divideNum > 1) throw new ConfigError(DIVIDE_NUM_IN_BANK);
   const key = (li: number, r: number) => `${li}:${r}`;
   const stored = new Map<string, BankSet>();
   // An unlabeled bank scores its images first, storing each (layer, r)'s vectors as mutual scoring
-  // makes them (LNAMD once, not again for the bank); what that does not hand over (a batch split
-  // into subsets) is computed below.
+  // makes them (LNAMD once, not again for the bank); good banks, which score nothing first, compute
+  // them below.
   const own =
     reference === 'unlabeled'
       ? await scoreFeatures(features, cfg, {

@@ -170,6 +170,12 @@ cliCases('bank', [
     args: ['bank', 'build', 'ref', '--refine', '0.1', '--out', 'b.mbank'],
     expect: { exit: 2, stderr: /build the bank without --refine/, absent: ['b.mbank'], check: (_dir, out) => assert.doesNotMatch(out.stderr, /\bextract|features/i, 'nothing was extracted') },
   },
+  {
+    name: '`bank build --divide-num 2` is refused before the model loads (new images are scored against the whole bank)',
+    setup: (dir) => writePlates(dir, 'ref', 8, 7).then(() => undefined),
+    args: ['bank', 'build', 'ref', '--divide-num', '2', '--out', 'b.mbank'],
+    expect: { exit: 2, stderr: /a bank is one reference set: .*without --divide-num/, absent: ['b.mbank'] },
+  },
   // musc bank info: what a bank holds, without scoring against it.
   {
     name: '`bank info` prints images, kind, config (image score included), backbone, encoding, size and a good checksum',
