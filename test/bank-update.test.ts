@@ -187,6 +187,7 @@ test('scoring in chunks gives the same results as one chunk (fp32), in input ord
     // not against the chunks before it (which the update adds only at the end).
     const b = await chunked.score(inputs, { update: true, chunk: 2 });
     assert.deepEqual(b.results.map((r) => r.name), uploads.slice(0, 4));
+    assert.equal(a.results.length, 4);
     assert.deepEqual(b.failures.map((f) => f.file), ['bad.png']);
     assert.equal(b.bankImages, 6);
     for (const [i, r] of b.results.entries()) {
@@ -201,6 +202,18 @@ test('scoring in chunks gives the same results as one chunk (fp32), in input ord
     await chunked.dispose();
   }
   await assert.rejects(Musc.open({ bank }).then(async (s) => s.score([uploads[0]], { chunk: 0 }).finally(() => s.dispose())), (e: unknown) => e instanceof ConfigError && /chunk/.test(e.message));
+  // A rolling window smaller than the images added: chunks keep only the last maxBank, with the same bank.
+  const whole = await Musc.open({ bank: goodBank, precision: 'fp32' });
+  const ones = await Musc.open({ bank: goodBank, precision: 'fp32' });
+  try {
+    await whole.score(uploads, { update: true, maxBank: 2 });
+    await ones.score(uploads, { update: true, maxBank: 2, chunk: 1 });
+    assert.deepEqual(ones.bank.images.map((im) => im.name), uploads.slice(2).map((f) => path.basename(f)));
+    assert.deepEqual(ones.bank.images, whole.bank.images);
+  } finally {
+    await whole.dispose();
+    await ones.dispose();
+  }
 });
 
 test('in int8, chunks differ from one chunk by rounding only: the query side quantises at the larger of the bank\'s and the chunk\'s range', async () => {
@@ -208,6 +221,7 @@ test('in int8, chunks differ from one chunk by rounding only: the query side qua
   try {
     const a = await s.score(uploads);
     const b = await s.score(uploads, { chunk: 1 });
+    assert.ok(b.results.length === uploads.length && a.results.length === uploads.length, 'every upload scored in both');
     for (const [i, r] of b.results.entries()) {
       const m = a.results[i].map;
       let lo = Infinity;

@@ -68,7 +68,7 @@ export async function buildBankFromImages(inputs: readonly string[], opts: BankB
   configOf(opts);
   // Also checked by buildBank, but only after every image's features: refused before the model loads.
   if (opts.refine) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
-  if ((opts.divideNum ?? 1) > 1) throw new ConfigError(DIVIDE_NUM_IN_BANK);
+  if (reference === 'unlabeled' && (opts.divideNum ?? 1) > 1) throw new ConfigError(DIVIDE_NUM_IN_BANK);
   if (opts.threshold) {
     chooseThreshold([0, 1], opts.threshold);
     if (opts.threshold.method === 'fixed') checkBankThreshold(opts.threshold.value, reference);

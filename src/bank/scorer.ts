@@ -307,6 +307,12 @@ export class MuscScorer {
       if (opts.update) {
         kept.push(...features);
         keptScores.push(...res.imageScores);
+        // The rolling window keeps the last maxBank images at most: older ones need not be held.
+        const max = opts.maxBank ?? Infinity;
+        if (kept.length > max) {
+          kept.splice(0, kept.length - max);
+          keptScores.splice(0, keptScores.length - max);
+        }
       }
     }
     const bankImages = bank.images.length;

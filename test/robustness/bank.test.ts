@@ -174,7 +174,7 @@ cliCases('bank', [
     name: '`bank build --divide-num 2` is refused before the model loads (new images are scored against the whole bank)',
     setup: (dir) => writePlates(dir, 'ref', 8, 7).then(() => undefined),
     args: ['bank', 'build', 'ref', '--divide-num', '2', '--out', 'b.mbank'],
-    expect: { exit: 2, stderr: /a bank is one reference set: .*without --divide-num/, absent: ['b.mbank'] },
+    expect: { exit: 2, stderr: /an unlabeled bank is one reference set: .*without --divide-num/, absent: ['b.mbank'] },
   },
   // musc bank info: what a bank holds, without scoring against it.
   {
