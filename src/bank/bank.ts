@@ -69,9 +69,10 @@ function bankSet(features: readonly ImageFeatures[], cfg: MuscConfig, li: number
 }
 
 /**
- * Why unlabeled banks take no subsets (good banks score leave-one-out against the whole bank anyway): new images are scored against all the bank's images, so the bank's
- * own scores (its threshold, RsCIN's reference scores) must be too; scores within subsets of N/d
- * images have another scale (a measured threshold of 0.46 became 0.69 with two subsets).
+ * Why unlabeled banks take no subsets: new images are scored against all the bank's images, so
+ * the bank's own scores (its threshold, RsCIN's reference scores) must be too; scores within
+ * subsets of N/d images have another scale (a measured threshold of 0.46 became 0.69 with two
+ * subsets). Good banks score leave-one-out against the whole bank anyway.
  */
 export const DIVIDE_NUM_IN_BANK =
   'an unlabeled bank is one reference set: new images are scored against all its images, so its own scores must be too; build it without --divide-num (its cost grows with N² once, at build time)';

@@ -16,6 +16,7 @@ export interface ServeOptions {
   readonly port: number;
   readonly host: string;
   readonly maxUploadMb: number;
+  /** Largest accepted image in megapixels, read from its header before decoding (`--max-megapixels`). */
   readonly maxMegapixels: number;
   readonly queue: number;
   /** Seconds to receive a whole request (headers and body); default 60. */
@@ -24,6 +25,7 @@ export interface ServeOptions {
   readonly headersTimeout?: number;
   /** Seconds an idle keep-alive connection stays open; default 5. */
   readonly idleTimeout?: number;
+  /** Seconds a client may take no byte of an answer before it is disconnected; default 30. */
   readonly sendTimeout?: number;
   /** Open connections at most; default 256. */
   readonly maxConnections?: number;

@@ -123,13 +123,11 @@ async function decodeMaskOriginal(file: string): Promise<GreyImage> {
 }
 
 /**
- * Whether mask `a` is image `b` at some scale: the same size, the same aspect ratio within 1 %, or
- * within the rounding of a scaled copy (each side ±1 px: |a.h·b.w − a.w·b.h| ≤ b.w + b.h), so a
- * small mask stored at half size (50 × 33 for 100 × 67) fits while a rotated one does not.
+ * Whether mask `a` is image `b` at some scale, within the rounding of a scaled copy (each side
+ * ±1 px: |a.h·b.w − a.w·b.h| ≤ b.w + b.h): a mask stored at half size (50 × 33 for 100 × 67) fits,
+ * a rotated or cropped one does not.
  */
 function sameShape(a: { width: number; height: number }, b: { width: number; height: number }): boolean {
-  if (a.width === b.width && a.height === b.height) return true;
-  if (Math.abs((a.width * b.height) / (a.height * b.width) - 1) <= 0.01) return true;
   return Math.abs(a.height * b.width - a.width * b.height) <= b.width + b.height;
 }
 

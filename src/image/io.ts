@@ -64,14 +64,14 @@ async function openImage(file: string): Promise<Sharp> {
  * camera photos is applied (`autoOrient`), so maps, overlays and region coordinates match the
  * photo as displayed. (The reference's PIL ignores the tag; MVTec, VisA and BTAD carry none.)
  */
-export function openImageBytes(file: string, bytes: Buffer): Sharp {
+function openImageBytes(file: string, bytes: Buffer): Sharp {
   if (bytes.length === 0) throw new ImageDecodeError(file, 'file is empty (0 bytes)');
   if (bytes[0] === 0x42 && bytes[1] === 0x4d) return sharpFromBmp(file, bytes);
   return sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS, sequentialRead: true, autoOrient: true });
 }
 
 /** Width and height as displayed (EXIF orientation applied), from an opened image's header. */
-export function displayedSize(meta: Metadata): { width: number; height: number } | null {
+function displayedSize(meta: Metadata): { width: number; height: number } | null {
   const width = meta.autoOrient?.width ?? meta.width;
   const height = meta.autoOrient?.height ?? meta.height;
   return width && height ? { width, height } : null;
