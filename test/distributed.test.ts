@@ -13,6 +13,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Queue } from 'bullmq';
 import { QueuedScoring } from '../src/distributed/coordinator.js';
+import { ConfigError } from '../src/errors.js';
 import { decodePartial, encodePartial, type Partial } from '../src/distributed/format.js';
 import { connectionFrom, QUEUE_NAME } from '../src/distributed/queue.js';
 import { computeTile, mergePartial, rowTilePlan, tilePlan } from '../src/distributed/tiles.js';
@@ -251,5 +252,21 @@ test('a worker killed mid-tile (SIGKILL) loses nothing: the other worker compute
     await q.finish();
   } finally {
     await q.close();
+  }
+});
+
+test('a coordinator whose Redis does not answer fails at open with a one-line ConfigError, not a silent hang', { timeout: 30_000 }, async () => {
+  const store = await mkdtemp(path.join(os.tmpdir(), 'musc-noredis-'));
+  try {
+    const t0 = performance.now();
+    // Port 1: nothing listens there, so every connection attempt is refused (and BullMQ retries for ever).
+    await assert.rejects(QueuedScoring.open({ queue: 'redis://127.0.0.1:1', store, connectTimeoutMs: 1500 }), (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, /^--queue redis:\/\/127\.0\.0\.1:1: cannot reach Redis \(no answer after retrying for 1\.5 s: .*ECONNREFUSED/);
+      return true;
+    });
+    assert.ok(performance.now() - t0 < 10_000, 'within the timeout (and the close that follows it)');
+  } finally {
+    await rm(store, { recursive: true, force: true });
   }
 });

@@ -62,6 +62,21 @@ test('a second run replaces exactly the files of the first: no stale overlays, u
   assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.musc-staging')), []);
 });
 
+test('a marker listing files outside its folder (shared or unzipped results) never makes a run delete them', async () => {
+  const root = path.join(tmp, 'crafted');
+  const dir = path.join(root, 'out');
+  await stage(dir, { 'scores.csv': 'A', 'report.html': 'A' });
+  await writeFile(path.join(root, 'victim.txt'), 'precious');
+  await mkdir(path.join(dir, 'sub'));
+  const marker = JSON.parse(await readFile(path.join(dir, MANIFEST_NAME), 'utf8')) as { files: string[] };
+  marker.files.push('../victim.txt', path.join(root, 'victim.txt'), 'sub/../../victim.txt', './scores.csv', '..\\victim.txt');
+  await writeFile(path.join(dir, MANIFEST_NAME), JSON.stringify(marker));
+  assert.deepEqual((await readManifest(dir))?.files, ['scores.csv', 'report.html'], 'only plain relative paths are kept');
+  await stage(dir, { 'scores.csv': 'B', 'report.html': 'B' });
+  assert.equal(await readFile(path.join(root, 'victim.txt'), 'utf8'), 'precious');
+  assert.equal(await readFile(path.join(dir, 'scores.csv'), 'utf8'), 'B');
+});
+
 test('an aborted run leaves the folder as it was, and removes a folder it created', async () => {
   const dir = path.join(tmp, 'keep');
   await stage(dir, { 'scores.csv': 'A', 'report.html': 'A' });

@@ -82,6 +82,18 @@ test('output names do not collide across folders; display names keep the relativ
   assert.deepEqual(displayNames(['/only/one.png']), ['one.png']);
 });
 
+test('output names of deeply nested inputs stay within what file systems allow, distinct, ending in the file name', () => {
+  const dir = (c: string) => c.repeat(200);
+  const files = [`/d/${dir('a')}/${dir('b')}/x1.png`, `/d/${dir('a')}/${dir('c')}/x1.png`, `/d/${dir('a')}/é${dir('é')}.png`, '/d/short.png'];
+  const stems = outputStems(files);
+  for (const s of stems) assert.ok(Buffer.byteLength(`${s}~99.npy`) <= 255, `${Buffer.byteLength(s)} bytes: ${s.slice(0, 40)}…`);
+  assert.equal(new Set(stems).size, stems.length, 'distinct');
+  assert.ok(stems[0].endsWith('__x1') && stems[1].endsWith('__x1'), 'the file name is kept at the end');
+  assert.match(stems[0], /^[0-9a-f]{8}__/);
+  assert.equal(stems[3], 'short', 'short names are unchanged');
+  assert.ok(!stems[2].includes('\uFFFD'), 'multi-byte characters are not cut in half');
+});
+
 test('scores.csv quotes commas, quotes and newlines (RFC 4180)', () => {
   const csv = scoresCsv([
     { path: '/a,b/"x".png', imageScore: 0.5, rscinScore: 1, decision: 'anomalous', threshold: 0.3, region: { x: 1, y: 2, width: 3, height: 4 }, overlay: 'o.png', map: 'm.npy' },

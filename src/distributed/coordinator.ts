@@ -15,7 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
-import { ConfigError, MuscError } from '../errors.js';
+import { ConfigError, MuscError, errorText } from '../errors.js';
 import { int8ReferenceLevels, intervalBounds, othersPerUnit, selfOperands, toDistance, type MsmOptions, type MutualScoring, type ScoringSetId } from '../pipeline/msm.js';
 import type { GemmOperands } from '../pipeline/gemm-operands.js';
 import { crossBlockPlan, selfBlockPlan, type RowLayout, type UnitLayout } from '../pipeline/pairwise.js';
@@ -56,6 +56,8 @@ export interface QueuedScoringOptions {
   readonly attempts?: number;
   /** Leave the job's files in the store after `finish` (default: removed). */
   readonly keepStore?: boolean;
+  /** Longest wait for Redis to answer at `open` (default 10 s), then a ConfigError with its last error. */
+  readonly connectTimeoutMs?: number;
   readonly log?: (message: string) => void;
 }
 
@@ -105,6 +107,8 @@ export class QueuedScoring {
   private readonly blocksPerTile: number;
   private readonly attempts: number;
   private readonly mode: 'pairs' | 'rows';
+  /** Whether Redis answered once (from then on, reconnections are retried for ever). */
+  private connected = false;
 
   private constructor(private readonly opts: QueuedScoringOptions) {
     if (opts.jobId !== undefined && !JOB_ID.test(opts.jobId)) throw new ConfigError(`--job-id ${opts.jobId}: use a letter, then up to 63 letters, digits, - or _`);
@@ -113,7 +117,12 @@ export class QueuedScoring {
     this.blocksPerTile = opts.blocksPerTile ?? DEFAULT_BLOCKS_PER_TILE;
     this.attempts = opts.attempts ?? 3;
     this.mode = opts.mode ?? 'pairs';
-    const connection = connectionFrom(opts.queue);
+    // ioredis retries a refused connection for ever, so `open` would hang silently on a wrong URL or
+    // a Redis that is down. Until the first connection, retries stop after `connectTimeoutMs`;
+    // once connected, a Redis restart mid-run is waited for as before.
+    const started = Date.now();
+    const waitMs = opts.connectTimeoutMs ?? 10_000;
+    const connection = connectionFrom(opts.queue, (times) => (!this.connected && Date.now() - started >= waitMs ? null : Math.min(2000, 100 * 2 ** Math.min(times, 5))));
     this.queue = new Queue(QUEUE_NAME, { connection });
     this.events = new QueueEvents(QUEUE_NAME, { connection });
     // One waiter (and one job handle) per tile in flight.
@@ -124,12 +133,22 @@ export class QueuedScoring {
   /** Connects to the queue (fails with a one-line ConfigError when Redis cannot be reached). */
   static async open(opts: QueuedScoringOptions): Promise<QueuedScoring> {
     const q = new QueuedScoring(opts);
+    let lastError: unknown;
+    const remember = (err: unknown) => void (lastError = err);
+    q.queue.on('error', remember);
+    q.events.on('error', remember);
     try {
       await Promise.all([q.queue.waitUntilReady(), q.events.waitUntilReady()]);
+      q.connected = true;
     } catch (err) {
-      await q.close();
-      throw new ConfigError(`--queue ${opts.queue}: cannot reach Redis (${err instanceof Error ? err.message : String(err)})`);
+      // Not closed: the connections have ended (the retry rule gave up), and closing would detach
+      // BullMQ's own error handlers before its connection reports the failure once more (uncaught).
+      // `remember` stays attached to absorb that report.
+      const why = lastError ? errorText(lastError) : errorText(err);
+      throw new ConfigError(`--queue ${opts.queue}: cannot reach Redis (no answer after retrying for ${(opts.connectTimeoutMs ?? 10_000) / 1000} s: ${why})`);
     }
+    q.queue.off('error', remember);
+    q.events.off('error', remember);
     return q;
   }
 

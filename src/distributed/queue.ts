@@ -37,8 +37,11 @@ export interface TileResult {
   readonly worker: string;
 }
 
-/** BullMQ connection options from `redis://[user:password@]host[:port][/db]` (or `rediss://` for TLS). */
-export function connectionFrom(url: string): ConnectionOptions {
+/**
+ * BullMQ connection options from `redis://[user:password@]host[:port][/db]` (or `rediss://` for TLS).
+ * @param retryStrategy ioredis's reconnection rule (ms to wait, or null to give up); default: retry for ever
+ */
+export function connectionFrom(url: string, retryStrategy?: (times: number) => number | null): ConnectionOptions {
   let u: URL;
   try {
     u = new URL(url);
@@ -57,5 +60,6 @@ export function connectionFrom(url: string): ConnectionOptions {
     ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
     // BullMQ's workers block on Redis; they must not give up on commands while Redis restarts.
     maxRetriesPerRequest: null,
+    ...(retryStrategy ? { retryStrategy } : {}),
   };
 }

@@ -39,11 +39,21 @@ export async function readManifest(dir: string): Promise<OutputManifest | null> 
   }
   try {
     const m = JSON.parse(text) as Partial<OutputManifest>;
-    const files = Array.isArray(m.files) ? m.files.filter((f): f is string => typeof f === 'string') : [];
+    const files = Array.isArray(m.files) ? m.files.filter((f): f is string => typeof f === 'string' && isInsidePath(f)) : [];
     return { tool: 'musc-ts', format: 1, command: String(m.command ?? 'unknown'), writtenAt: String(m.writtenAt ?? ''), state: m.state === 'complete' ? 'complete' : 'replacing', files };
   } catch {
     return { tool: 'musc-ts', format: 1, command: 'unknown', writtenAt: '', state: 'replacing', files: [] };
   }
+}
+
+/**
+ * Whether a listed file is a plain relative path inside the folder. The next run deletes what
+ * the marker lists, and a folder may come from someone else (shared, unzipped): an absolute path,
+ * a `..` segment or a backslash could name a file outside it, so such entries are ignored.
+ */
+export function isInsidePath(rel: string): boolean {
+  if (rel === '' || rel.startsWith('/') || rel.includes('\\') || rel.includes('\0') || /^[A-Za-z]:/.test(rel)) return false;
+  return rel.split('/').every((part) => part !== '' && part !== '.' && part !== '..');
 }
 
 /** Writes the marker atomically. */
