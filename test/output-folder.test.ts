@@ -97,12 +97,21 @@ test('staging folders of runs that died are removed, those of live runs kept', a
   await stage(dir, { 'scores.csv': 'A', 'report.html': 'A' });
   const dead = path.join(dir, '.musc-staging-99999999-abcd');
   const live = path.join(dir, `.musc-staging-${process.ppid}-abcd`);
+  // Left by an earlier life of this process's id (a container restarted: node is pid 1 again).
+  const reused = path.join(dir, `.musc-staging-${process.pid}-beef`);
   await mkdir(dead);
   await mkdir(live);
+  await mkdir(reused);
   assert.equal((await checkOutputFolder(dir)).exists, true, 'staging folders do not make a folder foreign');
+  // A run of this process still staging: a second run into the folder must not remove its files.
+  const open = await OutputStaging.open(await checkOutputFolder(dir));
+  await writeFile(await open.path('scores.csv'), 'C');
   await stage(dir, { 'scores.csv': 'B', 'report.html': 'B' });
   assert.ok(!existsSync(dead));
+  assert.ok(!existsSync(reused), 'a staging folder of this pid that this process did not make is stale');
   assert.ok(existsSync(live));
+  await open.commit('run', ['scores.csv']);
+  assert.equal(await readFile(path.join(dir, 'scores.csv'), 'utf8'), 'C', 'the first run still committed its files');
 });
 
 test('input collection skips what musc wrote: files listed by markers, overlays/ and maps/ of output folders; keeps dangling image links', async () => {

@@ -28,6 +28,16 @@ test('mad flags outliers of a majority-normal batch; rate flags the top share; f
   for (const m of ['otsu', 'mad'] as const) assert.ok(chooseThreshold(scores, { method: m }).assumption.length > 20);
 });
 
+test('mad with more than half the scores equal (MAD = 0) falls back to the mean absolute deviation, not the median itself', () => {
+  // Five identical good images and one other: the MAD is 0, so the threshold would be 0 and every
+  // new image a hair above it would be flagged.
+  const scores = [0, 0, 0, 0, 0, 0.6];
+  const t = madThreshold(scores, 3);
+  assert.ok(Math.abs(t - 3 * 1.2533 * (0.6 / 6)) < 1e-12, `threshold ${t}`);
+  assert.ok(t > 0.0014 && t < 0.6, 'a near-identical image stays normal, the odd one is flagged');
+  assert.equal(madThreshold([0.4, 0.4, 0.4], 3), 0.4, 'all equal: the median, nothing above it');
+});
+
 test('one decision rule: anomalous only strictly above the threshold', () => {
   assert.equal(decide(0.5, 0.5), 'normal');
   assert.equal(decide(0.5000001, 0.5), 'anomalous');

@@ -18,6 +18,9 @@ import { readManifest, writeManifest, type OutputManifest } from './manifest.js'
 
 const STAGING_PREFIX = '.musc-staging-';
 
+/** Staging folders this process has open (so a second run in this process never removes one). */
+const ownStaging = new Set<string>();
+
 /** What `checkOutputFolder` found: where the run may write and what it will replace. */
 export interface OutputFolderPlan {
   /** Absolute path of the folder. */
@@ -96,10 +99,14 @@ export class OutputStaging {
     }
     for (const name of await readdir(plan.dir)) {
       const pid = Number(/^\.musc-staging-(\d+)-/.exec(name)?.[1]);
-      if (pid && !processAlive(pid)) await rm(join(plan.dir, name), { recursive: true, force: true });
+      // A staging folder with this process's own id that this process did not make is from an
+      // earlier life of the id (in a container, node is often pid 1 on every start).
+      const stale = pid === process.pid ? !ownStaging.has(join(plan.dir, name)) : !processAlive(pid);
+      if (pid && stale) await rm(join(plan.dir, name), { recursive: true, force: true });
     }
     const staging = join(plan.dir, `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
     await mkdir(staging);
+    ownStaging.add(staging);
     return new OutputStaging(plan, created, staging);
   }
 
@@ -134,6 +141,7 @@ export class OutputStaging {
     }
     await writeManifest(dir, { command, writtenAt: new Date().toISOString(), state: 'complete', files: ordered });
     await rm(this.staging, { recursive: true, force: true });
+    ownStaging.delete(this.staging);
     this.done = true;
   }
 
@@ -142,6 +150,7 @@ export class OutputStaging {
     if (this.done) return;
     this.done = true;
     await rm(this.staging, { recursive: true, force: true });
+    ownStaging.delete(this.staging);
     if (!this.created) return;
     // Remove the folders this run created, innermost first, while they are empty.
     for (let d = this.plan.dir; ; d = dirname(d)) {

@@ -61,13 +61,20 @@ export function otsuThreshold(scores: ArrayLike<number>): number {
   return cut;
 }
 
-/** median + z · 1.4826 · MAD: the robust outlier rule. */
+/**
+ * median + z · 1.4826 · MAD: the robust outlier rule. When more than half the scores are equal
+ * the MAD is 0 and the threshold would be the median itself, flagging any image a hair above it;
+ * the spread is then estimated from the mean absolute deviation, 1.2533 · meanAD (the usual
+ * fallback of robust z-scores, Iglewicz & Hoaglin), which is 0 only when all scores are equal.
+ */
 export function madThreshold(scores: ArrayLike<number>, z = 3): number {
   const s = sortedCopy(scores);
   const med = quantileSorted(s, 0.5);
   const dev = sortedCopy(Array.from(s, (v) => Math.abs(v - med)));
   const mad = quantileSorted(dev, 0.5);
-  return med + z * 1.4826 * mad;
+  if (mad > 0) return med + z * 1.4826 * mad;
+  const meanAd = dev.reduce((a, v) => a + v, 0) / Math.max(1, dev.length);
+  return med + z * 1.2533 * meanAd;
 }
 
 /** Linear-interpolated quantile of sorted values (numpy's default). */
