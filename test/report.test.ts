@@ -204,6 +204,25 @@ test('renderReportHtml: self-contained, escaped, data round-trips', async () => 
   assert.ok(html.length < thumbBytes + 60_000, `overhead ${html.length - thumbBytes} bytes`);
 });
 
+test('a report of images scored against a good bank names the image score it decides on, and its histogram holds scores above 1', async () => {
+  const data = await makeData();
+  data.config = { ...data.config, bankReference: 'good' };
+  data.images[0].rscin = 1.36; // raw scores of good banks run up to 2
+  data.threshold = { ...data.threshold, value: 1.2 };
+  const html = renderReportHtml(data);
+  const svg = /<svg data-testid="histogram"[\s\S]*?<\/svg>/.exec(html)?.[0] ?? '';
+  assert.match(svg, /aria-label="Histogram of image scores with the decision threshold"/);
+  assert.match(svg, /class="axis-label">image score</);
+  const ticks = [...svg.matchAll(/text-anchor="middle">([\d.]+)<\/text>/g)].map((m) => Number(m[1]));
+  assert.ok(Math.max(...ticks) >= 1.36, `the axis reaches the largest score: ${ticks}`);
+  assert.match(html, /Images whose image score is above the threshold/);
+  assert.match(html, /Score = image score against the known-good bank/);
+  assert.doesNotMatch(svg, /RsCIN/);
+  // An unlabeled run still says RsCIN score, on [0, 1].
+  const plain = renderReportHtml(await makeData());
+  assert.match(plain, /class="axis-label">RsCIN score</);
+});
+
 test('renderReportHtml shows the confusion counts it is given (computed by decisionQuality, not by the renderer)', async () => {
   const data = await makeData();
   const dq = data.metrics!.decisionQuality!;

@@ -293,7 +293,7 @@ export class QueuedScoring {
         result = await abortable(job.waitUntilFinished(this.events), signal);
       } catch (err) {
         if (signal?.aborted) throw err;
-        throw new MuscError('DISTRIBUTED', `tile ${job.id} failed after ${this.attempts} tries: ${err instanceof Error ? err.message : String(err)}`);
+        throw new MuscError('DISTRIBUTED', `tile ${job.id} failed (at most ${this.attempts} tries; errors a retry cannot fix end it at once): ${err instanceof Error ? err.message : String(err)}`);
       }
       try {
         const t0 = performance.now();

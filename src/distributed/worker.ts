@@ -75,7 +75,10 @@ export async function startWorker(opts: TileWorkerOptions): Promise<TileWorker> 
         buf = await getVerified(store, keys.set(d.job, d.set), d.opsSha);
       } catch (err) {
         // A missing or damaged set does not get better by retrying here: the coordinator writes it.
-        if (err instanceof CorruptFileError) throw new UnrecoverableError(err.message);
+        // Missing is almost always a store that is not shared: say so, since the coordinator sees the file.
+        if (err instanceof CorruptFileError) {
+          throw new UnrecoverableError(`${err.message} on worker ${name} (is its --store the same shared folder as the coordinator's?)`);
+        }
         throw err;
       }
       set = decodeOperands(buf);

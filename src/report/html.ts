@@ -36,6 +36,7 @@ export function serializeJsonForScript(value: unknown): string {
 }
 
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const capitalised = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 const fmt3 = (v: number): string => (finite(v) ? v.toFixed(3) : '—');
 const pct = (v: number | undefined): string => (v !== undefined && finite(v) ? (v * 100).toFixed(1) : '—');
 /** SVG coordinates: short, locale-independent. */
@@ -67,16 +68,26 @@ const COLORS = {
 
 const DECIDED = { normal: '#8fd19e', anomalous: '#ff9492', unlabelled: '#8c959f' };
 
-function histogramSvg(images: readonly ReportImage[], threshold: number): string {
+/**
+ * What the threshold applies to: the RsCIN score, except for images scored against a bank of
+ * known-good images, which are decided on their raw image score (0..2, not 0..1).
+ */
+function decisionScoreName(data: ReportData): string {
+  return data.config.bankReference === 'good' ? 'image score' : 'RsCIN score';
+}
+
+function histogramSvg(images: readonly ReportImage[], threshold: number, scoreName: string): string {
   const BINS = 30;
   const W = 640;
   const H = 230;
   const m = { l: 36, r: 14, t: 26, b: 36 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
-  // RsCIN lives in [0, 1]; widen only if a fixed threshold lies outside, so its line stays visible.
-  const lo = finite(threshold) ? Math.min(0, threshold) : 0;
-  const hi = finite(threshold) ? Math.max(1, threshold) : 1;
+  // RsCIN lives in [0, 1]; widen only for what lies outside (a fixed threshold, a good bank's raw
+  // scores up to 2), so no score is clipped into the last bin and the threshold line stays visible.
+  const values = [...images.map((i) => i.rscin), threshold].filter(finite);
+  const lo = Math.min(0, ...values);
+  const hi = Math.max(1, ...values);
   const span = hi - lo || 1;
   const hasLabels = images.some((i) => i.label === 0 || i.label === 1);
   const bins = Array.from({ length: BINS }, () => ({ normal: 0, anomalous: 0, unlabelled: 0 }));
@@ -126,7 +137,7 @@ function histogramSvg(images: readonly ReportImage[], threshold: number): string
       `<text x="${n2(x(t))}" y="${m.t + ph + 16}" text-anchor="middle">${n2(t)}</text>`,
     );
   }
-  parts.push(`<text x="${m.l + pw / 2}" y="${H - 4}" text-anchor="middle" class="axis-label">RsCIN score</text>`);
+  parts.push(`<text x="${m.l + pw / 2}" y="${H - 4}" text-anchor="middle" class="axis-label">${escapeHtml(scoreName)}</text>`);
   if (finite(threshold)) {
     const tx = x(threshold);
     const anchor = tx > m.l + pw * 0.8 ? 'end' : 'start';
@@ -136,7 +147,7 @@ function histogramSvg(images: readonly ReportImage[], threshold: number): string
       `<text x="${n2(lx)}" y="${m.t - 1}" text-anchor="${anchor}" class="thr-label">threshold ${fmt3(threshold)}</text>`,
     );
   }
-  return `<svg data-testid="histogram" class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="Histogram of RsCIN scores with the decision threshold">${parts.join('')}</svg>`;
+  return `<svg data-testid="histogram" class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="Histogram of ${escapeHtml(scoreName)}s with the decision threshold">${parts.join('')}</svg>`;
 }
 
 interface CurveSpec {
@@ -206,7 +217,7 @@ function summarySection(data: ReportData): string {
 <div class="stats">${tile('Images scored', data.images.length, '')}${tile('Anomalous', anomalous, 'stat-anom')}${tile('Normal', normal, 'stat-norm')}${tile('Failed', data.failures.length, data.failures.length ? 'stat-fail' : '')}</div>
 <div class="panel threshold">
 <div class="thr-head"><span class="thr-kicker">Decision threshold</span><span class="thr-value">${fmt3(t.value)}</span><span class="chip">${escapeHtml(t.method)}</span></div>
-<p class="thr-rule">Images whose RsCIN score is above the threshold are marked <b class="t-anom">anomalous</b>, the rest <b class="t-norm">normal</b>.</p>
+<p class="thr-rule">Images whose ${escapeHtml(decisionScoreName(data))} is above the threshold are marked <b class="t-anom">anomalous</b>, the rest <b class="t-norm">normal</b>.</p>
 <p class="thr-assumption"><span>Assumption</span>${escapeHtml(t.assumption)}</p>
 </div>
 </section>`;
@@ -226,7 +237,7 @@ function histogramPanel(data: ReportData): string {
         data.images.some((i) => i.label === undefined) ? `<span><i style="background:${COLORS.unlabelled}"></i>unlabelled</span>` : ''
       }`
     : `<span><i style="background:${DECIDED.normal}"></i>decided normal</span><span><i style="background:${DECIDED.anomalous}"></i>decided anomalous</span><span class="muted">(no labels)</span>`;
-  return `<div class="panel"><h2>Score distribution</h2><p class="muted sub">RsCIN scores in 30 bins; the dashed line is the decision threshold.</p>${histogramSvg(data.images, data.threshold.value)}<div class="legend">${legend}<span><i class="dash"></i>threshold</span></div></div>`;
+  return `<div class="panel"><h2>Score distribution</h2><p class="muted sub">${escapeHtml(capitalised(decisionScoreName(data)))}s in 30 bins; the dashed line is the decision threshold.</p>${histogramSvg(data.images, data.threshold.value, decisionScoreName(data))}<div class="legend">${legend}<span><i class="dash"></i>threshold</span></div></div>`;
 }
 
 /** Share of labelled anomalous images (the PR curve's chance level), from the confusion counts. */
@@ -291,14 +302,18 @@ function failuresSection(failures: ReportData['failures']): string {
   return `<section class="panel" data-testid="failures" aria-labelledby="h-failures"><h2 id="h-failures">Skipped files <span class="count">${failures.length}</span></h2>${body}</section>`;
 }
 
-function gridSection(count: number): string {
+function gridSection(count: number, scoreName: string): string {
   return `<section class="panel" aria-labelledby="h-images"><div class="grid-head"><h2 id="h-images">Images</h2>
 <div class="toolbar" role="group" aria-label="Grid controls">
 <label>Sort <select id="sort" data-testid="sort-select"><option value="score-desc" selected>Score: high → low</option><option value="score-asc">Score: low → high</option><option value="name">Name</option></select></label>
 <label>Show <select id="filter" data-testid="filter-select"><option value="all" selected>All</option><option value="anomalous">Anomalous</option><option value="normal">Normal</option></select></label>
 <label class="switch"><input type="checkbox" id="heat" data-testid="heatmap-toggle">Show heatmaps</label>
 <span id="shown" class="muted" aria-live="polite">${count} images</span></div></div>
-<p class="muted sub">Score = RsCIN score (what the threshold applies to); raw = the image score before RsCIN (the map's max, or its excess over the typical map: see imageScore under Configuration). Click a card for details.</p>
+<p class="muted sub">${
+    scoreName === 'RsCIN score'
+      ? "Score = RsCIN score (what the threshold applies to); raw = the image score before RsCIN (the map's max, or its excess over the typical map: see imageScore under Configuration)."
+      : "Score = image score against the known-good bank (what the threshold applies to: the map's max, or its excess over the bank's typical map)."
+  } Click a card for details.</p>
 <div id="grid" class="grid"></div><p id="empty" class="muted empty" hidden>No images match this filter.</p>
 <noscript><p class="muted">The image grid needs JavaScript.</p></noscript></section>`;
 }
@@ -341,7 +356,7 @@ export function renderReportHtml(data: ReportData): string {
 ${summarySection(data)}
 <div class="row">${histogramPanel(data)}${configPanel(data.config)}</div>
 ${data.metrics ? metricsSection(data.metrics, data) : ''}
-${gridSection(data.images.length)}
+${gridSection(data.images.length, decisionScoreName(data))}
 ${failuresSection(data.failures)}
 </main>
 ${DETAIL}

@@ -79,6 +79,8 @@
 
   /** @type {Partial<ReportData>} */
   const data = JSON.parse($('musc-data', HTMLScriptElement).textContent || '{}');
+  // Images scored against known-good images are decided on their image score, not an RsCIN score.
+  const goodBank = Boolean(data.config && data.config.bankReference === 'good');
   const images = Array.isArray(data.images) ? data.images : [];
   const thr = data.threshold && typeof data.threshold.value === 'number' ? data.threshold.value : NaN;
   const grid = $('grid', HTMLDivElement);
@@ -259,8 +261,12 @@
     const dl = $('detail-facts', HTMLElement);
     dl.textContent = '';
     fact(dl, 'Decision', anom ? 'anomalous' : 'normal');
-    fact(dl, 'RsCIN score', fmt(img.rscin) + (num(thr) ? '  (threshold ' + fmt(thr) + ')' : ''));
-    fact(dl, 'Image score', fmt(img.score) + '  (max of anomaly map)');
+    if (goodBank) {
+      fact(dl, 'Image score', fmt(img.score) + (num(thr) ? '  (threshold ' + fmt(thr) + ')' : ''));
+    } else {
+      fact(dl, 'RsCIN score', fmt(img.rscin) + (num(thr) ? '  (threshold ' + fmt(thr) + ')' : ''));
+      fact(dl, 'Image score', fmt(img.score) + '  (before RsCIN: see imageScore under Configuration)');
+    }
     if (img.label === 0 || img.label === 1) {
       fact(dl, 'Ground truth', (img.label === 1 ? 'anomalous' : 'normal') + (mismatch(img) ? (img.label === 1 ? ' \u2014 missed' : ' \u2014 false alarm') : ''));
     }
