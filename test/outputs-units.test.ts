@@ -28,6 +28,13 @@ test('mad flags outliers of a majority-normal batch; rate flags the top share; f
   for (const m of ['otsu', 'mad'] as const) assert.ok(chooseThreshold(scores, { method: m }).assumption.length > 20);
 });
 
+test('defect rate with tied scores says how many images its threshold flags', () => {
+  const t = chooseThreshold([0.3, 0.3, 0.3, 0.3, 0.3, 0.3], { method: 'rate', defectRate: 0.2 });
+  assert.equal([0.3, 0.3, 0.3, 0.3, 0.3, 0.3].filter((s) => s > t.value).length, 0);
+  assert.match(t.assumption, /the 1 highest-scoring images are flagged \(0, not 1: scores tie at the cut\)\./);
+  assert.doesNotMatch(chooseThreshold([0.1, 0.2, 0.3, 0.4, 0.5], { method: 'rate', defectRate: 0.4 }).assumption, /tie/);
+});
+
 test('mad with more than half the scores equal (MAD = 0) falls back to the mean absolute deviation, not the median itself', () => {
   // Five identical good images and one other: the MAD is 0, so the threshold would be 0 and every
   // new image a hair above it would be flagged.

@@ -99,10 +99,14 @@ export function chooseThreshold(scores: ArrayLike<number>, rule: ThresholdRule):
       // The k = round(p·n) highest scores are flagged; the cut lies between ranks.
       const k = Math.round(p * s.length);
       const value = k === 0 ? s[s.length - 1] : k >= s.length ? s[0] - 1e-9 : (s[s.length - k - 1] + s[s.length - k]) / 2;
+      // Ties at the cut flag all or none of the tied images: say how many the threshold flags.
+      let flagged = 0;
+      for (const v of s) if (v > value) flagged++;
+      const tie = flagged === k ? '' : ` (${flagged}, not ${k}: scores tie at the cut)`;
       return {
         value,
         method: `expected defect rate ${(100 * p).toFixed(1)} %`,
-        assumption: `About ${(100 * p).toFixed(1)} % of the images are defective (given with --defect-rate); the ${k} highest-scoring images are flagged.`,
+        assumption: `About ${(100 * p).toFixed(1)} % of the images are defective (given with --defect-rate); the ${k} highest-scoring images are flagged${tie}.`,
       };
     }
     case 'mad': {
