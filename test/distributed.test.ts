@@ -7,13 +7,13 @@
  * retried by the other. Synthetic unit vectors: no model, no data. Real images: test/data/distributed.test.ts.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Queue } from 'bullmq';
 import { QueuedScoring } from '../src/distributed/coordinator.js';
-import { ConfigError } from '../src/errors.js';
 import { decodePartial, encodePartial, type Partial } from '../src/distributed/format.js';
 import { connectionFrom, QUEUE_NAME } from '../src/distributed/queue.js';
 import { computeTile, mergePartial, rowTilePlan, tilePlan } from '../src/distributed/tiles.js';
@@ -23,7 +23,9 @@ import { refineScores } from '../src/pipeline/refine.js';
 import { maxAbs } from '../src/pipeline/quantize.js';
 import { SimilarityKernel } from '../src/pipeline/similarity-kernel.js';
 import { LargestK } from '../src/pipeline/top-k.js';
+import { MUSC_BIN } from './helpers.js';
 import { startRedis, startWorker, tilesDone, type Child } from './queue-helpers.js';
+import { writePlates } from './robustness/harness.js';
 
 /** Unit vectors `[N, P, C]` from a seeded generator, clustered so the top-K lists hold ties and near-ties. */
 function unitVectors(N: number, P: number, C: number, seed: number): Float32Array {
@@ -255,18 +257,22 @@ test('a worker killed mid-tile (SIGKILL) loses nothing: the other worker compute
   }
 });
 
-test('a coordinator whose Redis does not answer fails at open with a one-line ConfigError, not a silent hang', { timeout: 30_000 }, async () => {
-  const store = await mkdtemp(path.join(os.tmpdir(), 'musc-noredis-'));
+test('a run whose Redis does not answer exits 2 with one line naming the URL, not a silent hang', { timeout: 90_000 }, async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'musc-noredis-'));
   try {
+    await writePlates(dir, 'p', 5);
     const t0 = performance.now();
-    // Port 1: nothing listens there, so every connection attempt is refused (and BullMQ retries for ever).
-    await assert.rejects(QueuedScoring.open({ queue: 'redis://127.0.0.1:1', store, connectTimeoutMs: 1500 }), (e: unknown) => {
-      assert.ok(e instanceof ConfigError, String(e));
-      assert.match(e.message, /^--queue redis:\/\/127\.0\.0\.1:1: cannot reach Redis \(no answer after retrying for 1\.5 s: .*ECONNREFUSED/);
-      return true;
+    // Port 1: nothing listens there, so every connection is refused (and BullMQ would retry for ever).
+    // A child process, so a regression fails here (killed at 60 s) instead of hanging the test file.
+    const out = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(process.execPath, [MUSC_BIN, 'run', 'p', '--out', 'o', '--queue', 'redis://127.0.0.1:1', '--store', 'store'], { cwd: dir, timeout: 60_000 }, (err, _stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stderr }),
+      );
     });
-    assert.ok(performance.now() - t0 < 10_000, 'within the timeout (and the close that follows it)');
+    assert.equal(out.code, 2, out.stderr);
+    assert.match(out.stderr, /^musc: --queue redis:\/\/127\.0\.0\.1:1: cannot reach Redis \(no answer after retrying for 10 s: .*ECONNREFUSED/m);
+    assert.ok(performance.now() - t0 < 45_000, 'within the connect timeout, plus start-up');
   } finally {
-    await rm(store, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
   }
 });
