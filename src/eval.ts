@@ -104,12 +104,12 @@ export async function evaluateDataset(full: Dataset, backbone: Backbone, cfg: Mu
   // Masks are read before the expensive part so a corrupt mask costs seconds, not the scoring;
   // they are resized to the maps' working size, exactly as the images are.
   const files = dataset.items.map((i) => i.imagePath);
-  const geometry = await planGeometry(files, backbone, cfg);
-  // Each mask is checked against its image's shape (read from the header) so a rotated or foreign
-  // mask is refused, not stretched; an unreadable image is reported by the extraction instead.
-  const allMasks = await Promise.all(
-    dataset.items.map(async (it) => loadMaskBinary(it, geometry.map, dataset.maskRule, it.maskPath ? await imageSize(it.imagePath).catch(() => undefined) : undefined)),
-  );
+  // The images' sizes, from their headers once: for the geometry, and to check each mask against its
+  // image's shape (a rotated or foreign mask is refused, not stretched). An unreadable image is
+  // reported by the extraction instead.
+  const sizes = await Promise.all(files.map((f) => imageSize(f).catch(() => null)));
+  const geometry = await planGeometry(files, backbone, cfg, sizes);
+  const allMasks = await Promise.all(dataset.items.map((it, k) => loadMaskBinary(it, geometry.map, dataset.maskRule, sizes[k] ?? undefined)));
   let t = performance.now();
   const { features, failures } = await extractFeatures(files, backbone, cfg, { ...hooks, geometry });
   const ok = new Set(features.map((f) => f.file));

@@ -5,7 +5,7 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { buildBank, DIVIDE_NUM_IN_BANK } from '../bank/bank.js';
+import { buildBank, checkBankBuild } from '../bank/bank.js';
 import { bankImageScore, readBank, typicalOf, writeBank, type Bank, type BankEncoding, type BankReference } from '../bank/format.js';
 import { bankGeometry, bankHeatScale } from '../bank/score.js';
 import { MuscScorer, type BankSaveResult, type MuscOpenOptions } from '../bank/scorer.js';
@@ -65,10 +65,9 @@ async function checkWritableFile(file: string): Promise<void> {
  */
 export async function buildBankFromImages(inputs: readonly string[], opts: BankBuildOptions = {}): Promise<BuiltBank> {
   const reference = opts.reference ?? 'unlabeled';
-  configOf(opts);
+  const planned = configOf(opts);
   // Also checked by buildBank, but only after every image's features: refused before the model loads.
-  if (opts.refine) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
-  if (reference === 'unlabeled' && (opts.divideNum ?? 1) > 1) throw new ConfigError(DIVIDE_NUM_IN_BANK);
+  checkBankBuild(Boolean(planned.refine), planned.divideNum, reference);
   if (opts.threshold) {
     chooseThreshold([0, 1], opts.threshold);
     if (opts.threshold.method === 'fixed') checkBankThreshold(opts.threshold.value, reference);

@@ -69,13 +69,22 @@ function bankSet(features: readonly ImageFeatures[], cfg: MuscConfig, li: number
 }
 
 /**
- * Why unlabeled banks take no subsets: new images are scored against all the bank's images, so
- * the bank's own scores (its threshold, RsCIN's reference scores) must be too; scores within
- * subsets of N/d images have another scale (a measured threshold of 0.46 became 0.69 with two
- * subsets). Good banks score leave-one-out against the whole bank anyway.
+ * What a bank cannot be built with, checked before the model loads (`buildBankFromImages`) and
+ * by `buildBank` itself:
+ * - refinement: a bank stores one size;
+ * - subsets, for unlabeled banks: new images are scored against all the bank's images, so the
+ *   bank's own scores (its threshold, RsCIN's reference scores) must be too; scores within
+ *   subsets of N/d images have another scale (a measured threshold of 0.46 became 0.69 with two
+ *   subsets). Good banks score leave-one-out against the whole bank anyway.
  */
-export const DIVIDE_NUM_IN_BANK =
-  'an unlabeled bank is one reference set: new images are scored against all its images, so its own scores must be too; build it without --divide-num (its cost grows with N² once, at build time)';
+export function checkBankBuild(refines: boolean, divideNum: number, reference: BankReference): void {
+  if (refines) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
+  if (reference === 'unlabeled' && divideNum > 1) {
+    throw new ConfigError(
+      'an unlabeled bank is one reference set: new images are scored against all its images, so its own scores must be too; build it without --divide-num (its cost grows with N² once, at build time)',
+    );
+  }
+}
 
 /**
  * Builds a bank from the features of its reference images. Unlabeled banks score their
@@ -89,8 +98,7 @@ export async function buildBank(features: readonly ImageFeatures[], cfg: MuscCon
   if (features.length < minImages) {
     throw new ConfigError(`a ${reference} bank needs at least ${minImages} readable images (got ${features.length})`);
   }
-  if (features[0].geometry.fine) throw new ConfigError('banks store whole images or tiles at one size; build the bank without --refine');
-  if (reference === 'unlabeled' && cfg.divideNum > 1) throw new ConfigError(DIVIDE_NUM_IN_BANK);
+  checkBankBuild(Boolean(features[0].geometry.fine), cfg.divideNum, reference);
   const key = (li: number, r: number) => `${li}:${r}`;
   const stored = new Map<string, BankSet>();
   // An unlabeled bank scores its images first, storing each (layer, r)'s vectors as mutual scoring

@@ -266,6 +266,7 @@ export class MuscScorer {
     const failures: Failure[] = [];
     const kept: ImageFeatures[] = []; // only with update: the bank stores them
     const keptScores: number[] = [];
+    const perStep = Math.max(1, Math.floor(this.config.batchSize / geometry.coarse.boxes.length));
     // In chunks, so memory holds one chunk's decoded images and features, not the whole input.
     for (let c = 0; c < images.length; c += chunk) {
       opts.signal?.throwIfAborted();
@@ -283,7 +284,6 @@ export class MuscScorer {
       failures.push(...decoded.filter((x): x is Failure => 'error' in x));
       const ok = decoded.filter((x): x is ImageViews => !('error' in x));
       const features: ImageFeatures[] = [];
-      const perStep = Math.max(1, Math.floor(this.config.batchSize / geometry.coarse.boxes.length));
       for (let i = 0; i < ok.length; i += perStep) {
         opts.signal?.throwIfAborted();
         features.push(...(await featuresOfViews(ok.slice(i, i + perStep), this.backbone, geometry, this.config.batchSize)));
@@ -317,8 +317,7 @@ export class MuscScorer {
     }
     const bankImages = bank.images.length;
     if (opts.update && kept.length > 0) {
-      const features = kept;
-      const update: PendingUpdate = { features, scores: keptScores, maxBank: opts.maxBank ?? Infinity };
+      const update: PendingUpdate = { features: kept, scores: keptScores, maxBank: opts.maxBank ?? Infinity };
       this.current = appendToBank(this.current, update.features, update.scores, update.maxBank);
       this.pending = keepInWindow([...this.pending, update]);
     }

@@ -97,6 +97,9 @@ function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
   });
 }
 
+/** How long `QueuedScoring.open` retries a Redis that does not answer. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
 /** Runs mutual scoring on queue workers; `mutualScoring` plugs into `scoreFeatures`. */
 export class QueuedScoring {
   readonly jobId: string;
@@ -121,7 +124,7 @@ export class QueuedScoring {
     // a Redis that is down. Until the first connection, retries stop after `connectTimeoutMs`;
     // once connected, a Redis restart mid-run is waited for as before.
     const started = Date.now();
-    const waitMs = opts.connectTimeoutMs ?? 10_000;
+    const waitMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const connection = connectionFrom(opts.queue, (times) => (!this.connected && Date.now() - started >= waitMs ? null : Math.min(2000, 100 * 2 ** Math.min(times, 5))));
     this.queue = new Queue(QUEUE_NAME, { connection });
     this.events = new QueueEvents(QUEUE_NAME, { connection });
@@ -145,7 +148,7 @@ export class QueuedScoring {
       // BullMQ's own error handlers before its connection reports the failure once more (uncaught).
       // `remember` stays attached to absorb that report.
       const why = lastError ? errorText(lastError) : errorText(err);
-      throw new ConfigError(`--queue ${opts.queue}: cannot reach Redis (no answer after retrying for ${(opts.connectTimeoutMs ?? 10_000) / 1000} s: ${why})`);
+      throw new ConfigError(`--queue ${opts.queue}: cannot reach Redis (no answer after retrying for ${(opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) / 1000} s: ${why})`);
     }
     q.queue.off('error', remember);
     q.events.off('error', remember);

@@ -126,7 +126,7 @@ export function resolveGeometry(cfg: GeometryConfig, sizes: readonly Size2D[], s
     if (rows * cols > MAX_TILES) {
       throw new ConfigError(
         `--tile-size ${px} with overlap ${t.overlap} cuts the ${canvas.width}x${canvas.height} images into ${rows}x${cols} = ${rows * cols} tiles each; ` +
-          `at most ${MAX_TILES} (as --tiles 16x16): use larger tiles or less overlap`,
+          `at most ${MAX_TILES} (as --tiles ${MAX_TILE_SIDE}x${MAX_TILE_SIDE}): use larger tiles or less overlap`,
       );
     }
     const xs = starts(canvas.width, px, cols);

@@ -131,11 +131,17 @@ export type ProgressFn = (stage: 'features' | 'scoring' | 'outputs', fraction: n
  * The geometry of a batch of `files` under `cfg` for `backbone` (reads image headers when
  * the working size depends on the images' sizes). Unreadable files are left to the decoder.
  */
-export async function planGeometry(files: readonly string[], backbone: Pick<Backbone, 'sizeMultiple'>, cfg: MuscConfig): Promise<BatchGeometry> {
+export async function planGeometry(
+  files: readonly string[],
+  backbone: Pick<Backbone, 'sizeMultiple'>,
+  cfg: MuscConfig,
+  /** The files' original sizes when the caller has read them already (null: unreadable). */
+  known?: readonly (Size2D | null)[],
+): Promise<BatchGeometry> {
   const sizes: Size2D[] = [];
   if (needsOriginalSizes(cfg)) {
-    for (const f of files) {
-      const s = await imageSize(f).catch(() => null);
+    for (const [i, f] of files.entries()) {
+      const s = known ? known[i] : await imageSize(f).catch(() => null);
       if (s) sizes.push(s);
     }
   }
